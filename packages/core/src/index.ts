@@ -1,0 +1,11 @@
+// @crystalmath/core: the contracts every CrystalMath package shares, and the few small helpers
+// that must exist exactly once (shell quoting, path confinement, job validation).
+
+export * from './errors.js';
+export * from './quote.js';
+export * from './safe-path.js';
+export * from './job.js';
+export * from './status.js';
+export type * from './transport.js';
+export * from './runner.js';
+export { LocalTransport, type LocalTransportOptions } from './local/local-transport.js';

@@ -1,0 +1,17 @@
+// @crystalmath/core/testing: the conformance suites every Transport and Runner must pass, and
+// small helpers for tests. Requires vitest (an optional peer dependency).
+
+export {
+  NASTY_STRINGS,
+  type TransportConformanceOptions,
+  type TransportFixture,
+  transportConformance,
+} from './transport-conformance.js';
+export {
+  type RunnerConformanceOptions,
+  type RunnerFixture,
+  runnerConformance,
+  testJobKey,
+  waitForState,
+  waitForTerminal,
+} from './runner-conformance.js';
