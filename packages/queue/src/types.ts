@@ -1,0 +1,347 @@
+// The public types of @crystalmath/queue: jobs, workflows, targets, events and the options of
+// `openQueue`. The scheduler, the stores and every front-end (CLI, dashboards) share these.
+
+import type { JobSpec, JsonValue, Runner, RunnerHandle, RunnerStatus } from '@crystalmath/core';
+
+/** Lifecycle of a queued job. See docs/concepts.md for the legal transitions. */
+export type JobState =
+  | 'waiting' // dependencies not met yet
+  | 'ready' // may be claimed (at or after runAt)
+  | 'submitting' // claimed by a scheduler, runner.submit in flight (leased)
+  | 'queued' // the runner accepted it, not started
+  | 'running'
+  | 'succeeded'
+  | 'failed'
+  | 'cancelled'
+  | 'timeout'
+  | 'skipped'; // a dependency ended badly
+
+export const JOB_STATES: readonly JobState[] = [
+  'waiting',
+  'ready',
+  'submitting',
+  'queued',
+  'running',
+  'succeeded',
+  'failed',
+  'cancelled',
+  'timeout',
+  'skipped',
+];
+
+export const TERMINAL_JOB_STATES: ReadonlySet<JobState> = new Set([
+  'succeeded',
+  'failed',
+  'cancelled',
+  'timeout',
+  'skipped',
+]);
+
+/** Condition on a dependency edge, as in SLURM: `afterok` (default), `afterany`, `afternotok`. */
+export type EdgeCondition = 'afterok' | 'afterany' | 'afternotok';
+
+export type Metadata = { readonly [key: string]: JsonValue };
+
+export interface Dependency {
+  /** Id of the parent job (for `enqueue`) or its key within the workflow (for `submitWorkflow`). */
+  readonly job: string;
+  readonly condition?: EdgeCondition;
+}
+
+export interface BackoffOptions {
+  /** First retry delay in ms. Default 5 000. */
+  readonly initialMs?: number;
+  /** Multiplier per attempt. Default 2. */
+  readonly factor?: number;
+  /** Upper bound in ms. Default 600 000. */
+  readonly maxMs?: number;
+  /** Random spread 0..1 applied to each delay. Default 0.2. */
+  readonly jitter?: number;
+}
+
+export interface EnqueueOptions<M extends Metadata = Metadata> {
+  /** Target (cluster / host) name, declared in `openQueue({ targets })`. */
+  readonly target: string;
+  /** Higher runs first. Default 0. */
+  readonly priority?: number;
+  /** Parents: ids, or `{ job, condition }`. */
+  readonly dependsOn?: readonly (string | Dependency)[];
+  /** Total attempts including the first. Default 1. */
+  readonly maxAttempts?: number;
+  readonly backoff?: BackoffOptions;
+  /** Not before this time (epoch ms or Date). */
+  readonly runAt?: number | Date;
+  /** A second enqueue with the same key returns the existing job instead of a new one. */
+  readonly idempotencyKey?: string;
+  readonly tags?: readonly string[];
+  readonly metadata?: M;
+}
+
+/** A job as stored. Timestamps are epoch milliseconds. */
+export interface Job<M extends Metadata = Metadata> {
+  readonly id: string;
+  readonly name: string;
+  readonly state: JobState;
+  readonly target: string;
+  readonly priority: number;
+  readonly spec: JobSpec;
+  readonly workflowId: string | null;
+  /** The job's key inside its workflow, or null. */
+  readonly workflowKey: string | null;
+  readonly dependsOn: readonly Required<Dependency>[];
+  readonly attempt: number;
+  readonly maxAttempts: number;
+  readonly runAt: number;
+  readonly idempotencyKey: string | null;
+  readonly tags: readonly string[];
+  readonly metadata: M;
+  /** The runner's handle once submitted. */
+  readonly handle: RunnerHandle | null;
+  /** Last status reported by the runner. */
+  readonly runnerStatus: RunnerStatus | null;
+  readonly exitCode: number | null;
+  /** Why the job is in its state (error code and message, pending reason). Secret-free. */
+  readonly reason: string | null;
+  readonly createdAt: number;
+  readonly updatedAt: number;
+  readonly startedAt: number | null;
+  readonly endedAt: number | null;
+}
+
+/** What to do with the rest of a workflow when a job ends badly. */
+export type FailurePolicy = 'skip-dependents' | 'continue';
+
+export interface WorkflowJobDefinition<M extends Metadata = Metadata>
+  extends Omit<EnqueueOptions<M>, 'dependsOn' | 'target' | 'idempotencyKey'> {
+  readonly spec: JobSpec;
+  /** Defaults to the workflow's `target`. */
+  readonly target?: string;
+  /** Keys of other jobs of this workflow, or `{ job: key, condition }`. */
+  readonly dependsOn?: readonly (string | Dependency)[];
+}
+
+export interface WorkflowDefinition<M extends Metadata = Metadata> {
+  readonly name: string;
+  /** Default target of its jobs. */
+  readonly target?: string;
+  /** Jobs by key (letters, digits, `._-`). */
+  readonly jobs: { readonly [key: string]: WorkflowJobDefinition<M> };
+  /** Default `skip-dependents`: dependents whose condition can no longer hold are skipped. */
+  readonly onFailure?: FailurePolicy;
+  readonly idempotencyKey?: string;
+  readonly metadata?: Metadata;
+}
+
+export interface Workflow {
+  readonly id: string;
+  readonly name: string;
+  readonly onFailure: FailurePolicy;
+  readonly createdAt: number;
+  /** Its jobs, keyed by workflow key. */
+  readonly jobs: { readonly [key: string]: Job };
+  /** Job counts per state. */
+  readonly counts: Readonly<Record<JobState, number>>;
+  /** True when every job is terminal. */
+  readonly done: boolean;
+}
+
+export interface TargetOptions {
+  /** The runner this target uses: a name from `openQueue({ runners })` or a Runner instance. */
+  readonly runner: string | Runner;
+  /** Jobs of this target in submitting/queued/running at once. Default: unlimited. */
+  readonly maxConcurrent?: number;
+  readonly paused?: boolean;
+}
+
+export interface TargetInfo {
+  readonly name: string;
+  readonly maxConcurrent: number | null;
+  readonly paused: boolean;
+  /** Jobs in submitting/queued/running. */
+  readonly active: number;
+}
+
+export interface ListFilter {
+  readonly state?: JobState | readonly JobState[];
+  readonly target?: string;
+  readonly workflow?: string;
+  readonly tag?: string;
+  /** Default 100, at most 1 000. */
+  readonly limit?: number;
+  /** Opaque cursor from the previous page. */
+  readonly cursor?: string;
+}
+
+export interface ListPage {
+  readonly jobs: readonly Job[];
+  /** Pass as `cursor` for the next page; null at the end. */
+  readonly nextCursor: string | null;
+}
+
+/** One row of the append-only event log. */
+export type QueueEvent =
+  | {
+      readonly seq: number;
+      readonly at: number;
+      readonly type: 'job:state';
+      readonly jobId: string;
+      readonly workflowId: string | null;
+      readonly target: string;
+      readonly from: JobState | null;
+      readonly to: JobState;
+      readonly reason: string | null;
+    }
+  | {
+      readonly seq: number;
+      readonly at: number;
+      readonly type: 'queue:paused' | 'queue:resumed';
+      readonly target: string | null;
+    }
+  | {
+      readonly seq: number;
+      readonly at: number;
+      readonly type: 'target:limit';
+      readonly target: string;
+      readonly maxConcurrent: number | null;
+    }
+  | {
+      readonly seq: number;
+      readonly at: number;
+      readonly type: 'workflow:created' | 'workflow:done';
+      readonly workflowId: string;
+    };
+
+/** In-process events: `queue.on('job:state', (e) => ...)`. */
+export interface QueueEventMap {
+  'job:state': Extract<QueueEvent, { type: 'job:state' }>;
+  'queue:paused': Extract<QueueEvent, { type: 'queue:paused' }>;
+  'queue:resumed': Extract<QueueEvent, { type: 'queue:resumed' }>;
+  'target:limit': Extract<QueueEvent, { type: 'target:limit' }>;
+  'workflow:created': Extract<QueueEvent, { type: 'workflow:created' }>;
+  'workflow:done': Extract<QueueEvent, { type: 'workflow:done' }>;
+  /** A runner or store call failed; the scheduler goes on. */
+  error: { readonly error: Error; readonly context: string };
+}
+
+export interface EventsOptions {
+  /** Yield events with `seq` greater than this. Default 0 (from the start). */
+  readonly after?: number;
+  /** Keep waiting for new events (default true); false ends at the current end of the log. */
+  readonly follow?: boolean;
+  /** How often to look for new rows when following from another process. Default 200 ms. */
+  readonly pollIntervalMs?: number;
+  readonly signal?: AbortSignal;
+}
+
+export interface Logger {
+  debug?(msg: string, fields?: Record<string, unknown>): void;
+  info?(msg: string, fields?: Record<string, unknown>): void;
+  warn?(msg: string, fields?: Record<string, unknown>): void;
+  error?(msg: string, fields?: Record<string, unknown>): void;
+}
+
+export interface Clock {
+  now(): number;
+}
+
+export interface SchedulerOptions {
+  /** Longest sleep between scheduling rounds when nothing wakes it. Default 1 000 ms. */
+  readonly tickMs?: number;
+  /** Interval between runner polls (at least the runner's `minPollIntervalMs`). Default 2 000 ms. */
+  readonly pollIntervalMs?: number;
+  /** How long a claim in `submitting` is owned before another scheduler may recover it. Default 60 000 ms. */
+  readonly leaseMs?: number;
+  /** Most jobs claimed per round. Default 256. */
+  readonly claimBatch?: number;
+  /** Runner submits in flight at once. Default 16. */
+  readonly submitConcurrency?: number;
+  /** Identifies this scheduler in leases. Default: hostname:pid:random. */
+  readonly ownerId?: string;
+}
+
+export interface PruneOptions {
+  /** Remove terminal jobs (and their events) that ended before now minus this many ms. */
+  readonly olderThanMs: number;
+}
+
+export interface QueueCounts {
+  readonly total: number;
+  readonly byState: Readonly<Record<JobState, number>>;
+  readonly byTarget: { readonly [target: string]: Readonly<Record<JobState, number>> };
+}
+
+/**
+ * A durable job queue on a store (SQLite file or PostgreSQL). Producers enqueue; one or more
+ * schedulers (`start()`) claim, submit through runners and poll; observers read and follow
+ * `events()` from any process.
+ *
+ * @example
+ * const queue = await openQueue({ store: sqliteStore({ path: 'jobs.db' }),
+ *   targets: { laptop: { runner: new LocalRunner({ root: 'runs' }), maxConcurrent: 2 } } });
+ * const job = await queue.enqueue({ name: 'scf', argv: ['pw.x', '-in', 'scf.in'] }, { target: 'laptop' });
+ * await queue.start();
+ */
+export interface Queue {
+  // producer
+  enqueue<M extends Metadata = Metadata>(spec: JobSpec, options: EnqueueOptions<M>): Promise<Job<M>>;
+  /** All or nothing. */
+  enqueueMany<M extends Metadata = Metadata>(
+    items: readonly ({ readonly spec: JobSpec } & EnqueueOptions<M>)[],
+  ): Promise<Job<M>[]>;
+  /** All or nothing; cycles, self-dependencies and unknown keys are rejected naming them. */
+  submitWorkflow<M extends Metadata = Metadata>(definition: WorkflowDefinition<M>): Promise<Workflow>;
+  // control
+  pause(target?: string): Promise<void>;
+  resume(target?: string): Promise<void>;
+  setTargetLimit(target: string, maxConcurrent: number | null): Promise<void>;
+  /** Cancels a job (asking its runner if submitted); dependents are skipped per policy. */
+  cancel(id: string): Promise<Job>;
+  /** Puts a failed/cancelled/timeout/skipped job back to ready (or waiting), with a fresh attempt budget. */
+  retry(id: string): Promise<Job>;
+  reprioritize(id: string, priority: number): Promise<Job>;
+  prune(options: PruneOptions): Promise<{ readonly jobs: number; readonly events: number }>;
+  // read
+  get(id: string): Promise<Job | null>;
+  list(filter?: ListFilter): Promise<ListPage>;
+  counts(): Promise<QueueCounts>;
+  workflow(id: string): Promise<Workflow | null>;
+  targets(): Promise<TargetInfo[]>;
+  /** The persisted event log as an async iterator; works from any process on the same store. */
+  events(options?: EventsOptions): AsyncIterableIterator<QueueEvent>;
+  /** Tail of a job's output through its runner's `tail`, when it has one. */
+  tail(id: string, options?: { readonly stream?: 'stdout' | 'stderr'; readonly offset?: number }): Promise<{ readonly data: string; readonly offset: number }>;
+  on<K extends keyof QueueEventMap>(event: K, listener: (payload: QueueEventMap[K]) => void): this;
+  off<K extends keyof QueueEventMap>(event: K, listener: (payload: QueueEventMap[K]) => void): this;
+  // scheduler
+  /** Recovers leases, then schedules until `stop()`. */
+  start(): Promise<void>;
+  /** Finishes the claim in flight, leaves running jobs running, stops polling. */
+  stop(): Promise<void>;
+  /** Runs one scheduling round by hand (claim, submit, poll); for tests and embedding. */
+  tick(): Promise<void>;
+  /** Resolves when every job (or the given ones) is terminal. */
+  drain(options?: { readonly ids?: readonly string[]; readonly signal?: AbortSignal; readonly timeoutMs?: number }): Promise<void>;
+  /** stop() then release the store. */
+  close(): Promise<void>;
+}
+
+export interface OpenQueueOptions {
+  /** Default: `sqliteStore({ path: 'crystalmath.db' })`. */
+  readonly store?: QueueStoreFactory;
+  /** Runners by name, referenced from `targets`. */
+  readonly runners?: { readonly [name: string]: Runner };
+  readonly targets: { readonly [name: string]: TargetOptions };
+  readonly logger?: Logger;
+  readonly clock?: Clock;
+  readonly scheduler?: SchedulerOptions;
+}
+
+/**
+ * What `sqliteStore()` / `postgresStore()` return: opens the store (and applies its migrations
+ * through @crystalmath/migrate). The store interface itself is internal to this package.
+ */
+export interface QueueStoreFactory {
+  readonly dialect: 'sqlite' | 'postgres';
+  /** Secret-free description, e.g. `sqlite:/path/jobs.db` or `postgres://host:5432/db`. */
+  readonly description: string;
+}
