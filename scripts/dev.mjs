@@ -8,9 +8,14 @@ import { join } from 'node:path';
 
 const root = new URL('..', import.meta.url).pathname;
 const PNPM = '12.4.2';
-const env = { ...process.env, TURBO_TELEMETRY_DISABLED: '1', FORCE_COLOR: process.env.FORCE_COLOR ?? '0' };
+const env = {
+  ...process.env,
+  TURBO_TELEMETRY_DISABLED: '1',
+  FORCE_COLOR: process.env.FORCE_COLOR ?? '0',
+};
 // node-gyp must use the local Node headers: there is no download on these machines.
-if (!env.npm_config_nodedir && existsSync('/usr/include/node/node.h')) env.npm_config_nodedir = '/usr';
+if (!env.npm_config_nodedir && existsSync('/usr/include/node/node.h'))
+  env.npm_config_nodedir = '/usr';
 
 function run(cmd, args, opts = {}) {
   const started = Date.now();
@@ -42,10 +47,15 @@ function install() {
 
 function testbedUp() {
   if (process.env.CM_SKIP_TESTBED === '1') return false;
-  const status = spawnSync('bash', [join(root, 'scripts/testbed'), 'status'], { encoding: 'utf8', env });
+  const status = spawnSync('bash', [join(root, 'scripts/testbed'), 'status'], {
+    encoding: 'utf8',
+    env,
+  });
   if (status.status === 0 && !/down/.test(status.stdout)) return false; // already up: not ours
   if (process.getuid?.() !== 0) {
-    console.log('\n[dev] not root: not starting the testbed; service tests skip (CI fails them). See scripts/testbed.');
+    console.log(
+      '\n[dev] not root: not starting the testbed; service tests skip (CI fails them). See scripts/testbed.',
+    );
     return false;
   }
   must('bash', [join(root, 'scripts/testbed'), 'up']);
@@ -87,8 +97,15 @@ if (task === 'quickstart') {
   try {
     const concurrency = process.env.CM_TEST_CONCURRENCY ?? '2';
     const code = pnpm([
-      'turbo', 'run', 'test', `--concurrency=${concurrency}`, '--continue', '--',
-      '--reporter=default', '--reporter=json', '--outputFile=.vitest-report.json',
+      'turbo',
+      'run',
+      'test',
+      `--concurrency=${concurrency}`,
+      '--continue',
+      '--',
+      '--reporter=default',
+      '--reporter=json',
+      '--outputFile=.vitest-report.json',
     ]);
     const failed = summarize();
     status ||= code || (failed > 0 ? 1 : 0);

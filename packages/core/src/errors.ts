@@ -81,7 +81,12 @@ export class CrystalMathError extends Error {
   }
 
   toJSON(): { name: string; code: ErrorCode; message: string; details: Record<string, unknown> } {
-    return { name: this.name, code: this.code, message: this.message, details: { ...this.details } };
+    return {
+      name: this.name,
+      code: this.code,
+      message: this.message,
+      details: { ...this.details },
+    };
   }
 }
 

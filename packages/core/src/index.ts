@@ -2,10 +2,10 @@
 // that must exist exactly once (shell quoting, path confinement, job validation).
 
 export * from './errors.js';
-export * from './quote.js';
-export * from './safe-path.js';
 export * from './job.js';
+export { LocalTransport, type LocalTransportOptions } from './local/local-transport.js';
+export * from './quote.js';
+export * from './runner.js';
+export * from './safe-path.js';
 export * from './status.js';
 export type * from './transport.js';
-export * from './runner.js';
-export { LocalTransport, type LocalTransportOptions } from './local/local-transport.js';

@@ -130,9 +130,10 @@ export function validateResources(r: Resources | undefined, field = 'resources')
     if (!Array.isArray(r.extraDirectives)) {
       throw new ValidationError(`${field}.extraDirectives`, 'must be an array of strings');
     }
-    r.extraDirectives.forEach((d, i) =>
-      matches(d, DIRECTIVE_PATTERN, `${field}.extraDirectives[${i}]`, 'of the form --name or --name=value'),
-    );
+    for (const [i, d] of r.extraDirectives.entries()) {
+      const f = `${field}.extraDirectives[${i}]`;
+      matches(d, DIRECTIVE_PATTERN, f, 'of the form --name or --name=value');
+    }
   }
 }
 
@@ -141,8 +142,14 @@ export function validateResources(r: Resources | undefined, field = 'resources')
  * field. Call it before writing anything: a rejected spec changes nothing.
  */
 export function validateJobSpec(spec: JobSpec, field = 'spec'): void {
-  if (typeof spec !== 'object' || spec === null) throw new ValidationError(field, 'must be an object');
-  matches(spec.name, NAME, `${field}.name`, 'letters, digits and ._+- (at most 128, starting alphanumeric)');
+  if (typeof spec !== 'object' || spec === null)
+    throw new ValidationError(field, 'must be an object');
+  matches(
+    spec.name,
+    NAME,
+    `${field}.name`,
+    'letters, digits and ._+- (at most 128, starting alphanumeric)',
+  );
   if (spec.name === undefined) throw new ValidationError(`${field}.name`, 'is required');
   const hasArgv = spec.argv !== undefined;
   const hasScript = spec.script !== undefined;
@@ -154,7 +161,8 @@ export function validateJobSpec(spec: JobSpec, field = 'spec'): void {
     if (typeof spec.script !== 'string' || spec.script.trim() === '') {
       throw new ValidationError(`${field}.script`, 'must be a non-empty string');
     }
-    if (spec.script.includes('\0')) throw new ValidationError(`${field}.script`, 'must not contain NUL');
+    if (spec.script.includes('\0'))
+      throw new ValidationError(`${field}.script`, 'must not contain NUL');
   }
   if (spec.workdir !== undefined) safeRelativePath(spec.workdir, `${field}.workdir`);
   spec.inputs?.forEach((input, i) => {
@@ -168,7 +176,8 @@ export function validateJobSpec(spec: JobSpec, field = 'spec'): void {
       throw new ValidationError(`${f}.content`, 'must be a string or bytes');
     }
   });
-  spec.outputs?.forEach((glob, i) => safeRelativePath(glob, `${field}.outputs[${i}]`));
+  for (const [i, glob] of (spec.outputs ?? []).entries())
+    safeRelativePath(glob, `${field}.outputs[${i}]`);
   if (spec.env !== undefined) {
     for (const [name, value] of Object.entries(spec.env)) {
       assertEnvName(name, `${field}.env`);
@@ -177,8 +186,10 @@ export function validateJobSpec(spec: JobSpec, field = 'spec'): void {
       }
     }
   }
-  spec.modules?.forEach((m, i) => matches(m, WORD, `${field}.modules[${i}]`, 'a module name'));
-  spec.pre?.forEach((argv, i) => argvField(argv, `${field}.pre[${i}]`));
-  spec.post?.forEach((argv, i) => argvField(argv, `${field}.post[${i}]`));
+  for (const [i, m] of (spec.modules ?? []).entries()) {
+    matches(m, WORD, `${field}.modules[${i}]`, 'a module name');
+  }
+  for (const [i, argv] of (spec.pre ?? []).entries()) argvField(argv, `${field}.pre[${i}]`);
+  for (const [i, argv] of (spec.post ?? []).entries()) argvField(argv, `${field}.post[${i}]`);
   validateResources(spec.resources, `${field}.resources`);
 }

@@ -100,7 +100,10 @@ export interface Runner {
   /** Reads new output from `offset`, for front-ends that show live logs. */
   tail?(
     handle: RunnerHandle,
-    options?: RunnerCallOptions & { readonly stream?: 'stdout' | 'stderr'; readonly offset?: number },
+    options?: RunnerCallOptions & {
+      readonly stream?: 'stdout' | 'stderr';
+      readonly offset?: number;
+    },
   ): Promise<TailResult>;
   /** Releases what the runner holds (not the transport it was given). */
   close?(): Promise<void>;

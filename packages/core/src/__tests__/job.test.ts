@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { CrystalMathError, isCrystalMathError, type JobSpec, validateJobSpec, ValidationError } from '../index.js';
+import {
+  CrystalMathError,
+  isCrystalMathError,
+  type JobSpec,
+  ValidationError,
+  validateJobSpec,
+} from '../index.js';
 
 function fieldOf(spec: unknown): string | undefined {
   try {
@@ -22,7 +28,17 @@ describe('validateJobSpec', () => {
         outputs: ['calc/*.out'],
         env: { OMP_NUM_THREADS: '4' },
         modules: ['qe/7.2'],
-        resources: { nodes: 1, tasks: 4, cpusPerTask: 2, memoryMb: 4000, walltimeSeconds: 3600, partition: 'debug', gpus: 'a100:2', array: '0-9%2', extraDirectives: ['--mail-type=END'] },
+        resources: {
+          nodes: 1,
+          tasks: 4,
+          cpusPerTask: 2,
+          memoryMb: 4000,
+          walltimeSeconds: 3600,
+          partition: 'debug',
+          gpus: 'a100:2',
+          array: '0-9%2',
+          extraDirectives: ['--mail-type=END'],
+        },
       }),
     ).toBeUndefined();
   });
@@ -38,10 +54,22 @@ describe('validateJobSpec', () => {
     [{ name: 'n', argv: ['x'], inputs: [{ content: 'x', to: '../up' }] }, 'spec.inputs[0].to'],
     [{ name: 'n', argv: ['x'], env: { 'A-B': 'x' } }, 'spec.env.A-B'],
     [{ name: 'n', argv: ['x'], resources: { memoryMb: 0 } }, 'spec.resources.memoryMb'],
-    [{ name: 'n', argv: ['x'], resources: { walltimeSeconds: 1.5 } }, 'spec.resources.walltimeSeconds'],
-    [{ name: 'n', argv: ['x'], resources: { partition: 'debug\n#SBATCH --x' } }, 'spec.resources.partition'],
-    [{ name: 'n', argv: ['x'], resources: { extraDirectives: ['--x=$(id)'] } }, 'spec.resources.extraDirectives[0]'],
-    [{ name: 'n', argv: ['x'], resources: { memoryMb: 1, memoryPerCpuMb: 1 } }, 'spec.resources.memoryPerCpuMb'],
+    [
+      { name: 'n', argv: ['x'], resources: { walltimeSeconds: 1.5 } },
+      'spec.resources.walltimeSeconds',
+    ],
+    [
+      { name: 'n', argv: ['x'], resources: { partition: 'debug\n#SBATCH --x' } },
+      'spec.resources.partition',
+    ],
+    [
+      { name: 'n', argv: ['x'], resources: { extraDirectives: ['--x=$(id)'] } },
+      'spec.resources.extraDirectives[0]',
+    ],
+    [
+      { name: 'n', argv: ['x'], resources: { memoryMb: 1, memoryPerCpuMb: 1 } },
+      'spec.resources.memoryPerCpuMb',
+    ],
     [{ name: 'n', argv: ['x'], modules: ['a; rm -rf'] }, 'spec.modules[0]'],
   ])('rejects %j naming %s', (spec, field) => {
     expect(fieldOf(spec)).toBe(field);

@@ -7,7 +7,11 @@ import { transportConformance } from '../testing/index.js';
 
 transportConformance('LocalTransport', async () => {
   const root = await mkdtemp(join(tmpdir(), 'cm-local-'));
-  return { transport: new LocalTransport(), root, cleanup: () => rm(root, { recursive: true, force: true }) };
+  return {
+    transport: new LocalTransport(),
+    root,
+    cleanup: () => rm(root, { recursive: true, force: true }),
+  };
 });
 
 describe('LocalTransport', () => {

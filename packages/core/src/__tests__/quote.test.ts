@@ -12,7 +12,34 @@ function sh(script: string): string {
 
 const nasty = fc.oneof(
   fc.string({ unit: 'grapheme', maxLength: 40 }),
-  fc.string({ unit: fc.constantFrom("'", '"', '$', '(', ')', '`', '\\', '\n', ' ', '\t', '!', '*', ';', '&', '|', 'a', 'é', '雪', '-', '#', '~', '{', '}'), maxLength: 40 }),
+  fc.string({
+    unit: fc.constantFrom(
+      "'",
+      '"',
+      '$',
+      '(',
+      ')',
+      '`',
+      '\\',
+      '\n',
+      ' ',
+      '\t',
+      '!',
+      '*',
+      ';',
+      '&',
+      '|',
+      'a',
+      'é',
+      '雪',
+      '-',
+      '#',
+      '~',
+      '{',
+      '}',
+    ),
+    maxLength: 40,
+  }),
   fc.string({ unit: 'binary', maxLength: 20 }).map((s) => s.replaceAll('\0', '')),
 );
 

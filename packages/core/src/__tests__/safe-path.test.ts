@@ -7,7 +7,9 @@ const segment = fc.oneof(
   fc.constantFrom('..', '.', '', 'a', 'b c', '...', '..a', '~', '\\..', '..\\', 'C:', '/'),
   fc.string({ maxLength: 6 }),
 );
-const pathArb = fc.array(segment, { maxLength: 8 }).map((parts) => parts.join(fc.sample(fc.constantFrom('/', '\\'), 1)[0]));
+const pathArb = fc
+  .array(segment, { maxLength: 8 })
+  .map((parts) => parts.join(fc.sample(fc.constantFrom('/', '\\'), 1)[0]));
 
 describe('safeRelativePath / resolveInside', () => {
   it('never lets any input escape the root', () => {

@@ -5,14 +5,19 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
-import { copyFile, lstat, mkdir, open, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
 import {
-  AbortError,
-  CrystalMathError,
-  TransportError,
-  throwIfAborted,
-} from '../errors.js';
+  copyFile,
+  lstat,
+  mkdir,
+  open,
+  readFile,
+  rename,
+  rm,
+  unlink,
+  writeFile,
+} from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { AbortError, type CrystalMathError, TransportError, throwIfAborted } from '../errors.js';
 import { assertEnvName } from '../quote.js';
 import type {
   Command,
@@ -46,10 +51,14 @@ function mapFsError(err: unknown, op: string, path: string): CrystalMathError {
       details: { path },
     });
   }
-  return new TransportError('E_TRANSPORT', `[core] ${op} failed for ${path}: ${code ?? String(err)}`, {
-    cause: err,
-    details: { path },
-  });
+  return new TransportError(
+    'E_TRANSPORT',
+    `[core] ${op} failed for ${path}: ${code ?? String(err)}`,
+    {
+      cause: err,
+      details: { path },
+    },
+  );
 }
 
 /**
@@ -167,7 +176,11 @@ export class LocalTransport implements Transport {
           });
           return;
         }
-        reject(new TransportError('E_TRANSPORT', `[core] spawn failed: ${err.code ?? err.message}`, { cause: err }));
+        reject(
+          new TransportError('E_TRANSPORT', `[core] spawn failed: ${err.code ?? err.message}`, {
+            cause: err,
+          }),
+        );
       });
       child.on('close', (code, signal) => {
         if (settled) return;
@@ -220,7 +233,8 @@ export class LocalTransport implements Transport {
     throwIfAborted(options.signal, 'readFile');
     const target = this.resolvePath(path);
     try {
-      if (options.offset === undefined && options.length === undefined) return await readFile(target);
+      if (options.offset === undefined && options.length === undefined)
+        return await readFile(target);
       const handle = await open(target, fsConstants.O_RDONLY);
       try {
         const { size } = await handle.stat();
@@ -237,7 +251,10 @@ export class LocalTransport implements Transport {
     }
   }
 
-  async mkdir(path: string, options: { readonly mode?: number } & FileOpOptions = {}): Promise<void> {
+  async mkdir(
+    path: string,
+    options: { readonly mode?: number } & FileOpOptions = {},
+  ): Promise<void> {
     throwIfAborted(options.signal, 'mkdir');
     await mkdir(this.resolvePath(path), { recursive: true, mode: options.mode ?? 0o755 }).catch(
       (e) => {
@@ -281,7 +298,11 @@ export class LocalTransport implements Transport {
     await this.#copyAtomic(resolve(localPath), this.resolvePath(remotePath), 'upload', options);
   }
 
-  async download(remotePath: string, localPath: string, options: FileOpOptions = {}): Promise<void> {
+  async download(
+    remotePath: string,
+    localPath: string,
+    options: FileOpOptions = {},
+  ): Promise<void> {
     await this.#copyAtomic(this.resolvePath(remotePath), resolve(localPath), 'download', options);
   }
 

@@ -2,12 +2,6 @@
 // small helpers for tests. Requires vitest (an optional peer dependency).
 
 export {
-  NASTY_STRINGS,
-  type TransportConformanceOptions,
-  type TransportFixture,
-  transportConformance,
-} from './transport-conformance.js';
-export {
   type RunnerConformanceOptions,
   type RunnerFixture,
   runnerConformance,
@@ -15,3 +9,9 @@ export {
   waitForState,
   waitForTerminal,
 } from './runner-conformance.js';
+export {
+  NASTY_STRINGS,
+  type TransportConformanceOptions,
+  type TransportFixture,
+  transportConformance,
+} from './transport-conformance.js';

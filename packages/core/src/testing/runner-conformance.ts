@@ -41,7 +41,9 @@ export async function waitForTerminal(
     const [status] = await runner.poll([handle]);
     if (status && isTerminalRunnerState(status.state)) return status;
     if (Date.now() > deadline) {
-      throw new Error(`job ${handle.jobKey} not terminal after ${timeoutMs} ms: ${JSON.stringify(status)}`);
+      throw new Error(
+        `job ${handle.jobKey} not terminal after ${timeoutMs} ms: ${JSON.stringify(status)}`,
+      );
     }
     await new Promise((r) => setTimeout(r, intervalMs));
   }
@@ -60,7 +62,9 @@ export async function waitForState(
     const [status] = await runner.poll([handle]);
     if (status && (status.state === state || isTerminalRunnerState(status.state))) return status;
     if (Date.now() > deadline) {
-      throw new Error(`job ${handle.jobKey} did not reach ${state} in ${timeoutMs} ms: ${JSON.stringify(status)}`);
+      throw new Error(
+        `job ${handle.jobKey} did not reach ${state} in ${timeoutMs} ms: ${JSON.stringify(status)}`,
+      );
     }
     await new Promise((r) => setTimeout(r, intervalMs));
   }
@@ -86,7 +90,8 @@ export function runnerConformance(
     let local: string;
     const submit = (spec: JobSpec, key = testJobKey()): Promise<RunnerHandle> =>
       runner.submit({ key, spec });
-    const finish = (h: RunnerHandle): Promise<RunnerStatus> => waitForTerminal(runner, h, jobTimeout, interval);
+    const finish = (h: RunnerHandle): Promise<RunnerStatus> =>
+      waitForTerminal(runner, h, jobTimeout, interval);
 
     /** The job's stdout, through `tail` or `collect`, whichever the runner has. */
     async function output(h: RunnerHandle, file = 'out.txt'): Promise<string> {
@@ -132,10 +137,16 @@ export function runnerConformance(
     });
 
     it('delivers argv and env values byte for byte', async () => {
-      const env = { CM_VALUE: "a'b \"c\" $(x) `y` \n z ✓" };
+      const env = { CM_VALUE: 'a\'b "c" $(x) `y` \n z ✓' };
       const h = await submit({
         name: 'argv',
-        argv: ['sh', '-c', 'printf "%s\\0" "$@" > out.txt; printf "%s" "$CM_VALUE" > env.txt', 'sh', ...NASTY_STRINGS],
+        argv: [
+          'sh',
+          '-c',
+          'printf "%s\\0" "$@" > out.txt; printf "%s" "$CM_VALUE" > env.txt',
+          'sh',
+          ...NASTY_STRINGS,
+        ],
         env,
         outputs: ['out.txt', 'env.txt'],
       });
@@ -204,16 +215,18 @@ export function runnerConformance(
       await expect(runner.submit({ key, spec: badRes })).rejects.toSatisfy(
         (e) => isCrystalMathError(e, 'E_VALIDATION') && /memoryMb/.test((e as Error).message),
       );
-      await expect(runner.submit({ key: 'bad key!', spec: { name: 'x', argv: ['true'] } })).rejects.toSatisfy(
-        (e) => isCrystalMathError(e),
-      );
+      await expect(
+        runner.submit({ key: 'bad key!', spec: { name: 'x', argv: ['true'] } }),
+      ).rejects.toSatisfy((e) => isCrystalMathError(e));
       if (runner.find) expect(await runner.find(key)).toBeNull();
     });
 
     it('refuses a second submission under the same key', async () => {
       const key = testJobKey('dup');
       await submit({ name: 'dup', argv: ['true'] }, key);
-      await expect(submit({ name: 'dup', argv: ['true'] }, key)).rejects.toSatisfy((e) => isCrystalMathError(e));
+      await expect(submit({ name: 'dup', argv: ['true'] }, key)).rejects.toSatisfy((e) =>
+        isCrystalMathError(e),
+      );
     });
 
     it('finds a job by key after submission, and nothing for an unknown key', async () => {
@@ -248,14 +261,17 @@ export function runnerConformance(
       if (runner.find) expect(await runner.find(key)).toBeNull();
     });
 
-    it.runIf(options.walltime !== false)('stops a job over its walltime and reports timeout', async () => {
-      const h = await submit({
-        name: 'slow',
-        argv: ['sleep', String(minWall * 60 + 600)],
-        resources: { walltimeSeconds: minWall },
-      });
-      const s = await waitForTerminal(runner, h, jobTimeout + minWall * 1000 * 3, interval);
-      expect(s.state).toBe('timeout');
-    });
+    it.runIf(options.walltime !== false)(
+      'stops a job over its walltime and reports timeout',
+      async () => {
+        const h = await submit({
+          name: 'slow',
+          argv: ['sleep', String(minWall * 60 + 600)],
+          resources: { walltimeSeconds: minWall },
+        });
+        const s = await waitForTerminal(runner, h, jobTimeout + minWall * 1000 * 3, interval);
+        expect(s.state).toBe('timeout');
+      },
+    );
   });
 }

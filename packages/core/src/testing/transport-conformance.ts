@@ -31,6 +31,7 @@ export const NASTY_STRINGS: readonly string[] = [
   '"double"',
   '$(touch /tmp/pwned)',
   '`id`',
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: a shell expansion that must stay literal
   '$HOME ${PATH}',
   'a\nb\nc',
   'tab\there',
@@ -99,13 +100,16 @@ export function transportConformance(
 
     it('honours cwd, env and stdin', async () => {
       await t.mkdir(p('cwd-test'));
-      const env = { CM_A: "va'l \"$x\" `y`", CM_B: 'line1\nline2' };
+      const env = { CM_A: 'va\'l "$x" `y`', CM_B: 'line1\nline2' };
       const r = await t.exec(['sh', '-c', 'pwd; printf "%s|%s|" "$CM_A" "$CM_B"; cat'], {
         cwd: p('cwd-test'),
         env,
         stdin: 'from stdin ✓',
       });
-      const [pwd, rest] = [r.stdout.slice(0, r.stdout.indexOf('\n')), r.stdout.slice(r.stdout.indexOf('\n') + 1)];
+      const [pwd, rest] = [
+        r.stdout.slice(0, r.stdout.indexOf('\n')),
+        r.stdout.slice(r.stdout.indexOf('\n') + 1),
+      ];
       expect(pwd.endsWith('/cwd-test')).toBe(true);
       expect(rest).toBe(`${env.CM_A}|${env.CM_B}|from stdin ✓`);
     });
@@ -118,9 +122,12 @@ export function transportConformance(
 
     it('streams output through onStdout and keeps large output intact', async () => {
       const chunks: Buffer[] = [];
-      const r = await t.exec(['sh', '-c', 'i=0; while [ $i -lt 20000 ]; do echo "line $i"; i=$((i+1)); done'], {
-        onStdout: (c) => chunks.push(c),
-      });
+      const r = await t.exec(
+        ['sh', '-c', 'i=0; while [ $i -lt 20000 ]; do echo "line $i"; i=$((i+1)); done'],
+        {
+          onStdout: (c) => chunks.push(c),
+        },
+      );
       const lines = r.stdout.trimEnd().split('\n');
       expect(lines).toHaveLength(20_000);
       expect(lines[19_999]).toBe('line 19999');
@@ -179,7 +186,9 @@ export function transportConformance(
     });
 
     it('throws E_NOT_FOUND when reading a missing file', async () => {
-      await expect(t.readFile(p('missing'))).rejects.toSatisfy((e) => isCrystalMathError(e, 'E_NOT_FOUND'));
+      await expect(t.readFile(p('missing'))).rejects.toSatisfy((e) =>
+        isCrystalMathError(e, 'E_NOT_FOUND'),
+      );
     });
 
     it('stats files and directories and returns null for a missing path', async () => {
