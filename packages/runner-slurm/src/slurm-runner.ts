@@ -1,0 +1,698 @@
+// The SLURM Runner: sbatch to submit, one squeue (+ one accounting call) per poll for every
+// tracked job, scancel to cancel, over any Transport. Stateless between calls: the handle and
+// the job directory on the cluster hold everything, so a restarted process re-attaches.
+
+import { mkdir, stat } from 'node:fs/promises';
+import { dirname, join, posix } from 'node:path';
+import {
+  AbortError,
+  type CollectResult,
+  CrystalMathError,
+  isCrystalMathError,
+  isTerminalRunnerState,
+  isValidJobKey,
+  type JsonValue,
+  type Runner,
+  type RunnerCallOptions,
+  type RunnerCapabilities,
+  type RunnerHandle,
+  type RunnerJob,
+  type RunnerStatus,
+  safeRelativePath,
+  shJoin,
+  shQuote,
+  type TailResult,
+  type Transport,
+  throwIfAborted,
+  ValidationError,
+} from '@crystalmath/core';
+import { globToRegExp } from './glob-to-regexp.js';
+import { parseSacct } from './parse-sacct.js';
+import { countArrayTasks, firstArrayTask, parseSbatchParsable } from './parse-slurm-job-id.js';
+import { parseSqueue } from './parse-squeue.js';
+import {
+  type AccountingMode,
+  buildPollScript,
+  parseExitFiles,
+  parsePollOutput,
+  type SlurmCommands,
+} from './poll-script.js';
+import {
+  INTERNAL_DIR,
+  JOBID_FILE,
+  normaliseSkipDirectives,
+  renderSlurmScript,
+  SCRIPT_FILE,
+  USER_SCRIPT_FILE,
+} from './render-slurm-script.js';
+import { resolveStatus, type TrackedJob } from './resolve-status.js';
+import { clip, SlurmCommandError, SlurmParseError } from './slurm-errors.js';
+import {
+  type SlurmDefaults,
+  type SlurmResources,
+  validateSlurmDefaults,
+} from './slurm-resources.js';
+
+/** Options of `new SlurmRunner(...)`. */
+export interface SlurmRunnerOptions {
+  /** Where the SLURM commands run: `LocalTransport` on a login node, or `SshTransport`. */
+  readonly transport: Transport;
+  /**
+   * Directory on the cluster under which each job gets `<root>/<jobKey>`. It must be on a file
+   * system the compute nodes see (the job writes its exit file and logs there).
+   */
+  readonly root: string;
+  /** Resources used when a job does not set them (partition, account, cpusPerTask, ...). */
+  readonly defaults?: SlurmDefaults;
+  /** Options this site rejects (`--mem`, `mem-per-cpu`, ...): left out of every script. */
+  readonly skipDirectives?: readonly string[];
+  /**
+   * Smallest interval between two scheduler calls of this runner, in ms. Polls within it return
+   * the statuses of the last call. Default 5 000. Use one runner per cluster.
+   */
+  readonly pollMinIntervalMs?: number;
+  /** How long a job may be absent from squeue, accounting and its exit file before `lost`. Default 120 000 ms. */
+  readonly lostGraceMs?: number;
+  /** Paths of the SLURM commands, when they are not on the PATH. */
+  readonly commands?: Partial<SlurmCommands>;
+  /**
+   * Where results come from once squeue forgets a job: `sacct`, `jobcomp` (`sacct -c`), `none`
+   * (exit files only) or `auto` (sacct, then jobcomp; the first that works is kept). Default `auto`.
+   */
+  readonly accounting?: AccountingMode;
+  /** Time limit of each command sent to the cluster, in ms. Default 60 000. */
+  readonly commandTimeoutMs?: number;
+  /**
+   * A job directory left by a submit that crashed before `sbatch` may be reused after this many
+   * seconds. Default 300.
+   */
+  readonly staleClaimSeconds?: number;
+}
+
+/** What a SLURM handle's `data` holds. JSON only. */
+export interface SlurmHandleData {
+  readonly jobId: string;
+  readonly jobDir: string;
+  readonly name: string;
+  /** Number of array tasks, for array jobs. */
+  readonly arrayTasks?: number;
+  /** First array index, for array jobs (whose logs are `slurm-<id>_<index>.out`). */
+  readonly arrayFirst?: string;
+  /** The spec's output globs, for `collect`. */
+  readonly outputs?: readonly string[];
+  readonly submittedAt: number;
+}
+
+interface CacheEntry {
+  status: RunnerStatus;
+  at: number;
+}
+
+const DEFAULT_COMMANDS: SlurmCommands = {
+  sbatch: 'sbatch',
+  squeue: 'squeue',
+  sacct: 'sacct',
+  scancel: 'scancel',
+};
+const CACHE_LIMIT = 20_000;
+const SCANCEL_HARMLESS =
+  /already completing or completed|Invalid job id|has already finished|Job\/step already/i;
+
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(new AbortError('[runner-slurm] poll aborted', { cause: signal.reason }));
+      return;
+    }
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(new AbortError('[runner-slurm] poll aborted', { cause: signal?.reason }));
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** The SLURM job id of a handle made by a SlurmRunner, e.g. for `resources.dependency`. */
+export function slurmJobId(handle: RunnerHandle): string {
+  const id = handle.data.jobId;
+  if (handle.kind !== 'slurm' || typeof id !== 'string' || !/^\d+$/.test(id)) {
+    throw new CrystalMathError('E_RUNNER_HANDLE', '[runner-slurm] not a SLURM handle', {
+      details: { kind: handle.kind },
+    });
+  }
+  return id;
+}
+
+/**
+ * Runs jobs on a SLURM cluster through `sbatch`, `squeue`, `sacct` and `scancel`.
+ *
+ * @example
+ * const runner = new SlurmRunner({ transport: new LocalTransport(), root: '/scratch/me/cm', defaults: { partition: 'debug' } });
+ * const h = await runner.submit({ key: 'job-1-a1', spec: { name: 'scf', argv: ['pw.x', '-in', 'scf.in'], resources: { tasks: 4, walltimeSeconds: 3600 } } });
+ * const [status] = await runner.poll([h]); // { state: 'queued', nativeState: 'PENDING', reason: 'Priority' }
+ */
+export class SlurmRunner implements Runner {
+  readonly kind = 'slurm';
+  readonly capabilities: RunnerCapabilities;
+  readonly #transport: Transport;
+  readonly #root: string;
+  readonly #defaults: SlurmDefaults | undefined;
+  readonly #skip: readonly string[];
+  readonly #minInterval: number;
+  readonly #lostGrace: number;
+  readonly #commands: SlurmCommands;
+  readonly #timeout: number;
+  readonly #staleClaim: number;
+  #accounting: AccountingMode;
+  #lastCallAt = Number.NEGATIVE_INFINITY;
+  readonly #cache = new Map<string, CacheEntry>();
+  readonly #absentSince = new Map<string, number>();
+
+  constructor(options: SlurmRunnerOptions) {
+    if (
+      typeof options.root !== 'string' ||
+      options.root.trim() === '' ||
+      /[\0\r\n]/.test(options.root)
+    ) {
+      throw new ValidationError('root', 'must be a non-empty path without NUL or line breaks');
+    }
+    validateSlurmDefaults(options.defaults);
+    normaliseSkipDirectives(options.skipDirectives);
+    const nonNegative = (v: number | undefined, field: string, dflt: number): number => {
+      if (v === undefined) return dflt;
+      if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) {
+        throw new ValidationError(field, 'must be a non-negative number');
+      }
+      return v;
+    };
+    this.#transport = options.transport;
+    this.#root = posix.normalize(options.root);
+    this.#defaults = options.defaults;
+    this.#skip = options.skipDirectives ?? [];
+    this.#minInterval = nonNegative(options.pollMinIntervalMs, 'pollMinIntervalMs', 5_000);
+    this.#lostGrace = nonNegative(options.lostGraceMs, 'lostGraceMs', 120_000);
+    this.#timeout = nonNegative(options.commandTimeoutMs, 'commandTimeoutMs', 60_000);
+    this.#staleClaim = nonNegative(options.staleClaimSeconds, 'staleClaimSeconds', 300);
+    const commands = { ...DEFAULT_COMMANDS };
+    for (const [name, path] of Object.entries(options.commands ?? {})) {
+      if (!(name in DEFAULT_COMMANDS))
+        throw new ValidationError(`commands.${name}`, 'is not a SLURM command this runner uses');
+      if (typeof path !== 'string' || path === '' || /[\0\r\n]/.test(path)) {
+        throw new ValidationError(`commands.${name}`, 'must be a command name or path');
+      }
+      commands[name as keyof SlurmCommands] = path;
+    }
+    this.#commands = commands;
+    const acct = options.accounting ?? 'auto';
+    if (!['auto', 'sacct', 'jobcomp', 'none'].includes(acct)) {
+      throw new ValidationError('accounting', 'must be auto, sacct, jobcomp or none');
+    }
+    this.#accounting = acct;
+    this.capabilities = {
+      find: true,
+      collect: true,
+      cleanup: true,
+      tail: true,
+      minPollIntervalMs: this.#minInterval,
+    };
+  }
+
+  /** The job directory of `jobKey` on the cluster. */
+  jobDir(jobKey: string): string {
+    return posix.join(this.#root, jobKey);
+  }
+
+  async #exec(
+    command: readonly string[] | { readonly script: string },
+    what: string,
+    options: RunnerCallOptions | undefined,
+  ): Promise<{ stdout: string; stderr: string; exitCode: number | null }> {
+    try {
+      return await this.#transport.exec(command, {
+        timeoutMs: this.#timeout,
+        ...(options?.signal === undefined ? {} : { signal: options.signal }),
+      });
+    } catch (err) {
+      if (isCrystalMathError(err, 'E_ABORTED')) throw err;
+      throw new SlurmCommandError(`${what} could not run on ${this.#transport.description}`, {
+        cause: err,
+        details: { command: what },
+      });
+    }
+  }
+
+  async submit(job: RunnerJob, options?: RunnerCallOptions): Promise<RunnerHandle> {
+    throwIfAborted(options?.signal, 'submit');
+    if (typeof job !== 'object' || job === null)
+      throw new ValidationError('job', 'must be an object');
+    if (!isValidJobKey(job.key)) {
+      throw new ValidationError('job.key', 'must be letters, digits and ._- (at most 64)');
+    }
+    const spec = job.spec;
+    const rendered = renderSlurmScript({
+      key: job.key,
+      spec,
+      ...(this.#defaults === undefined ? {} : { defaults: this.#defaults }),
+      skipDirectives: this.#skip,
+    });
+    const inputs = (spec.inputs ?? []).map((input, i) => {
+      const to = safeRelativePath(input.to, `spec.inputs[${i}].to`);
+      if (to === INTERNAL_DIR || to.startsWith(`${INTERNAL_DIR}/`)) {
+        throw new ValidationError(
+          `spec.inputs[${i}].to`,
+          `must not be inside ${INTERNAL_DIR}/ (reserved)`,
+        );
+      }
+      return { input, to };
+    });
+    const resources = spec.resources as SlurmResources | undefined;
+    const array = resources?.array ?? this.#defaults?.array;
+    const dir = this.jobDir(job.key);
+    const subdirs = new Set<string>([INTERNAL_DIR]);
+    for (const { to } of inputs) if (posix.dirname(to) !== '.') subdirs.add(posix.dirname(to));
+    if (spec.workdir !== undefined) subdirs.add(safeRelativePath(spec.workdir, 'spec.workdir'));
+
+    await this.#claim(job.key, dir, [...subdirs], options);
+    try {
+      for (const { input, to } of inputs) {
+        const target = `${dir}/${to}`;
+        const signal = options?.signal === undefined ? {} : { signal: options.signal };
+        if ('from' in input) await this.#transport.upload(input.from, target, signal);
+        else await this.#transport.writeFile(target, input.content, signal);
+      }
+      if (rendered.userScript !== undefined) {
+        await this.#transport.writeFile(`${dir}/${USER_SCRIPT_FILE}`, rendered.userScript, {
+          mode: 0o755,
+        });
+      }
+      const data: Record<string, JsonValue> = {
+        jobId: '',
+        jobDir: dir,
+        name: spec.name,
+        submittedAt: Date.now(),
+      };
+      if (array !== undefined) {
+        data.arrayTasks = countArrayTasks(array) ?? 1;
+        data.arrayFirst = firstArrayTask(array) ?? '0';
+      }
+      if (spec.outputs !== undefined) data.outputs = [...spec.outputs];
+      await this.#transport.writeFile(`${dir}/${INTERNAL_DIR}/meta.json`, JSON.stringify(data));
+      await this.#transport.writeFile(`${dir}/${SCRIPT_FILE}`, rendered.script, { mode: 0o755 });
+      const jobId = await this.#sbatch(dir, options);
+      return { kind: this.kind, jobKey: job.key, data: { ...data, jobId } };
+    } catch (err) {
+      // Nothing was queued (sbatch failed or never ran): free the key for a later attempt.
+      if (!(err instanceof SubmittedButUnreadable)) {
+        await this.#transport.remove(dir).catch(() => undefined);
+      }
+      throw err instanceof SubmittedButUnreadable ? err.error : err;
+    }
+  }
+
+  /** Creates the job directory, or reports a duplicate; reuses one a crashed submit left. */
+  async #claim(
+    key: string,
+    dir: string,
+    subdirs: string[],
+    options?: RunnerCallOptions,
+  ): Promise<void> {
+    const squeue = shQuote(this.#commands.squeue);
+    const script = [
+      `cm_dir=${shQuote(dir)}`,
+      `mkdir -p -- ${shQuote(this.#root)} || exit 10`,
+      'cm_now=$(date +%s)',
+      'cm_result=created',
+      'if ! mkdir -- "$cm_dir" 2>/dev/null; then',
+      '  [ -d "$cm_dir" ] || exit 11',
+      `  if [ -s "$cm_dir/${JOBID_FILE}" ]; then echo duplicate; exit 0; fi`,
+      `  if [ -n "$(${squeue} --noheader --me --states=all --name=${shQuote(key)} --format=%i 2>/dev/null)" ]; then echo duplicate; exit 0; fi`,
+      `  cm_claim=0; [ -f "$cm_dir/${INTERNAL_DIR}/claim" ] && IFS= read -r cm_claim < "$cm_dir/${INTERNAL_DIR}/claim"`,
+      '  case "$cm_claim" in ""|*[!0-9]*) cm_claim=0 ;; esac',
+      `  if [ $((cm_now - cm_claim)) -lt ${Math.ceil(this.#staleClaim)} ]; then echo busy; exit 0; fi`,
+      '  rm -rf -- "$cm_dir" && mkdir -- "$cm_dir" || exit 12',
+      '  cm_result=reclaimed',
+      'fi',
+      `cd -- "$cm_dir" && mkdir -p -- ${shJoin(subdirs, 'spec.inputs')} || exit 13`,
+      `printf '%s\\n' "$cm_now" > ${INTERNAL_DIR}/claim || exit 14`,
+      'echo "$cm_result"',
+    ].join('\n');
+    const r = await this.#exec({ script }, 'mkdir', options);
+    const answer = r.stdout.trim();
+    if (r.exitCode !== 0 || !['created', 'reclaimed', 'duplicate', 'busy'].includes(answer)) {
+      throw new SlurmCommandError(`could not create the job directory ${dir}: ${clip(r.stderr)}`, {
+        details: { jobKey: key, exitCode: r.exitCode },
+      });
+    }
+    if (answer === 'duplicate' || answer === 'busy') {
+      throw new CrystalMathError(
+        'E_RUNNER_SUBMIT',
+        answer === 'duplicate'
+          ? `[runner-slurm] a job was already submitted under key ${key}`
+          : `[runner-slurm] a submission under key ${key} is in progress`,
+        { details: { jobKey: key, reason: answer } },
+      );
+    }
+  }
+
+  async #sbatch(dir: string, options?: RunnerCallOptions): Promise<string> {
+    const script = [
+      `cd -- ${shQuote(dir)} || exit 10`,
+      `${shQuote(this.#commands.sbatch)} --parsable ${SCRIPT_FILE} > ${JOBID_FILE}.tmp || { cm_rc=$?; rm -f ${JOBID_FILE}.tmp; exit "$cm_rc"; }`,
+      `mv -f ${JOBID_FILE}.tmp ${JOBID_FILE} && cat ${JOBID_FILE}`,
+    ].join('\n');
+    const r = await this.#exec({ script }, 'sbatch', options);
+    if (r.exitCode !== 0) {
+      throw new SlurmCommandError(`sbatch failed (exit ${r.exitCode}): ${clip(r.stderr)}`, {
+        details: { command: 'sbatch', exitCode: r.exitCode },
+      });
+    }
+    const jobId = parseSbatchParsable(r.stdout);
+    if (jobId === null) {
+      // The job may well be queued: keep its directory so `find` can recover it.
+      throw new SubmittedButUnreadable(
+        new SlurmParseError(`unexpected sbatch output: ${clip(r.stdout, 200)}`),
+      );
+    }
+    return jobId;
+  }
+
+  #parseHandle(
+    handle: RunnerHandle,
+    field = 'handle',
+  ): TrackedJob & { jobDir: string; data: SlurmHandleData } {
+    const bad = (why: string): CrystalMathError =>
+      new CrystalMathError('E_RUNNER_HANDLE', `[runner-slurm] ${field}: ${why}`, {
+        details: { field },
+      });
+    if (typeof handle !== 'object' || handle === null || handle.kind !== this.kind) {
+      throw bad(`is not a ${this.kind} handle`);
+    }
+    if (!isValidJobKey(handle.jobKey)) throw bad('has an invalid jobKey');
+    const d = handle.data as Partial<Record<keyof SlurmHandleData, unknown>>;
+    if (typeof d.jobId !== 'string' || !/^\d{1,12}$/.test(d.jobId))
+      throw bad('has no valid data.jobId');
+    const jobDir = this.jobDir(handle.jobKey);
+    if (d.jobDir !== jobDir) throw bad(`belongs to another root than ${this.#root}`);
+    const arrayTasks =
+      typeof d.arrayTasks === 'number' && Number.isInteger(d.arrayTasks) && d.arrayTasks > 0
+        ? d.arrayTasks
+        : undefined;
+    return {
+      jobId: d.jobId,
+      jobDir,
+      data: handle.data as unknown as SlurmHandleData,
+      ...(arrayTasks === undefined ? {} : { arrayTasks }),
+    };
+  }
+
+  async poll(
+    handles: readonly RunnerHandle[],
+    options?: RunnerCallOptions,
+  ): Promise<RunnerStatus[]> {
+    throwIfAborted(options?.signal, 'poll');
+    if (handles.length === 0) return [];
+    const jobs = handles.map((h, i) => this.#parseHandle(h, `handles[${i}]`));
+    const cached = (): RunnerStatus[] | null => {
+      const fresh = Date.now() - this.#lastCallAt < this.#minInterval;
+      const out: RunnerStatus[] = [];
+      for (const j of jobs) {
+        const c = this.#cache.get(j.jobId);
+        if (c === undefined || !(fresh || isTerminalRunnerState(c.status.state))) return null;
+        out.push(c.status);
+      }
+      return out;
+    };
+    const hit = cached();
+    if (hit !== null) return hit;
+    const wait = this.#lastCallAt + this.#minInterval - Date.now();
+    if (wait > 0) {
+      await sleep(wait, options?.signal);
+      // Another poll may have refreshed everything while we waited.
+      const again = cached();
+      if (again !== null) return again;
+    }
+    // Reserve the slot before the call, so concurrent polls wait instead of calling too.
+    this.#lastCallAt = Date.now();
+    const live = jobs.filter((j) => {
+      const c = this.#cache.get(j.jobId);
+      return c === undefined || !isTerminalRunnerState(c.status.state);
+    });
+    const unique = [...new Map(live.map((j) => [j.jobId, j])).values()];
+    const script = buildPollScript({
+      jobs: unique,
+      commands: this.#commands,
+      accounting: this.#accounting,
+    });
+    const r = await this.#exec({ script }, 'squeue', options);
+    const out = parsePollOutput(r.stdout);
+    if (r.exitCode !== 0 || out.squeueExit !== 0 || !out.complete) {
+      throw new SlurmCommandError(`squeue failed (exit ${out.squeueExit}): ${clip(r.stderr)}`, {
+        details: { command: 'squeue', exitCode: out.squeueExit },
+      });
+    }
+    if (
+      this.#accounting === 'auto' &&
+      (out.accounting === 'sacct' || out.accounting === 'jobcomp')
+    ) {
+      this.#accounting = out.accounting;
+    }
+    const facts = {
+      squeue: parseSqueue(out.squeue),
+      acct: parseSacct(out.acct),
+      exits: parseExitFiles(out.exitFiles),
+    };
+    const now = Date.now();
+    for (const j of unique) {
+      const resolved = resolveStatus(j, facts);
+      if (resolved !== null) this.#absentSince.delete(j.jobId);
+      this.#remember(j.jobId, resolved ?? this.#absent(j.jobId, now), now);
+    }
+    return jobs.map((j) => this.#cache.get(j.jobId)?.status ?? { state: 'queued' });
+  }
+
+  /** A job no source knows: its last status during the grace period, then `lost`. */
+  #absent(jobId: string, now: number): RunnerStatus {
+    const since = this.#absentSince.get(jobId) ?? now;
+    this.#absentSince.set(jobId, since);
+    if (now - since >= this.#lostGrace) {
+      this.#absentSince.delete(jobId);
+      return {
+        state: 'lost',
+        reason: `job ${jobId} is absent from squeue and accounting and left no exit file (for ${Math.round((now - since) / 1000)} s)`,
+      };
+    }
+    const last = this.#cache.get(jobId)?.status;
+    const reason = `absent from squeue and accounting since ${new Date(since).toISOString()}; lost after ${this.#lostGrace} ms`;
+    return last === undefined ? { state: 'queued', reason } : { ...last, reason };
+  }
+
+  #remember(jobId: string, status: RunnerStatus, at: number): void {
+    this.#cache.delete(jobId);
+    this.#cache.set(jobId, { status, at });
+    if (this.#cache.size > CACHE_LIMIT) {
+      const oldest = this.#cache.keys().next().value;
+      if (oldest !== undefined) this.#cache.delete(oldest);
+    }
+  }
+
+  async cancel(handle: RunnerHandle, options?: RunnerCallOptions): Promise<void> {
+    throwIfAborted(options?.signal, 'cancel');
+    const j = this.#parseHandle(handle);
+    const r = await this.#exec([this.#commands.scancel, j.jobId], 'scancel', options);
+    if (r.exitCode !== 0 && !SCANCEL_HARMLESS.test(r.stderr)) {
+      throw new SlurmCommandError(
+        `scancel ${j.jobId} failed (exit ${r.exitCode}): ${clip(r.stderr)}`,
+        {
+          details: { command: 'scancel', jobId: j.jobId, exitCode: r.exitCode },
+        },
+      );
+    }
+    const c = this.#cache.get(j.jobId);
+    if (c !== undefined && !isTerminalRunnerState(c.status.state)) this.#cache.delete(j.jobId);
+  }
+
+  async find(jobKey: string, options?: RunnerCallOptions): Promise<RunnerHandle | null> {
+    throwIfAborted(options?.signal, 'find');
+    if (!isValidJobKey(jobKey))
+      throw new ValidationError('jobKey', 'must be letters, digits and ._- (at most 64)');
+    const dir = this.jobDir(jobKey);
+    const name = shQuote(jobKey);
+    const c = this.#commands;
+    const fields = '--format=JobID,JobName';
+    const script = [
+      `cm_dir=${shQuote(dir)}`,
+      `[ -d "$cm_dir" ] || { echo '@@cm:nodir'; exit 0; }`,
+      `echo '@@cm:meta'; cat "$cm_dir/${INTERNAL_DIR}/meta.json" 2>/dev/null; echo`,
+      `echo '@@cm:jobid'; cat "$cm_dir/${JOBID_FILE}" 2>/dev/null`,
+      `[ -s "$cm_dir/${JOBID_FILE}" ] && exit 0`,
+      `echo '@@cm:squeue'; ${shQuote(c.squeue)} --noheader --me --states=all --name=${name} --format='%i|%j' 2>/dev/null`,
+      `echo '@@cm:acct'`,
+      `${shQuote(c.sacct)} --parsable2 --noheader --allocations --name=${name} ${fields} 2>/dev/null ||`,
+      `  ${shQuote(c.sacct)} --completion --parsable2 --noheader --name=${name} ${fields} 2>/dev/null`,
+      'exit 0',
+    ].join('\n');
+    const r = await this.#exec({ script }, 'squeue', options);
+    const sections = new Map<string, string[]>();
+    let cur: string[] | undefined;
+    for (const line of r.stdout.split('\n')) {
+      if (line.startsWith('@@cm:')) {
+        cur = [];
+        sections.set(line.slice(5).trim(), cur);
+      } else cur?.push(line);
+    }
+    if (sections.has('nodir')) return null;
+    let jobId = (sections.get('jobid') ?? []).join('').trim();
+    if (!/^\d+$/.test(jobId)) {
+      jobId = '';
+      for (const line of [...(sections.get('squeue') ?? []), ...(sections.get('acct') ?? [])]) {
+        const [id = '', jname = ''] = line.split('|');
+        const m = /^(\d+)/.exec(id.trim());
+        if (m?.[1] !== undefined && jname.trim() === jobKey) {
+          jobId = m[1];
+          break;
+        }
+      }
+    }
+    if (jobId === '') return null;
+    let meta: Record<string, JsonValue> = {};
+    try {
+      const parsed: unknown = JSON.parse((sections.get('meta') ?? []).join('\n').trim() || '{}');
+      if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) {
+        meta = parsed as Record<string, JsonValue>;
+      }
+    } catch {
+      /* an unreadable meta file only loses optional fields */
+    }
+    return {
+      kind: this.kind,
+      jobKey,
+      data: {
+        name: typeof meta.name === 'string' ? meta.name : jobKey,
+        submittedAt: typeof meta.submittedAt === 'number' ? meta.submittedAt : Date.now(),
+        ...meta,
+        jobId,
+        jobDir: dir,
+      },
+    };
+  }
+
+  async collect(
+    handle: RunnerHandle,
+    dest: string,
+    options?: RunnerCallOptions & { readonly globs?: readonly string[] },
+  ): Promise<CollectResult> {
+    throwIfAborted(options?.signal, 'collect');
+    const j = this.#parseHandle(handle);
+    const globs = options?.globs ?? j.data.outputs ?? [];
+    const patterns = globs.map((g, i) => globToRegExp(safeRelativePath(g, `globs[${i}]`)));
+    if (patterns.length === 0) return { files: [], bytes: 0 };
+    const r = await this.#exec(
+      {
+        script: `cd -- ${shQuote(j.jobDir)} && find . -path ./${INTERNAL_DIR} -prune -o -type f -print0`,
+      },
+      'find',
+      options,
+    );
+    if (r.exitCode !== 0) {
+      throw new CrystalMathError(
+        'E_RUNNER_COLLECT',
+        `[runner-slurm] cannot list ${j.jobDir}: ${clip(r.stderr)}`,
+        {
+          details: { jobDir: j.jobDir },
+        },
+      );
+    }
+    const files: string[] = [];
+    let bytes = 0;
+    for (const raw of r.stdout.split('\0')) {
+      if (raw === '') continue;
+      let rel: string;
+      try {
+        rel = safeRelativePath(raw.replace(/^\.\//, ''), 'file');
+      } catch {
+        continue; // a name we could not place safely under dest
+      }
+      if (!patterns.some((p) => p.test(rel))) continue;
+      const local = join(dest, ...rel.split('/'));
+      await mkdir(dirname(local), { recursive: true });
+      try {
+        await this.#transport.download(
+          `${j.jobDir}/${rel}`,
+          local,
+          options?.signal === undefined ? {} : { signal: options.signal },
+        );
+      } catch (err) {
+        throw new CrystalMathError('E_RUNNER_COLLECT', `[runner-slurm] cannot download ${rel}`, {
+          cause: err,
+          details: { file: rel },
+        });
+      }
+      bytes += (await stat(local)).size;
+      files.push(rel);
+    }
+    return { files, bytes };
+  }
+
+  async cleanup(handle: RunnerHandle, options?: RunnerCallOptions): Promise<void> {
+    throwIfAborted(options?.signal, 'cleanup');
+    const j = this.#parseHandle(handle);
+    await this.#transport.remove(
+      j.jobDir,
+      options?.signal === undefined ? {} : { signal: options.signal },
+    );
+    this.#absentSince.delete(j.jobId);
+  }
+
+  async tail(
+    handle: RunnerHandle,
+    options?: RunnerCallOptions & {
+      readonly stream?: 'stdout' | 'stderr';
+      readonly offset?: number;
+    },
+  ): Promise<TailResult> {
+    throwIfAborted(options?.signal, 'tail');
+    const j = this.#parseHandle(handle);
+    const offset = options?.offset ?? 0;
+    if (!Number.isInteger(offset) || offset < 0)
+      throw new ValidationError('offset', 'must be a non-negative integer');
+    const id = j.data.arrayFirst === undefined ? j.jobId : `${j.jobId}_${j.data.arrayFirst}`;
+    const file = `${j.jobDir}/slurm-${id}.${options?.stream === 'stderr' ? 'err' : 'out'}`;
+    let buf: Buffer;
+    try {
+      buf = await this.#transport.readFile(file, {
+        offset,
+        ...(options?.signal === undefined ? {} : { signal: options.signal }),
+      });
+    } catch (err) {
+      if (isCrystalMathError(err, 'E_NOT_FOUND')) return { data: '', offset };
+      throw err;
+    }
+    const end = completeUtf8Length(buf);
+    return { data: buf.subarray(0, end).toString('utf8'), offset: offset + end };
+  }
+}
+
+/** Bytes of `buf` up to the last complete UTF-8 character, so a split character waits for the next read. */
+function completeUtf8Length(buf: Buffer): number {
+  let i = buf.length - 1;
+  let back = 0;
+  while (i >= 0 && back < 4 && ((buf[i] as number) & 0xc0) === 0x80) {
+    i--;
+    back++;
+  }
+  if (i < 0) return buf.length;
+  const lead = buf[i] as number;
+  const need = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : lead >= 0xc0 ? 2 : 1;
+  return need > back + 1 ? i : buf.length;
+}
+
+/** sbatch answered but its job id could not be read: the job directory must be kept. */
+class SubmittedButUnreadable extends Error {
+  constructor(readonly error: CrystalMathError) {
+    super(error.message);
+  }
+}
