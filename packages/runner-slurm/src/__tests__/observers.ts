@@ -1,0 +1,61 @@
+// Observers for tests: a transport wrapper that counts exec calls and a squeue wrapper that
+// logs its invocations. They watch real components; they do not replace them.
+
+import { chmod, mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Transport } from '@crystalmath/core';
+
+/** Observes a transport: counts exec calls and keeps the commands, delegating everything. */
+export function countingTransport(inner: Transport): {
+  transport: Transport;
+  execs: () => number;
+  commands: unknown[];
+  reset: () => void;
+} {
+  let n = 0;
+  const commands: unknown[] = [];
+  const transport = new Proxy(inner, {
+    get(target, prop) {
+      const value = Reflect.get(target, prop, target);
+      if (prop === 'exec') {
+        return (...args: Parameters<Transport['exec']>) => {
+          n++;
+          commands.push(args[0]);
+          return target.exec(...args);
+        };
+      }
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+  return {
+    transport,
+    execs: () => n,
+    commands,
+    reset: () => {
+      n = 0;
+      commands.length = 0;
+    },
+  };
+}
+
+/**
+ * A `squeue` that logs each invocation to a file and then runs the real one: an observer for
+ * counting scheduler calls. With `hide`, it drops the lines of those job ids, which is how a
+ * test makes squeue forget a job before SLURM's MinJobAge would (fault injection).
+ */
+export async function squeueWrapper(
+  hide: readonly string[] = [],
+): Promise<{ path: string; log: string }> {
+  const dir = await mkdtemp(join(tmpdir(), 'cm-squeue-'));
+  const log = join(dir, 'calls.log');
+  const path = join(dir, 'squeue');
+  const filter = hide.length === 0 ? '' : ` | grep -v -E '^(${hide.join('|')})(_|\\|)'`;
+  await writeFile(
+    path,
+    `#!/bin/sh\necho "$*" >> '${log}'\nout=$(squeue "$@") || exit $?\n[ -n "$out" ] && printf '%s\\n' "$out"${filter}\nexit 0\n`,
+  );
+  await chmod(path, 0o755);
+  await writeFile(log, '');
+  return { path, log };
+}
