@@ -1,3 +1,4 @@
+// biome-ignore-all lint/suspicious/noTemplateCurlyInString: this file writes shell text, where ${VAR} is shell syntax
 // The single shell script one `poll` runs on the target: ONE squeue call for every tracked
 // job, then, only for the jobs squeue no longer shows, ONE accounting call (`sacct -P`, or
 // `sacct -c` when accounting storage is disabled), and the exit files the job scripts wrote.

@@ -1,3 +1,4 @@
+// biome-ignore-all lint/suspicious/noTemplateCurlyInString: this file writes shell text, where ${VAR} is shell syntax
 // Turns a validated job into the text of an sbatch script: `#SBATCH` lines from typed
 // resources, then a fixed body that runs the command and records its exit code in a file.
 // No user string reaches the body except through `shQuote`/`shJoin`/`shExports`.

@@ -10,7 +10,6 @@ import { promisify } from 'node:util';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { renderSlurmScript } from '../render-slurm-script.js';
-import type { SlurmResources } from '../slurm-resources.js';
 import { isCrystalMathError, type JobSpec } from './helpers.js';
 
 const RUNS = Number(process.env.CM_FUZZ_RUNS ?? 1500);

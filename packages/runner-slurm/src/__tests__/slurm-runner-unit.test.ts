@@ -78,7 +78,9 @@ describe('SlurmRunner without a scheduler', () => {
     ];
     for (const [spec, field] of bad) {
       await expect(runner.submit({ key: 'k1', spec })).rejects.toSatisfy(
-        (e) => isCrystalMathError(e, 'E_VALIDATION') && (e as { field: string }).field === field,
+        (e) =>
+          isCrystalMathError(e, 'E_VALIDATION') &&
+          (e as unknown as { field: string }).field === field,
       );
     }
     await expect(
