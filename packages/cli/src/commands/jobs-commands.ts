@@ -1,0 +1,343 @@
+// The job commands: submit (a command line or a job file), list, show, logs, cancel, retry.
+// Inputs are validated in full before the queue is opened, so a bad job changes nothing.
+
+import { basename } from 'node:path';
+import type { JobSpec, Resources } from '@crystalmath/core';
+import type { EnqueueOptions, Job, JobState, ListFilter, Metadata } from '@crystalmath/queue';
+import { JOB_STATES, TERMINAL_JOB_STATES } from '@crystalmath/queue';
+import type { Command } from 'commander';
+import { CliError } from '../cli-error.js';
+import type { CommandContext } from '../command-context.js';
+import { assertKnownTarget, pickTarget, type ResolvedConfig } from '../config/load-config.js';
+import { ExitCode } from '../exit-codes.js';
+import { parseDuration } from '../format.js';
+import { parseJobFile, readDataFile } from '../job-file.js';
+import { jobDetails, jobsTable } from '../render/job-view.js';
+import { waitForJobs } from '../wait-for.js';
+import { intOption, sleep } from './options.js';
+
+const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
+
+/** Target defaults under the job's own resources (the job wins field by field). */
+export function withTargetDefaults(spec: JobSpec, config: ResolvedConfig, target: string): JobSpec {
+  const defaults = config.targets[target]?.defaults;
+  // SLURM targets apply their defaults in the runner (which knows its site); others here.
+  if (!defaults || config.targets[target]?.type === 'slurm') return spec;
+  const resources = { ...defaults, ...spec.resources } as Resources;
+  return { ...spec, resources };
+}
+
+function nameFromCommand(argv: readonly string[]): string {
+  const base = basename(argv[0] ?? 'job')
+    .replace(/[^A-Za-z0-9._+-]/g, '-')
+    .replace(/^[^A-Za-z0-9]+/, '');
+  return (base || 'job').slice(0, 128);
+}
+
+interface SubmitFlags {
+  target?: string;
+  name?: string;
+  file?: string;
+  script?: string;
+  priority?: number;
+  maxAttempts?: number;
+  tag?: string[];
+  env?: string[];
+  after?: string[];
+  cpus?: number;
+  memory?: number;
+  walltime?: string;
+  partition?: string;
+  wait?: boolean;
+}
+
+/** Builds the spec and options of `submit` from flags or a job file; throws before any change. */
+async function buildSubmission(
+  ctx: CommandContext,
+  command: readonly string[],
+  f: SubmitFlags,
+): Promise<{ spec: JobSpec; options: EnqueueOptions<Metadata> }> {
+  const config = await ctx.config();
+  if (f.file !== undefined) {
+    if (command.length > 0 || f.script !== undefined) {
+      throw new CliError('E_VALIDATION', 'submit: give either --file or a command, not both');
+    }
+    const file = f.file.startsWith('/') ? f.file : `${ctx.io.cwd}/${f.file}`;
+    const parsed = parseJobFile(await readDataFile(file), file);
+    const target = pickTarget(config, f.target ?? parsed.target);
+    const options = parsed.options(target);
+    return {
+      spec: withTargetDefaults(parsed.spec, config, target),
+      options: {
+        ...options,
+        ...(f.priority !== undefined ? { priority: f.priority } : {}),
+      },
+    };
+  }
+  if ((command.length === 0) === (f.script === undefined)) {
+    throw new CliError(
+      'E_VALIDATION',
+      'submit: give a command after --, --script <text>, or --file <job.yaml>',
+    );
+  }
+  const target = pickTarget(config, f.target);
+  const env: Record<string, string> = {};
+  for (const pair of f.env ?? []) {
+    const eq = pair.indexOf('=');
+    if (eq <= 0) throw new CliError('E_VALIDATION', `--env: expected NAME=value, got "${pair}"`);
+    env[pair.slice(0, eq)] = pair.slice(eq + 1);
+  }
+  const resources: Record<string, unknown> = {};
+  if (f.cpus !== undefined) resources.cpusPerTask = f.cpus;
+  if (f.memory !== undefined) resources.memoryMb = f.memory;
+  if (f.partition !== undefined) resources.partition = f.partition;
+  if (f.walltime !== undefined) {
+    const ms = parseDuration(f.walltime);
+    if (ms === undefined || ms < 1000)
+      throw new CliError(
+        'E_VALIDATION',
+        `--walltime: expected a duration such as 90s, 30m or 2h, got "${f.walltime}"`,
+      );
+    resources.walltimeSeconds = Math.ceil(ms / 1000);
+  }
+  const name = f.name ?? (command.length > 0 ? nameFromCommand(command) : 'script');
+  const spec: JobSpec = {
+    name,
+    ...(command.length > 0 ? { argv: [...command] } : { script: f.script as string }),
+    ...(Object.keys(env).length > 0 ? { env } : {}),
+    ...(Object.keys(resources).length > 0 ? { resources: resources as Resources } : {}),
+  };
+  const { validateJobSpec, isCrystalMathError } = await import('@crystalmath/core');
+  try {
+    validateJobSpec(spec, 'job');
+  } catch (err) {
+    if (isCrystalMathError(err))
+      throw new CliError(err.code, `submit: ${err.message}`, { cause: err });
+    throw err;
+  }
+  return {
+    spec: withTargetDefaults(spec, config, target),
+    options: {
+      target,
+      ...(f.priority !== undefined ? { priority: f.priority } : {}),
+      ...(f.maxAttempts !== undefined ? { maxAttempts: f.maxAttempts } : {}),
+      ...(f.tag ? { tags: f.tag } : {}),
+      ...(f.after ? { dependsOn: f.after } : {}),
+    },
+  };
+}
+
+function parseStates(text: string | undefined): JobState[] | undefined {
+  if (text === undefined) return undefined;
+  const states = text
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  for (const s of states) {
+    if (!(JOB_STATES as readonly string[]).includes(s)) {
+      throw new CliError(
+        'E_VALIDATION',
+        `--state: unknown state "${s}" (one of ${JOB_STATES.join(', ')})`,
+      );
+    }
+  }
+  return states as JobState[];
+}
+
+/** Registers submit, list, show, logs, cancel and retry on `program`. */
+export function registerJobCommands(program: Command, ctx: CommandContext): void {
+  program
+    .command('submit')
+    .description('enqueue one job: a command (after --), a --script, or a --file job.yaml')
+    .argument('[command...]', 'the command and its arguments (put -- before it)')
+    .option('-t, --target <name>', "target to run on (default: the config's defaultTarget)")
+    .option('-n, --name <name>', "job name (default: the command's base name)")
+    .option('-f, --file <job.yaml>', 'a job file (YAML or JSON)')
+    .option('--script <text>', 'a POSIX sh script instead of a command')
+    .option('-p, --priority <n>', 'higher runs first (default 0)', intOption('--priority'))
+    .option(
+      '--max-attempts <n>',
+      'attempts including the first (default 1)',
+      intOption('--max-attempts', 1),
+    )
+    .option('--tag <tag>', 'a tag (repeatable)', collect)
+    .option('-e, --env <NAME=value>', 'an environment variable (repeatable)', collect)
+    .option('--after <id>', 'run after this job succeeds (repeatable)', collect)
+    .option('--cpus <n>', 'CPUs per task', intOption('--cpus', 1))
+    .option('--memory <MiB>', 'memory in MiB', intOption('--memory', 1))
+    .option('--walltime <duration>', 'wall-clock limit, e.g. 30m or 2h')
+    .option('--partition <name>', 'SLURM partition')
+    .option('-w, --wait', 'wait until the job ends; exit 9 unless it succeeded')
+    .action(async (command: string[], flags: SubmitFlags) => {
+      const { spec, options } = await buildSubmission(ctx, command, flags);
+      await ctx.withQueue(async ({ queue }) => {
+        const job = await queue.enqueue(spec, options);
+        if (!flags.wait) {
+          ctx.emit(job, () =>
+            ctx.out(`submitted ${job.id} (${job.name}) to ${job.target}: ${job.state}`),
+          );
+          return;
+        }
+        if (!ctx.json) ctx.err(`submitted ${job.id} (${job.name}) to ${job.target}; waiting`);
+        const done = await waitForJobs(ctx, queue, [job.id], job.name);
+        if (!done) {
+          ctx.exitCode = ExitCode.INTERRUPTED;
+          return;
+        }
+        const final = done[0] as Job;
+        ctx.emit(final, () =>
+          ctx.out(
+            `${final.id} (${final.name}): ${final.state}${final.exitCode !== null ? `, exit ${final.exitCode}` : ''}`,
+          ),
+        );
+        if (final.state !== 'succeeded') ctx.exitCode = ExitCode.JOB_FAILED;
+      });
+    });
+
+  program
+    .command('list')
+    .alias('ls')
+    .description('list jobs, newest first')
+    .option('-s, --state <states>', `comma-separated states (${JOB_STATES.join(', ')})`)
+    .option('-t, --target <name>', 'only this target')
+    .option('-w, --workflow <id>', 'only this workflow')
+    .option('--tag <tag>', 'only jobs with this tag')
+    .option(
+      '-l, --limit <n>',
+      'at most this many (default 50, at most 1000)',
+      intOption('--limit', 1),
+    )
+    .option('--active', 'only jobs not yet finished')
+    .action(
+      async (flags: {
+        state?: string;
+        target?: string;
+        workflow?: string;
+        tag?: string;
+        limit?: number;
+        active?: boolean;
+      }) => {
+        const config = await ctx.config();
+        const states = flags.active
+          ? JOB_STATES.filter((s) => !TERMINAL_JOB_STATES.has(s))
+          : parseStates(flags.state);
+        if (flags.target !== undefined) assertKnownTarget(config, flags.target, '--target');
+        const filter: ListFilter = {
+          limit: Math.min(flags.limit ?? 50, 1000),
+          ...(states ? { state: states } : {}),
+          ...(flags.target !== undefined ? { target: flags.target } : {}),
+          ...(flags.workflow !== undefined ? { workflow: flags.workflow } : {}),
+          ...(flags.tag !== undefined ? { tag: flags.tag } : {}),
+        };
+        await ctx.withQueue(async ({ queue }) => {
+          const page = await queue.list(filter);
+          ctx.emit(page, () => {
+            if (page.jobs.length === 0) ctx.out('no jobs');
+            else ctx.out(jobsTable(page.jobs, ctx.c));
+            if (page.nextCursor) ctx.out(ctx.c.dim(`(more: raise --limit)`));
+          });
+        });
+      },
+    );
+
+  program
+    .command('show')
+    .description('show one job (or a workflow, given its id)')
+    .argument('<id>', 'job or workflow id')
+    .action(async (id: string) => {
+      await ctx.withQueue(async ({ queue }) => {
+        const job = await queue.get(id);
+        if (job) {
+          ctx.emit(job, () => ctx.out(jobDetails(job, ctx.c)));
+          return;
+        }
+        const wf = await queue.workflow(id);
+        if (wf) {
+          const { workflowDetails } = await import('../render/job-view.js');
+          ctx.emit(wf, () => ctx.out(workflowDetails(wf, ctx.c)));
+          return;
+        }
+        throw new CliError('E_QUEUE_JOB_NOT_FOUND', `show: no job or workflow with id "${id}"`);
+      });
+    });
+
+  program
+    .command('logs')
+    .description("print a job's output (through its runner)")
+    .argument('<id>', 'job id')
+    .option('--stderr', 'standard error instead of standard output')
+    .option('-f, --follow', 'keep printing new output until the job ends')
+    .option(
+      '--interval <ms>',
+      'polling interval with --follow (default 1000)',
+      intOption('--interval', 100),
+    )
+    .action(
+      async (id: string, flags: { stderr?: boolean; follow?: boolean; interval?: number }) => {
+        const stream = flags.stderr ? 'stderr' : 'stdout';
+        await ctx.withQueue(async ({ queue }) => {
+          const first = await queue.get(id);
+          if (!first) throw new CliError('E_QUEUE_JOB_NOT_FOUND', `logs: no job with id "${id}"`);
+          let offset = 0;
+          const chunks: string[] = [];
+          const write = (data: string): void => {
+            if (!data) return;
+            if (ctx.json) chunks.push(data);
+            else ctx.io.stdout.write(data);
+          };
+          if (!flags.follow) {
+            if (!first.handle)
+              throw new CliError(
+                'E_QUEUE_INVALID_STATE',
+                `logs: job ${id} has not started yet (${first.state})`,
+              );
+            const r = await queue.tail(id, { stream, offset });
+            write(r.data);
+            if (ctx.json)
+              ctx.out(JSON.stringify({ id, stream, data: chunks.join(''), offset: r.offset }));
+            return;
+          }
+          for (;;) {
+            const job = await queue.get(id);
+            if (!job) throw new CliError('E_QUEUE_JOB_NOT_FOUND', `logs: job "${id}" disappeared`);
+            if (job.handle) {
+              const r = await queue.tail(id, { stream, offset });
+              write(r.data);
+              offset = r.offset;
+            }
+            if (TERMINAL_JOB_STATES.has(job.state)) break;
+            if (ctx.io.signal?.aborted) {
+              ctx.exitCode = ExitCode.INTERRUPTED;
+              break;
+            }
+            await sleep(flags.interval ?? 1000, ctx.io.signal);
+          }
+          if (ctx.json) ctx.out(JSON.stringify({ id, stream, data: chunks.join(''), offset }));
+        });
+      },
+    );
+
+  for (const [name, verb, describe] of [
+    ['cancel', 'cancel', 'cancel jobs (asking their runner to stop them if submitted)'],
+    ['retry', 'retry', 'put failed, cancelled, timed-out or skipped jobs back in the queue'],
+  ] as const) {
+    program
+      .command(name)
+      .description(describe)
+      .argument('<ids...>', 'job ids')
+      .action(async (ids: string[]) => {
+        await ctx.withQueue(async ({ queue }) => {
+          // Check every id first so a typo in the third id does not leave the first two changed.
+          for (const id of ids) {
+            if (!(await queue.get(id)))
+              throw new CliError('E_QUEUE_JOB_NOT_FOUND', `${name}: no job with id "${id}"`);
+          }
+          const results: Job[] = [];
+          for (const id of ids) results.push(await queue[verb](id));
+          ctx.emit(ids.length === 1 ? results[0] : results, () => {
+            for (const j of results) ctx.out(`${j.id} (${j.name}): ${j.state}`);
+          });
+        });
+      });
+  }
+}

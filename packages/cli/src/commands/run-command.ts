@@ -1,0 +1,81 @@
+// `crystalmath run`: the scheduler in the foreground. It logs each state change as a line,
+// and on SIGINT/SIGTERM (the CLI's abort signal) it stops cleanly: the claim in flight
+// finishes, running jobs keep running on their targets, and the process exits 0. Another
+// `run` later (or elsewhere, on the same store) re-attaches to them.
+
+import type { Command } from 'commander';
+import type { CommandContext } from '../command-context.js';
+import { clockTime } from '../format.js';
+import { openConfiguredQueue } from '../open-configured-queue.js';
+
+/** Registers `run`. */
+export function registerRunCommand(program: Command, ctx: CommandContext): void {
+  program
+    .command('run')
+    .description('run the scheduler in the foreground until Ctrl-C / SIGTERM')
+    .option('-q, --quiet', 'do not log job state changes')
+    .action(async (flags: { quiet?: boolean }) => {
+      const config = await ctx.config();
+      const log = (fields: Record<string, unknown>, human: string): void => {
+        if (ctx.json) ctx.out(JSON.stringify({ at: Date.now(), ...fields }));
+        else ctx.out(`${ctx.c.dim(clockTime(Date.now()))}  ${human}`);
+      };
+      const cq = await openConfiguredQueue(config, {
+        logger: {
+          warn: (msg) => log({ level: 'warn', msg }, ctx.c.yellow(`warning: ${msg}`)),
+          error: (msg) => log({ level: 'error', msg }, ctx.c.red(`error: ${msg}`)),
+        },
+      });
+      const { queue } = cq;
+      const names = new Map<string, string>();
+      if (!flags.quiet) {
+        queue.on('job:state', (e) => {
+          const name = names.get(e.jobId) ?? e.jobId;
+          log(
+            { event: e },
+            `${name} (${e.jobId})  ${e.from ?? 'new'} → ${e.to}  [${e.target}]${e.reason ? `  ${e.reason}` : ''}`,
+          );
+          if (!names.has(e.jobId)) {
+            void queue.get(e.jobId).then(
+              (j) => {
+                if (j) names.set(j.id, j.workflowKey ? `${j.workflowKey}` : j.name);
+              },
+              () => undefined,
+            );
+          }
+        });
+        // The payload is typed loosely upstream (Extract over a union-typed `type`): read it as an event.
+        queue.on('workflow:done', (e) => {
+          const id = (e as unknown as { workflowId: string }).workflowId;
+          log({ event: e }, `workflow ${id} done`);
+        });
+      }
+      queue.on('error', ({ error, context }) =>
+        log(
+          { level: 'error', context, code: (error as { code?: string }).code, msg: error.message },
+          ctx.c.red(`${context}: ${error.message}`),
+        ),
+      );
+      const targets = Object.keys(config.targets).join(', ');
+      log(
+        { msg: 'started', targets: Object.keys(config.targets) },
+        `scheduler started (targets: ${targets}); Ctrl-C to stop`,
+      );
+      const stopped = new Promise<void>((resolve) => {
+        if (!ctx.io.signal) return; // without a signal, run until the process is killed
+        if (ctx.io.signal.aborted) return resolve();
+        ctx.io.signal.addEventListener('abort', () => resolve(), { once: true });
+      });
+      try {
+        await Promise.race([queue.start(), stopped]);
+        await stopped;
+        log(
+          { msg: 'stopping' },
+          'stopping: finishing the claim in flight; running jobs keep running',
+        );
+      } finally {
+        await cq.close();
+      }
+      log({ msg: 'stopped' }, 'scheduler stopped');
+    });
+}

@@ -1,0 +1,75 @@
+// `crystalmath workflow submit <file>` (a YAML/JSON DAG, submitted all-or-nothing) and
+// `crystalmath workflow show <id>`. Every job's target and spec is checked before the store
+// is opened.
+
+import { isAbsolute, resolve } from 'node:path';
+import type { Metadata, WorkflowDefinition, WorkflowJobDefinition } from '@crystalmath/queue';
+import type { Command } from 'commander';
+import { CliError } from '../cli-error.js';
+import type { CommandContext } from '../command-context.js';
+import { assertKnownTarget, pickTarget } from '../config/load-config.js';
+import { ExitCode } from '../exit-codes.js';
+import { parseWorkflowFile, readDataFile } from '../job-file.js';
+import { countsSummary, workflowDetails } from '../render/job-view.js';
+import { waitForJobs } from '../wait-for.js';
+import { withTargetDefaults } from './jobs-commands.js';
+
+/** Registers `workflow submit` and `workflow show`. */
+export function registerWorkflowCommands(program: Command, ctx: CommandContext): void {
+  const workflow = program
+    .command('workflow')
+    .description('submit and inspect workflows (DAGs of jobs)');
+
+  workflow
+    .command('submit')
+    .description('submit a workflow file (YAML or JSON): all its jobs or none')
+    .argument('<file>', 'workflow file')
+    .option('-t, --target <name>', "default target of its jobs (overrides the file's)")
+    .option('-w, --wait', 'wait until every job ends; exit 9 unless all succeeded')
+    .action(async (fileArg: string, flags: { target?: string; wait?: boolean }) => {
+      const config = await ctx.config();
+      const file = isAbsolute(fileArg) ? fileArg : resolve(ctx.io.cwd, fileArg);
+      const parsed = parseWorkflowFile(await readDataFile(file), file);
+      const target = pickTarget(config, flags.target ?? parsed.target);
+      const jobs: Record<string, WorkflowJobDefinition<Metadata>> = {};
+      for (const [key, job] of Object.entries(parsed.jobs)) {
+        const t = job.target ?? target;
+        assertKnownTarget(config, t, `jobs.${key}.target`);
+        jobs[key] = { ...job, spec: withTargetDefaults(job.spec, config, t) };
+      }
+      const definition: WorkflowDefinition<Metadata> = { ...parsed, target, jobs };
+      await ctx.withQueue(async ({ queue }) => {
+        const wf = await queue.submitWorkflow(definition);
+        if (!flags.wait) {
+          ctx.emit(wf, () =>
+            ctx.out(
+              `submitted workflow ${wf.id} (${wf.name}): ${Object.keys(wf.jobs).length} jobs, ${countsSummary(wf.counts, ctx.c)}`,
+            ),
+          );
+          return;
+        }
+        if (!ctx.json) ctx.err(`submitted workflow ${wf.id} (${wf.name}); waiting`);
+        const ids = Object.values(wf.jobs).map((j) => j.id);
+        const done = await waitForJobs(ctx, queue, ids, wf.name);
+        const final = await queue.workflow(wf.id);
+        if (!done || !final) {
+          ctx.exitCode = ExitCode.INTERRUPTED;
+          return;
+        }
+        ctx.emit(final, () => ctx.out(workflowDetails(final, ctx.c)));
+        if (done.some((j) => j.state !== 'succeeded')) ctx.exitCode = ExitCode.JOB_FAILED;
+      });
+    });
+
+  workflow
+    .command('show')
+    .description('show a workflow and its jobs')
+    .argument('<id>', 'workflow id')
+    .action(async (id: string) => {
+      await ctx.withQueue(async ({ queue }) => {
+        const wf = await queue.workflow(id);
+        if (!wf) throw new CliError('E_NOT_FOUND', `workflow show: no workflow with id "${id}"`);
+        ctx.emit(wf, () => ctx.out(workflowDetails(wf, ctx.c)));
+      });
+    });
+}

@@ -1,0 +1,140 @@
+// The schema of `crystalmath.config.{json,yaml}`: where the queue lives and which targets
+// (this machine, SSH hosts, SLURM clusters) jobs may run on. zod gives the one-line errors
+// that name the offending field; unknown keys are rejected so a typo is never ignored.
+
+import { z } from 'zod';
+
+const positiveInt = z.number().int().positive();
+const name = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'letters, digits and ._- (at most 64)');
+
+/** Typed resources, as in core's `Resources` plus SLURM's `gres`. Checked again by core. */
+export const resourcesSchema = z.strictObject({
+  nodes: positiveInt.optional(),
+  tasks: positiveInt.optional(),
+  tasksPerNode: positiveInt.optional(),
+  cpusPerTask: positiveInt.optional(),
+  memoryMb: positiveInt.optional(),
+  memoryPerCpuMb: positiveInt.optional(),
+  gpus: z.union([positiveInt, z.string()]).optional(),
+  walltimeSeconds: positiveInt.optional(),
+  partition: z.string().optional(),
+  account: z.string().optional(),
+  qos: z.string().optional(),
+  constraint: z.string().optional(),
+  exclusive: z.boolean().optional(),
+  array: z.string().optional(),
+  extraDirectives: z.array(z.string()).optional(),
+  gres: z.string().optional(),
+});
+
+/**
+ * How to reach an SSH host: an alias from `~/.ssh/config` (`host` alone), or explicit options
+ * that override what the alias says. Passwords are deliberately not accepted: use keys or an agent.
+ */
+export const sshSchema = z.strictObject({
+  /** A `~/.ssh/config` alias or a host name. */
+  host: z.string().min(1),
+  port: z.number().int().min(1).max(65535).optional(),
+  user: z.string().min(1).optional(),
+  /** Private key file (`~` expanded). */
+  privateKeyPath: z.string().min(1).optional(),
+  /** known_hosts file used to verify the host key (`~` expanded). Default `~/.ssh/known_hosts`. */
+  knownHostsPath: z.string().min(1).optional(),
+  /** Use the SSH agent at `$SSH_AUTH_SOCK`. Default: true when it is set. */
+  agent: z.boolean().optional(),
+  /** Connections kept open to this host. Default: the pool's default. */
+  maxConnections: positiveInt.optional(),
+  /** Time to establish a connection, in ms. */
+  connectTimeoutMs: positiveInt.optional(),
+});
+
+const common = {
+  /** Jobs of this target in submitting/queued/running at once. Default unlimited. */
+  maxConcurrent: positiveInt.optional(),
+  /** Start paused. */
+  paused: z.boolean().optional(),
+  /** Resources used when a job does not set them. */
+  defaults: resourcesSchema.optional(),
+};
+
+export const localTargetSchema = z.strictObject({
+  type: z.literal('local'),
+  /** Directory for job folders on this machine (relative to the config file). Default `.crystalmath/runs`. */
+  root: z.string().min(1).optional(),
+  ...common,
+});
+
+export const sshTargetSchema = z.strictObject({
+  type: z.literal('ssh'),
+  ssh: sshSchema,
+  /** Directory for job folders on the host (relative to the login directory). Default `.crystalmath/runs`. */
+  root: z.string().min(1).optional(),
+  ...common,
+});
+
+export const slurmTargetSchema = z.strictObject({
+  type: z.literal('slurm'),
+  /** Reach the login node over SSH; omit to run sbatch/squeue on this machine. */
+  ssh: sshSchema.optional(),
+  /** Directory for job folders on a file system the compute nodes see. */
+  root: z.string().min(1),
+  /** Smallest interval between two squeue calls, in ms (cluster etiquette). Default 5 000. */
+  pollIntervalMs: positiveInt.optional(),
+  /** Directives this site rejects, left out of every script (e.g. `--mem`). */
+  skipDirectives: z.array(z.string()).optional(),
+  /** `sacct`, `jobcomp`, `none` or `auto` (default). */
+  accounting: z.enum(['auto', 'sacct', 'jobcomp', 'none']).optional(),
+  ...common,
+});
+
+export const targetSchema = z.discriminatedUnion('type', [
+  localTargetSchema,
+  sshTargetSchema,
+  slurmTargetSchema,
+]);
+
+export const storeSchema = z.union([
+  z.string().min(1),
+  z.strictObject({ sqlite: z.string().min(1) }),
+  z.strictObject({ postgres: z.string().min(1) }),
+]);
+
+export const configSchema = z.strictObject({
+  /** The queue's store: a SQLite path (relative to the config file), `{ sqlite }` or `{ postgres }`. */
+  store: storeSchema.optional(),
+  /** Target used when a command or job file names none. */
+  defaultTarget: name.optional(),
+  targets: z
+    .record(name, targetSchema)
+    .refine((t) => Object.keys(t).length > 0, 'declare at least one target'),
+  scheduler: z
+    .strictObject({
+      tickMs: positiveInt.optional(),
+      pollIntervalMs: positiveInt.optional(),
+      leaseMs: positiveInt.optional(),
+      submitConcurrency: positiveInt.optional(),
+    })
+    .optional(),
+});
+
+export type CrystalMathConfigInput = z.input<typeof configSchema>;
+export type ParsedConfig = z.output<typeof configSchema>;
+export type TargetConfig = z.output<typeof targetSchema>;
+export type SshConfig = z.output<typeof sshSchema>;
+export type ResourcesConfig = z.output<typeof resourcesSchema>;
+
+/** The first problem zod found, as `path.to.field: message`. */
+export function describeZodIssue(error: z.ZodError): string {
+  const issue = error.issues[0];
+  if (!issue) return 'invalid';
+  const path = issue.path.map((p) => (typeof p === 'number' ? `[${p}]` : String(p))).join('.');
+  let message = issue.message;
+  if (issue.code === 'unrecognized_keys')
+    message = `unknown key(s) ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
+  if (issue.code === 'invalid_union' && 'discriminator' in issue && issue.discriminator)
+    message = 'type must be one of "local", "ssh", "slurm"';
+  const more = error.issues.length > 1 ? ` (and ${error.issues.length - 1} more)` : '';
+  return `${path.replace(/\.\[/g, '[') || '(top level)'}: ${message}${more}`;
+}

@@ -1,0 +1,96 @@
+// How jobs and workflows look in human output: one table row per job for `list`, a block of
+// fields for `show`, a per-state summary for workflows. JSON output uses the queue's objects
+// unchanged.
+
+import type { Job, JobState, Workflow } from '@crystalmath/queue';
+import { JOB_STATES } from '@crystalmath/queue';
+import { type Colors, clockTime, formatDuration, stateColor, table } from '../format.js';
+
+/** How long a job ran (or has been running), or has waited. */
+export function jobElapsed(job: Job, now = Date.now()): string {
+  if (job.startedAt !== null) return formatDuration((job.endedAt ?? now) - job.startedAt);
+  if (job.endedAt !== null) return '-';
+  return `(${formatDuration(now - job.createdAt)})`;
+}
+
+/** The `list` table. */
+export function jobsTable(jobs: readonly Job[], c: Colors, now = Date.now()): string {
+  const rows = [
+    ['ID', 'NAME', 'STATE', 'TARGET', 'WORKFLOW', 'ATTEMPT', 'TIME', 'REASON'].map(c.bold),
+    ...jobs.map((j) => [
+      j.id,
+      j.workflowKey ?? j.name,
+      stateColor(c, j.state)(j.state),
+      j.target,
+      j.workflowId ?? '-',
+      `${j.attempt}/${j.maxAttempts}`,
+      jobElapsed(j, now),
+      j.reason ?? '',
+    ]),
+  ];
+  return table(rows);
+}
+
+/** The `show` block for one job. */
+export function jobDetails(job: Job, c: Colors): string {
+  const spec = job.spec;
+  const command = spec.argv ? JSON.stringify(spec.argv) : `script: ${JSON.stringify(spec.script)}`;
+  const lines: [string, string][] = [
+    ['id', job.id],
+    ['name', job.name],
+    ['state', stateColor(c, job.state)(job.state)],
+    ['target', job.target],
+    ['command', command],
+    ['priority', String(job.priority)],
+    ['attempt', `${job.attempt} of ${job.maxAttempts}`],
+  ];
+  if (job.workflowId) lines.push(['workflow', `${job.workflowId} (${job.workflowKey ?? ''})`]);
+  if (job.dependsOn.length > 0)
+    lines.push(['depends on', job.dependsOn.map((d) => `${d.job} (${d.condition})`).join(', ')]);
+  if (job.tags.length > 0) lines.push(['tags', job.tags.join(', ')]);
+  if (spec.resources && Object.keys(spec.resources).length > 0)
+    lines.push(['resources', JSON.stringify(spec.resources)]);
+  if (job.exitCode !== null) lines.push(['exit code', String(job.exitCode)]);
+  if (job.reason) lines.push(['reason', job.reason]);
+  if (job.runnerStatus?.nativeState) lines.push(['native state', job.runnerStatus.nativeState]);
+  if (job.handle) lines.push(['handle', `${job.handle.kind} ${job.handle.jobKey}`]);
+  lines.push(['created', new Date(job.createdAt).toISOString()]);
+  if (job.startedAt !== null) lines.push(['started', new Date(job.startedAt).toISOString()]);
+  if (job.endedAt !== null) lines.push(['ended', new Date(job.endedAt).toISOString()]);
+  if (job.startedAt !== null) lines.push(['elapsed', jobElapsed(job)]);
+  const width = Math.max(...lines.map(([k]) => k.length));
+  return lines.map(([k, v]) => `${c.dim(k.padEnd(width))}  ${v}`).join('\n');
+}
+
+/** `3 succeeded, 1 running, 2 waiting` in lifecycle order, zero counts left out. */
+export function countsSummary(counts: Readonly<Record<JobState, number>>, c: Colors): string {
+  const parts = JOB_STATES.filter((s) => (counts[s] ?? 0) > 0).map((s) =>
+    stateColor(c, s)(`${counts[s]} ${s}`),
+  );
+  return parts.length > 0 ? parts.join(', ') : 'no jobs';
+}
+
+/** The `workflow show` block: header, counts, and one row per job in key order. */
+export function workflowDetails(w: Workflow, c: Colors, now = Date.now()): string {
+  const header = `${c.bold(w.name)}  ${w.id}  ${w.done ? c.green('done') : c.yellow('in progress')}  created ${clockTime(w.createdAt)}`;
+  const jobs = Object.values(w.jobs).sort(
+    (a, b) => a.createdAt - b.createdAt || a.id.localeCompare(b.id),
+  );
+  const rows = [
+    ['KEY', 'STATE', 'TARGET', 'ID', 'TIME', 'DEPENDS ON'].map(c.bold),
+    ...jobs.map((j) => [
+      j.workflowKey ?? j.name,
+      stateColor(c, j.state)(j.state),
+      j.target,
+      j.id,
+      jobElapsed(j, now),
+      j.dependsOn.map((d) => keyOf(w, d.job)).join(', '),
+    ]),
+  ];
+  return `${header}\n${countsSummary(w.counts, c)}\n\n${table(rows)}`;
+}
+
+function keyOf(w: Workflow, jobId: string): string {
+  for (const j of Object.values(w.jobs)) if (j.id === jobId) return j.workflowKey ?? j.name;
+  return jobId;
+}

@@ -1,0 +1,80 @@
+// Turns the validated configuration into live pieces: one Transport and one Runner per target
+// (LocalRunner, SshRunner over a shared SshPool, SlurmRunner locally or over SSH). The CLI is
+// the only place in CrystalMath that wires concrete packages together. Nothing here connects:
+// SSH connections open on first use, so read-only commands never touch the network.
+
+import { LocalTransport, type Runner, type Transport } from '@crystalmath/core';
+import { LocalRunner, SshRunner } from '@crystalmath/runner-process';
+import { type SlurmDefaults, SlurmRunner } from '@crystalmath/runner-slurm';
+import { SshPool, SshTransport } from '@crystalmath/ssh-pool';
+import type { SshConfig, TargetConfig } from './config/config-schema.js';
+import type { ResolvedConfig } from './config/load-config.js';
+import { sshHostOptions } from './ssh-host-options.js';
+
+/** A target's runner and the transport under it, as wired from the configuration. */
+export interface WiredTarget {
+  readonly name: string;
+  readonly config: TargetConfig;
+  readonly transport: Transport;
+  readonly runner: Runner;
+}
+
+export interface WiredTargets {
+  readonly targets: Readonly<Record<string, WiredTarget>>;
+  /** Closes runners and the SSH pool (open connections end). */
+  close(): Promise<void>;
+}
+
+/**
+ * Builds a runner for every target of `config` without connecting anywhere.
+ *
+ * @example
+ * const wired = wireTargets(config);
+ * await wired.targets.laptop?.transport.exec(['true']);
+ * await wired.close();
+ */
+export function wireTargets(config: ResolvedConfig): WiredTargets {
+  let pool: SshPool | undefined;
+  const transports = new Map<string, Transport>();
+  const sshTransport = (ssh: SshConfig): Transport => {
+    const key = JSON.stringify(ssh);
+    const existing = transports.get(key);
+    if (existing) return existing;
+    pool ??= new SshPool();
+    const transport = new SshTransport({ pool, host: sshHostOptions(ssh) });
+    transports.set(key, transport);
+    return transport;
+  };
+  const local = new LocalTransport();
+  const targets: Record<string, WiredTarget> = {};
+  for (const [name, t] of Object.entries(config.targets)) {
+    let transport: Transport;
+    let runner: Runner;
+    if (t.type === 'local') {
+      transport = local;
+      runner = new LocalRunner({ root: t.root ?? '.crystalmath/runs' });
+    } else if (t.type === 'ssh') {
+      transport = sshTransport(t.ssh);
+      runner = new SshRunner({ transport, root: t.root ?? '.crystalmath/runs' });
+    } else {
+      transport = t.ssh ? sshTransport(t.ssh) : local;
+      runner = new SlurmRunner({
+        transport,
+        root: t.root,
+        ...(t.defaults ? { defaults: t.defaults as SlurmDefaults } : {}),
+        ...(t.pollIntervalMs !== undefined ? { pollMinIntervalMs: t.pollIntervalMs } : {}),
+        ...(t.skipDirectives ? { skipDirectives: t.skipDirectives } : {}),
+        ...(t.accounting ? { accounting: t.accounting } : {}),
+      });
+    }
+    targets[name] = { name, config: t, transport, runner };
+  }
+  return {
+    targets,
+    async close() {
+      await Promise.allSettled(Object.values(targets).map((t) => t.runner.close?.()));
+      await Promise.allSettled([...transports.values()].map((t) => t.close?.()));
+      await pool?.close();
+    },
+  };
+}
