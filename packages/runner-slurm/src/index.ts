@@ -10,6 +10,7 @@ export {
   SLURM_STATE_MAP,
 } from './map-slurm-state.js';
 export { parseExitCodePair, parseSacct, SACCT_FIELDS, type SacctEntry } from './parse-sacct.js';
+export { parseScontrolJobs, type ScontrolJob } from './parse-scontrol-job.js';
 export {
   countArrayTasks,
   parseSbatchParsable,

@@ -81,6 +81,7 @@ export function buildPollScript(input: PollScriptInput): string {
       '  fi',
     );
   }
+  if (input.accounting === 'none') lines.push(`  printf '${MARK}acct none\\n'`);
   lines.push('fi', `printf '${MARK}exit\\n'`);
   // Exit files of every tracked job: read with shell builtins only, no process per job.
   const dirs = [...new Set(input.jobs.map((j) => j.jobDir))];

@@ -1,15 +1,17 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: this file writes shell text, where ${VAR} is shell syntax
 // Turns a validated job into the text of an sbatch script: `#SBATCH` lines from typed
 // resources, then a fixed body that runs the command and records its exit code in a file.
-// No user string reaches the body except through `shQuote`/`shJoin`/`shExports`.
+// No user string reaches the body except through `shQuote`/`shJoin`/`shExports`. Carriage
+// returns are the one exception to plain quoting: sbatch rejects any script containing CR LF,
+// so a CR inside a value is spelt as the fixed word "$cm_cr" between quoted pieces.
 
 import {
+  assertEnvName,
   DIRECTIVE_PATTERN,
   isValidJobKey,
   type JobSpec,
   safeRelativePath,
   shExports,
-  shJoin,
   shQuote,
   ValidationError,
   validateJobSpec,
@@ -169,6 +171,19 @@ function extraDirectives(r: SlurmResources, f: string): SlurmDirective[] {
   });
 }
 
+/** One shell word for `value`, like `shQuote`, but with each CR as `"$cm_cr"` (see above). */
+function shWord(value: string, field: string): string {
+  if (!value.includes('\r')) return shQuote(value, field);
+  return value
+    .split('\r')
+    .map((piece) => shQuote(piece, field))
+    .join('"$cm_cr"');
+}
+
+function shWords(argv: readonly string[], field: string): string {
+  return argv.map((arg, i) => shWord(arg, `${field}[${i}]`)).join(' ');
+}
+
 function renderDirective(d: SlurmDirective): string {
   const line = d.value === undefined ? `#SBATCH --${d.option}` : `#SBATCH --${d.option}=${d.value}`;
   if (!DIRECTIVE_LINE.test(line)) {
@@ -232,6 +247,7 @@ export function renderSlurmScript(options: RenderSlurmScriptOptions): RenderedSl
     'trap cm_finish EXIT',
     "trap 'cm_sig=TERM; exit 143' TERM",
     "trap 'cm_sig=INT; exit 130' INT",
+    "cm_cr=$(printf '\\r')",
   );
   if (spec.modules !== undefined && spec.modules.length > 0) {
     lines.push(
@@ -242,20 +258,29 @@ export function renderSlurmScript(options: RenderSlurmScriptOptions): RenderedSl
     });
   }
   if (spec.env !== undefined && Object.keys(spec.env).length > 0) {
-    lines.push(shExports(spec.env, 'spec.env'));
+    const plain: Record<string, string> = {};
+    for (const [name, value] of Object.entries(spec.env)) {
+      if (!value.includes('\r')) plain[name] = value;
+    }
+    if (Object.keys(plain).length > 0) lines.push(shExports(plain, 'spec.env'));
+    for (const [name, value] of Object.entries(spec.env)) {
+      if (!value.includes('\r')) continue;
+      assertEnvName(name, 'spec.env');
+      lines.push(`export ${name}=${shWord(value, `spec.env.${name}`)}`);
+    }
   }
   if (spec.workdir !== undefined) {
     lines.push(`cd -- ${shQuote(safeRelativePath(spec.workdir, 'spec.workdir'))} || exit 120`);
   }
   // `command --` runs argv[0] as a command even when it looks like a keyword or an assignment.
   spec.pre?.forEach((argv, i) => {
-    lines.push(`command -- ${shJoin(argv, `spec.pre[${i}]`)} || exit $?`);
+    lines.push(`command -- ${shWords(argv, `spec.pre[${i}]`)} || exit $?`);
   });
-  if (spec.argv !== undefined) lines.push(`command -- ${shJoin(spec.argv, 'spec.argv')}`);
+  if (spec.argv !== undefined) lines.push(`command -- ${shWords(spec.argv, 'spec.argv')}`);
   else lines.push(`/bin/sh "$cm_dir/${USER_SCRIPT_FILE}"`);
   lines.push('cm_main_rc=$?');
   spec.post?.forEach((argv, i) => {
-    lines.push(`command -- ${shJoin(argv, `spec.post[${i}]`)}`);
+    lines.push(`command -- ${shWords(argv, `spec.post[${i}]`)}`);
   });
   lines.push('exit "$cm_main_rc"', '');
   const script = lines.join('\n');

@@ -133,15 +133,17 @@ function resolveArray(
   const done = all.filter((s) => isTerminalRunnerState(s.state));
   const running = all.some((s) => s.state === 'running');
   if (pending > 0 || done.length < all.length) {
+    // Once any task has started, the array is running, even while others still wait.
+    const started = running || done.length > 0;
     const s: Mutable<RunnerStatus> = {
-      state: running ? 'running' : 'queued',
+      state: started ? 'running' : 'queued',
       reason: `${done.length} of ${expected} array tasks finished`,
     };
     const native = all.find((x) => !isTerminalRunnerState(x.state))?.nativeState;
     const pendingReason = sq.find((e) => e.pendingTasks !== undefined)?.reason;
     if (native !== undefined) s.nativeState = native;
     else if (pending > 0) s.nativeState = 'PENDING';
-    if (!running && pendingReason !== undefined) s.reason = pendingReason;
+    if (!started && pendingReason !== undefined) s.reason = pendingReason;
     return s;
   }
   // Some tasks were forgotten by every source: treat the job as absent, so the caller's grace

@@ -449,10 +449,18 @@ export class SlurmRunner implements Runner {
     });
     const r = await this.#exec({ script }, 'squeue', options);
     const out = parsePollOutput(r.stdout);
-    if (r.exitCode !== 0 || out.squeueExit !== 0 || !out.complete) {
+    if (out.squeueExit !== 0) {
       throw new SlurmCommandError(`squeue failed (exit ${out.squeueExit}): ${clip(r.stderr)}`, {
         details: { command: 'squeue', exitCode: out.squeueExit },
       });
+    }
+    if (r.exitCode !== 0 || !out.complete) {
+      throw new SlurmCommandError(
+        `the poll script failed (exit ${r.exitCode}): ${clip(r.stderr)}`,
+        {
+          details: { command: 'poll', exitCode: r.exitCode },
+        },
+      );
     }
     if (
       this.#accounting === 'auto' &&

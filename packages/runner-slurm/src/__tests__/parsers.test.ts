@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { isKnownSlurmState, mapSlurmState, SLURM_STATE_MAP } from '../map-slurm-state.js';
 import { parseSacct } from '../parse-sacct.js';
+import { parseScontrolJobs } from '../parse-scontrol-job.js';
 import { countArrayTasks, parseSbatchParsable, parseSlurmJobRef } from '../parse-slurm-job-id.js';
 import { parseSqueue } from '../parse-squeue.js';
 import { parseExitFiles, parsePollOutput } from '../poll-script.js';
@@ -181,5 +182,69 @@ describe('poll output', () => {
   it('marks output without its end as incomplete, and refuses output without squeue', () => {
     expect(parsePollOutput('@@cm:squeue 1\n').complete).toBe(false);
     expect(() => parsePollOutput('nothing')).toThrow(/squeue section/);
+  });
+});
+
+// Recorded on a slurm-wlm 22.05 one-node cluster configured like the testbed (accounting
+// storage disabled, jobcomp/filetxt, MinJobAge=300).
+describe('recorded SLURM 22.05 output', () => {
+  it('parses every squeue line, including pending array ranges and end reasons', () => {
+    const rows = parseSqueue(fixture('squeue-testbed.txt'));
+    expect(rows.length).toBe(fixture('squeue-testbed.txt').trim().split('\n').length);
+    const by = new Map(rows.map((r) => [r.raw, r]));
+    expect(by.get('4')).toMatchObject({ state: 'CANCELLED', reason: 'DependencyNeverSatisfied' });
+    expect(by.get('1')).toMatchObject({ state: 'FAILED', reason: 'NonZeroExitCode' });
+    expect(by.get('12_1')).toMatchObject({ baseId: '12', taskId: '1', state: 'FAILED' });
+    expect(rows.find((r) => r.pendingTasks !== undefined)).toMatchObject({
+      baseId: '17',
+      pendingTasks: 5,
+    });
+    for (const r of rows) expect(isKnownSlurmState(r.state)).toBe(true);
+  });
+
+  it('parses sacct -c (jobcomp) output: FAILED 3:0, CANCELLED 0:0', () => {
+    const rows = parseSacct(fixture('sacct-c-testbed.txt'));
+    const by = new Map(rows.map((r) => [r.raw, r]));
+    expect(by.get('1')).toMatchObject({ state: 'FAILED', exitCode: 3 });
+    expect(by.get('15')).toMatchObject({ state: 'FAILED', exitCode: 4 });
+    expect(by.get('6')).toMatchObject({ state: 'CANCELLED', exitCode: 0 });
+    for (const r of rows) expect(isKnownSlurmState(r.state)).toBe(true);
+  });
+
+  it('parses scontrol show job -o records', () => {
+    const jobs = parseScontrolJobs(fixture('scontrol-show-job-testbed.txt'));
+    expect(jobs.length).toBeGreaterThan(5);
+    const failed = jobs.find((j) => j.JobId === '1');
+    expect(failed).toMatchObject({
+      JobState: 'FAILED',
+      ExitCode: '3:0',
+      Reason: 'NonZeroExitCode',
+      JobName: 'wrap',
+    });
+    expect(failed?.['AllocNode:Sid']).toMatch(/:/);
+    expect(jobs.find((j) => j.JobId === '4')?.Dependency).toBe('afterok:3(failed)');
+    for (const j of jobs) expect(isKnownSlurmState(j.JobState ?? '')).toBe(true);
+  });
+});
+
+describe('buildPollScript', () => {
+  it('is valid sh for every accounting mode, one id and many', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const { buildPollScript } = await import('../poll-script.js');
+    const commands = { sbatch: 'sbatch', squeue: 'squeue', sacct: 'sacct', scancel: 'scancel' };
+    for (const accounting of ['auto', 'sacct', 'jobcomp', 'none'] as const) {
+      for (const jobs of [
+        [{ jobId: '1', jobDir: "/tmp/it's here" }],
+        [
+          { jobId: '1', jobDir: '/a' },
+          { jobId: '2', jobDir: '/b' },
+        ],
+      ]) {
+        const script = buildPollScript({ jobs, commands, accounting });
+        expect(() => execFileSync('sh', ['-n', '-c', script])).not.toThrow();
+        expect(script.match(/squeue'? --noheader/g)).toHaveLength(1);
+        expect(script).toContain(jobs.length === 1 ? '--jobs=1,1 ' : '--jobs=1,2 ');
+      }
+    }
   });
 });
