@@ -1,0 +1,198 @@
+// The measurements, written once and run against every system through the same session
+// interface, so every figure is taken with the same job counts and at the same moment: the job
+// handed to user code (a worker's handler, or the no-op Runner's `submit`).
+
+import { DispatchLog, now, percentile, rate, sleep, withTimeout } from './stats.mjs';
+
+/**
+ * @typedef {object} Session One fresh store of one system.
+ * @property {(tag: string) => Promise<void>} enqueue One job, awaited.
+ * @property {((tags: string[]) => Promise<void>) | undefined} enqueueBulk One bulk call.
+ * @property {((tag: string) => Promise<void>) | undefined} [enqueueDependent] A prerequisite
+ *   `tag` and a dependent `${tag}c` that may start only after it.
+ * @property {(log: DispatchLog) => Promise<void>} startWorker Start consuming.
+ * @property {() => Promise<void>} stopWorker
+ * @property {(timeoutMs: number) => Promise<void>} settle Wait until dispatched jobs are finished.
+ * @property {((n: number, batch: number) => Promise<number>) | undefined} [fillFinished] Make
+ *   `n` finished jobs through the system's own calls; returns how many are finished.
+ * @property {() => Promise<void>} close
+ */
+
+const figure = (value, unit, extra = {}) => ({ value, unit, ...extra });
+const na = (reason) => ({ na: reason });
+const failed = (error) => ({ error: error.message.split('\n')[0].slice(0, 160) });
+
+function tags(prefix, from, to) {
+  const out = [];
+  for (let i = from; i < to; i++) out.push(`${prefix}${i}`);
+  return out;
+}
+
+async function enqueueAll(session, prefix, n, batch) {
+  if (session.enqueueBulk) {
+    for (let i = 0; i < n; i += batch) {
+      await session.enqueueBulk(tags(prefix, i, Math.min(n, i + batch)));
+    }
+  } else {
+    for (let i = 0; i < n; i++) await session.enqueue(`${prefix}${i}`);
+  }
+}
+
+/** Backlog of `n` jobs, then start the worker and time until the n-th dispatch. */
+async function timedDispatch(session, prefix, cfg) {
+  const n = cfg.dispatch;
+  await enqueueAll(session, prefix, n, cfg.batch);
+  const log = new DispatchLog();
+  const started = now();
+  await session.startWorker(log);
+  const last = await withTimeout(log.waitForCount(n), cfg.phaseTimeoutMs, `dispatch of ${n}`);
+  return { rate: rate(n, last - started), log };
+}
+
+async function withSession(system, env, name, fn) {
+  const session = await withTimeout(system.open(env, name), 60_000, `${system.label} open`);
+  try {
+    return await fn(session);
+  } finally {
+    await withTimeout(session.stopWorker(), 15_000, `${system.label} stop`).catch((e) =>
+      env.warn(e.message),
+    );
+    await withTimeout(session.close(), 15_000, `${system.label} close`).catch((e) =>
+      env.warn(e.message),
+    );
+  }
+}
+
+/**
+ * Runs every measurement for one system. Each group of measurements gets a fresh store; one
+ * that fails is reported as an error and the others go on.
+ */
+export async function measureSystem(system, env) {
+  const { cfg } = env;
+  const f = {};
+  const progress = (what) => env.progress(`${system.label}: ${what}`);
+
+  // 1. Enqueue throughput, no worker running.
+  try {
+    await withSession(system, env, 'enqueue', async (s) => {
+      progress(`single enqueue x${cfg.single}`);
+      try {
+        const t0 = now();
+        for (let i = 0; i < cfg.single; i++) await s.enqueue(`s${i}`);
+        f.single = figure(rate(cfg.single, now() - t0), 'jobs/s');
+      } catch (error) {
+        f.single = failed(error);
+      }
+      if (!s.enqueueBulk) {
+        f.bulk = na(system.features.bulk);
+        return;
+      }
+      progress(`bulk enqueue x${cfg.bulk} (batches of ${cfg.batch})`);
+      try {
+        const t0 = now();
+        for (let i = 0; i < cfg.bulk; i += cfg.batch) {
+          await s.enqueueBulk(tags('m', i, Math.min(cfg.bulk, i + cfg.batch)));
+        }
+        f.bulk = figure(rate(cfg.bulk, now() - t0), 'jobs/s');
+      } catch (error) {
+        f.bulk = failed(error);
+      }
+    });
+  } catch (error) {
+    f.single ??= failed(error);
+    f.bulk ??= failed(error);
+  }
+
+  // 2. Dispatch from a backlog, then latency and dependency release with the worker idle.
+  try {
+    await withSession(system, env, 'dispatch', async (s) => {
+      progress(`dispatch of a ${cfg.dispatch}-job backlog`);
+      try {
+        const { rate: r } = await timedDispatch(s, 'd', cfg);
+        f.dispatch = figure(r, 'jobs/s');
+        await s.settle(cfg.phaseTimeoutMs);
+      } catch (error) {
+        f.dispatch = failed(error);
+        return;
+      }
+      progress(`enqueue-to-dispatch latency x${cfg.latency}`);
+      try {
+        const log = new DispatchLog();
+        await s.stopWorker();
+        await s.startWorker(log);
+        await sleep(50);
+        const sent = new Map();
+        const t0 = now();
+        for (let i = 0; i < cfg.latency; i++) {
+          const due = t0 + i * cfg.latencyGapMs;
+          const wait = due - now();
+          if (wait > 0) await sleep(wait);
+          const tag = `l${i}`;
+          sent.set(tag, now());
+          await s.enqueue(tag);
+        }
+        await withTimeout(
+          log.waitUntil(() => [...sent.keys()].every((t) => log.times.has(t))),
+          cfg.phaseTimeoutMs,
+          'latency samples',
+        );
+        const lat = [...sent].map(([tag, t]) => log.times.get(tag) - t);
+        f.latencyP50 = figure(percentile(lat, 50), 'ms');
+        f.latencyP99 = figure(percentile(lat, 99), 'ms');
+        await s.settle(cfg.phaseTimeoutMs);
+
+        if (system.features.dependencies !== true || !s.enqueueDependent) {
+          f.dependencyP50 = na(system.features.dependencies);
+          f.dependencyP99 = na(system.features.dependencies);
+          return;
+        }
+        progress(`dependency release x${cfg.dependencies}`);
+        const release = [];
+        for (let i = 0; i < cfg.dependencies; i++) {
+          const tag = `p${i}`;
+          await s.enqueueDependent(tag);
+          await withTimeout(log.waitForTag(`${tag}c`), 10_000, `dependent of ${tag}`);
+          const done = log.doneTimes.get(tag);
+          if (done === undefined) throw new Error(`[bench] no completion time for ${tag}`);
+          release.push(log.times.get(`${tag}c`) - done);
+        }
+        f.dependencyP50 = figure(percentile(release, 50), 'ms');
+        f.dependencyP99 = figure(percentile(release, 99), 'ms');
+      } catch (error) {
+        f.latencyP50 ??= failed(error);
+        f.latencyP99 ??= failed(error);
+        f.dependencyP50 ??= failed(error);
+        f.dependencyP99 ??= failed(error);
+      }
+    });
+  } catch (error) {
+    for (const k of ['dispatch', 'latencyP50', 'latencyP99', 'dependencyP50', 'dependencyP99']) {
+      f[k] ??= failed(error);
+    }
+  }
+
+  // 3. The same dispatch with `finished` finished jobs already in the table.
+  if (system.features.keepsFinished !== true) {
+    f.dispatchFinished = na(system.features.keepsFinished);
+  } else {
+    try {
+      await withSession(system, env, 'finished', async (s) => {
+        progress(`filling the table with ${cfg.finished} finished jobs`);
+        const t0 = now();
+        const finished = await s.fillFinished(cfg.finished, cfg.batch);
+        const fillMs = now() - t0;
+        if (finished < cfg.finished) {
+          throw new Error(`[bench] only ${finished} of ${cfg.finished} jobs finished while filling`);
+        }
+        progress(`dispatch of a ${cfg.dispatch}-job backlog beside ${finished} finished jobs`);
+        const { rate: r } = await timedDispatch(s, 'e', cfg);
+        const base = f.dispatch?.value;
+        const slowdown = base ? 1 - r / base : undefined;
+        f.dispatchFinished = figure(r, 'jobs/s', { slowdown, finished, fillMs });
+      });
+    } catch (error) {
+      f.dispatchFinished = failed(error);
+    }
+  }
+  return f;
+}

@@ -1,0 +1,187 @@
+#!/usr/bin/env node
+// `node bench/queue/run.mjs [--quick] [--only=a,b] [--out=file]`: measures @crystalmath/queue and
+// its peers in this one process on this machine, prints a table with ratios and PASS/FAIL
+// against the targets, and writes the figures as JSON (default bench/results/latest.json).
+
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { postgresUp, postgresUrl, scratchDatabases } from './lib/postgres.mjs';
+import { startRedis } from './lib/redis-server.mjs';
+import { renderTable } from './lib/report.mjs';
+import { measureSystem } from './lib/scenarios.mjs';
+import { bullmq } from './systems/bullmq.mjs';
+import { crystalmathPostgres, crystalmathSqlite } from './systems/crystalmath.mjs';
+import { graphileWorker } from './systems/graphile-worker.mjs';
+import { liteque } from './systems/liteque.mjs';
+import { pgBoss } from './systems/pg-boss.mjs';
+import { plainjob } from './systems/plainjob.mjs';
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+const SYSTEMS = [crystalmathSqlite, plainjob, liteque, bullmq, crystalmathPostgres, pgBoss, graphileWorker];
+
+// Counts sized so the whole default run stays under about 3 minutes on 2 cores; --quick is a
+// smoke run of a few seconds per system. Each can be overridden: --single=N, --finished=N, ...
+const FULL = {
+  single: 5_000,
+  bulk: 20_000,
+  batch: 1_000,
+  dispatch: 10_000,
+  latency: 200,
+  latencyGapMs: 5,
+  dependencies: 50,
+  finished: 100_000,
+  concurrency: 32,
+  pollMs: 10,
+  phaseTimeoutMs: 60_000,
+  fillTimeoutMs: 90_000,
+};
+const QUICK = {
+  ...FULL,
+  single: 300,
+  bulk: 2_000,
+  batch: 500,
+  dispatch: 1_000,
+  latency: 30,
+  dependencies: 10,
+  finished: 2_000,
+  phaseTimeoutMs: 15_000,
+  fillTimeoutMs: 15_000,
+};
+
+function parseArgs(argv) {
+  const args = { quick: false, only: null, out: join(here, '..', 'results', 'latest.json') };
+  const overrides = {};
+  for (const arg of argv) {
+    const [key, value] = arg.replace(/^--/, '').split('=', 2);
+    if (key === 'quick') args.quick = true;
+    else if (key === 'only') args.only = new Set(value.split(','));
+    else if (key === 'out') args.out = value;
+    else if (key === 'help') args.help = true;
+    else if (key in FULL && value !== undefined && /^[0-9]+$/.test(value)) overrides[key] = Number(value);
+    else throw new Error(`[bench] unknown argument ${arg} (see --help)`);
+  }
+  args.cfg = { ...(args.quick ? QUICK : FULL), ...overrides };
+  return args;
+}
+
+function betterSqliteVersion() {
+  try {
+    return createRequire(import.meta.url)('better-sqlite3/package.json').version;
+  } catch {
+    return '?';
+  }
+}
+
+const USAGE = `usage: node bench/queue/run.mjs [--quick] [--only=id,id] [--out=file.json] [--<count>=N]
+systems: ${SYSTEMS.map((s) => s.id).join(', ')}
+counts:  ${Object.keys(FULL).join(', ')}`;
+
+async function main() {
+  const args = parseArgs(process.argv.slice(2));
+  if (args.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const started = Date.now();
+  const tmpDir = mkdtempSync(join(tmpdir(), 'cm-bench-'));
+  const warnings = [];
+  let redis = null;
+  let scratch = null;
+  const env = {
+    cfg: args.cfg,
+    tmpDir,
+    warn: (msg) => {
+      if (warnings.length < 50) warnings.push(msg);
+    },
+    progress: (msg) => process.stderr.write(`[bench] ${msg}\n`),
+    // Started on first use: only BullMQ needs it.
+    redis: async () => {
+      redis ??= await startRedis();
+      return redis;
+    },
+    postgres: null,
+    postgresReason: '',
+    betterSqliteVersion: betterSqliteVersion(),
+  };
+  const selected = SYSTEMS.filter((s) => !args.only || args.only.has(s.id));
+  if (selected.some((s) => s.group === 'postgres')) {
+    const pg = postgresUrl();
+    if (pg.error) env.postgresReason = pg.error;
+    else if (!(await postgresUp(pg.url))) env.postgresReason = 'the testbed PostgreSQL does not answer';
+    else {
+      scratch = await scratchDatabases(pg.url);
+      env.postgres = scratch;
+    }
+  }
+
+  const results = new Map();
+  try {
+    for (const system of selected) {
+      const prepared = await system.prepare(env);
+      if (prepared.skip) {
+        results.set(system.id, { system, skip: prepared.skip });
+        env.progress(`${system.label}: not run: ${prepared.skip}`);
+        continue;
+      }
+      const t0 = Date.now();
+      const figures = await measureSystem(system, env);
+      results.set(system.id, { system, figures, seconds: (Date.now() - t0) / 1000 });
+      await scratch?.dropAll();
+    }
+  } finally {
+    await redis?.stop?.();
+    await scratch?.dropAll().catch(() => {});
+    await scratch?.close().catch(() => {});
+    rmSync(tmpDir, { recursive: true, force: true });
+  }
+
+  const c = args.cfg;
+  const meta = {
+    mode: args.quick ? 'quick' : 'full',
+    node: `Node ${process.versions.node}`,
+    cpus: availableParallelism(),
+    counts:
+      `${c.single} single, ${c.bulk} bulk (batches of ${c.batch}), ${c.dispatch} dispatched, ` +
+      `${c.latency} latency samples, ${c.dependencies} dependency pairs, ${c.finished} finished`,
+    notes: [
+      'dispatch = jobs handed to user code (worker handler, or the no-op Runner.submit) per second, from worker start',
+      'dependency release = prerequisite completion handed back by user code -> dependent handed to user code',
+      ...warnings.map((w) => `warning: ${w}`),
+    ],
+    seconds: (Date.now() - started) / 1000,
+  };
+  console.log(renderTable(results, meta));
+  console.log(`total ${meta.seconds.toFixed(1)} s`);
+
+  const json = {
+    at: new Date().toISOString(),
+    ...meta,
+    config: c,
+    systems: [...results.values()].map((r) => ({
+      id: r.system.id,
+      label: r.system.label,
+      group: r.system.group,
+      ours: Boolean(r.system.ours),
+      settings: r.system.settings,
+      skipped: r.skip ?? null,
+      seconds: r.seconds ?? null,
+      figures: r.figures ?? null,
+    })),
+  };
+  mkdirSync(dirname(args.out), { recursive: true });
+  writeFileSync(args.out, `${JSON.stringify(json, null, 2)}\n`);
+  console.log(`results written to ${args.out}`);
+  return 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error) => {
+    console.error(error.message);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,85 @@
+// plainjob (SQLite through better-sqlite3): a temp file per session. Its worker takes one job at
+// a time and polls when idle; the poll interval is the bench's `--poll-ms`.
+
+import Database from 'better-sqlite3';
+import { join } from 'node:path';
+
+const TYPE = 'bench';
+const silent = { error() {}, warn() {}, info() {}, debug() {} };
+
+export const plainjob = {
+  id: 'plainjob',
+  label: 'plainjob',
+  group: 'sqlite',
+  features: {
+    bulk: true,
+    dependencies: 'n/a (no dependencies)',
+    keepsFinished: true,
+  },
+  settings: '',
+
+  async prepare(env) {
+    try {
+      this.mod = await import('plainjob');
+    } catch (error) {
+      return { skip: `does not load: ${error.message.split('\n')[0]}` };
+    }
+    this.settings = `one worker (one job at a time: no concurrency option), pollIntervall ${env.cfg.pollMs} ms`;
+    return { ok: true };
+  },
+
+  async open(env, session) {
+    const { better, defineQueue, defineWorker, JobStatus } = this.mod;
+    const db = new Database(join(env.tmpDir, `plainjob-${session}.db`));
+    const queue = defineQueue({ connection: better(db), logger: silent });
+    let worker = null;
+    let running = null;
+    return {
+      async enqueue(tag) {
+        queue.add(TYPE, { tag });
+      },
+      async enqueueBulk(tags) {
+        queue.addMany(
+          TYPE,
+          tags.map((tag) => ({ tag })),
+        );
+      },
+      async startWorker(log) {
+        worker = defineWorker(
+          TYPE,
+          (job) => {
+            log.hit(JSON.parse(job.data).tag);
+          },
+          { queue, pollIntervall: env.cfg.pollMs, logger: silent },
+        );
+        running = worker.start();
+      },
+      async stopWorker() {
+        if (!worker) return;
+        await worker.stop();
+        await running;
+        worker = null;
+      },
+      async settle() {},
+      async fillFinished(n, batch) {
+        for (let i = 0; i < n; i += batch) {
+          const count = Math.min(batch, n - i);
+          queue.addMany(
+            TYPE,
+            Array.from({ length: count }, (_, j) => ({ tag: `f${i + j}` })),
+          );
+        }
+        // The worker's own claim and completion calls, without a worker loop around them.
+        for (;;) {
+          const claimed = queue.getAndMarkJobAsProcessing(TYPE);
+          if (!claimed) break;
+          queue.markJobAsDone(claimed.id);
+        }
+        return queue.countJobs({ type: TYPE, status: JobStatus.Done });
+      },
+      async close() {
+        queue.close();
+      },
+    };
+  },
+};
