@@ -98,6 +98,18 @@ describe('resolveStatus for an array job', () => {
     });
   });
 
+  it('stays running between tasks: some done, the rest still pending', () => {
+    const s = resolveStatus(
+      { jobId: '40', arrayTasks: 3 },
+      facts('40_[2]|PENDING|Resources\n40_0|COMPLETED|None\n40_1|COMPLETED|None'),
+    );
+    expect(s).toMatchObject({
+      state: 'running',
+      nativeState: 'PENDING',
+      reason: '2 of 3 array tasks finished',
+    });
+  });
+
   it('succeeds when every task succeeded, and reports the worst task otherwise', () => {
     const ok = facts('40_0|COMPLETED|None\n40_1|COMPLETED|None\n40_2|COMPLETED|None');
     expect(resolveStatus({ jobId: '40', arrayTasks: 3 }, ok)).toMatchObject({
