@@ -185,36 +185,47 @@ describe('poll output', () => {
   });
 });
 
-// Recorded on a slurm-wlm 22.05 one-node cluster configured like the testbed (accounting
-// storage disabled, jobcomp/filetxt, MinJobAge=300).
-describe('recorded SLURM 22.05 output', () => {
+// Recorded on the testbed (slurm-wlm 22.05, accounting storage disabled, jobcomp/filetxt,
+// MinJobAge=300): one squeue line per state/reason seen, plus snapshots of a few jobs.
+describe('recorded testbed output', () => {
+  const has = <T extends object>(rows: T[], want: Partial<T>): boolean =>
+    rows.some((r) =>
+      Object.entries(want).every(([k, v]) => (r as Record<string, unknown>)[k] === v),
+    );
+
   it('parses every squeue line, including pending array ranges and end reasons', () => {
-    const rows = parseSqueue(fixture('squeue-testbed.txt'));
-    expect(rows.length).toBe(fixture('squeue-testbed.txt').trim().split('\n').length);
-    const by = new Map(rows.map((r) => [r.raw, r]));
-    expect(by.get('4')).toMatchObject({ state: 'CANCELLED', reason: 'DependencyNeverSatisfied' });
-    expect(by.get('1')).toMatchObject({ state: 'FAILED', reason: 'NonZeroExitCode' });
-    expect(by.get('12_1')).toMatchObject({ baseId: '12', taskId: '1', state: 'FAILED' });
+    const text = fixture('squeue-testbed.txt');
+    const rows = parseSqueue(text);
+    expect(rows.length).toBe(text.trim().split('\n').length);
+    expect(has(rows, { baseId: '234', state: 'PENDING', reason: 'Dependency' })).toBe(true);
+    expect(
+      has(rows, { baseId: '234', state: 'CANCELLED', reason: 'DependencyNeverSatisfied' }),
+    ).toBe(true);
+    expect(has(rows, { baseId: '233', state: 'PENDING', reason: 'JobHeldUser' })).toBe(true);
+    expect(has(rows, { baseId: '231', state: 'FAILED', reason: 'NonZeroExitCode' })).toBe(true);
+    expect(has(rows, { state: 'TIMEOUT', reason: 'TimeLimit' })).toBe(true);
+    expect(has(rows, { baseId: '235', taskId: '3', state: 'RUNNING' })).toBe(true);
     expect(rows.find((r) => r.pendingTasks !== undefined)).toMatchObject({
-      baseId: '17',
-      pendingTasks: 5,
+      baseId: '235',
+      pendingTasks: 3,
+      reason: 'JobArrayTaskLimit',
     });
     for (const r of rows) expect(isKnownSlurmState(r.state)).toBe(true);
   });
 
-  it('parses sacct -c (jobcomp) output: FAILED 3:0, CANCELLED 0:0', () => {
+  it('parses sacct -c (jobcomp) output: FAILED 3:0, TIMEOUT and CANCELLED 0:0', () => {
     const rows = parseSacct(fixture('sacct-c-testbed.txt'));
-    const by = new Map(rows.map((r) => [r.raw, r]));
-    expect(by.get('1')).toMatchObject({ state: 'FAILED', exitCode: 3 });
-    expect(by.get('15')).toMatchObject({ state: 'FAILED', exitCode: 4 });
-    expect(by.get('6')).toMatchObject({ state: 'CANCELLED', exitCode: 0 });
+    expect(has(rows, { raw: '4', state: 'FAILED', exitCode: 3 })).toBe(true);
+    expect(has(rows, { raw: '229', state: 'FAILED', exitCode: 4 })).toBe(true);
+    expect(has(rows, { raw: '16', state: 'TIMEOUT', exitCode: 0 })).toBe(true);
+    expect(has(rows, { raw: '10', state: 'CANCELLED', exitCode: 0 })).toBe(true);
     for (const r of rows) expect(isKnownSlurmState(r.state)).toBe(true);
   });
 
-  it('parses scontrol show job -o records', () => {
+  it('parses scontrol show job -o records, array tasks included', () => {
     const jobs = parseScontrolJobs(fixture('scontrol-show-job-testbed.txt'));
-    expect(jobs.length).toBeGreaterThan(5);
-    const failed = jobs.find((j) => j.JobId === '1');
+    expect(jobs).toHaveLength(8);
+    const failed = jobs.find((j) => j.JobId === '231');
     expect(failed).toMatchObject({
       JobState: 'FAILED',
       ExitCode: '3:0',
@@ -222,7 +233,14 @@ describe('recorded SLURM 22.05 output', () => {
       JobName: 'wrap',
     });
     expect(failed?.['AllocNode:Sid']).toMatch(/:/);
-    expect(jobs.find((j) => j.JobId === '4')?.Dependency).toBe('afterok:3(failed)');
+    expect(failed?.TRES).toMatch(/^cpu=1,/);
+    expect(jobs.find((j) => j.JobId === '234')?.Dependency).toBe('afterok:233(failed)');
+    expect(
+      jobs
+        .filter((j) => j.ArrayJobId === '235')
+        .map((j) => j.ArrayTaskId)
+        .sort(),
+    ).toEqual(['0', '1', '2', '3']);
     for (const j of jobs) expect(isKnownSlurmState(j.JobState ?? '')).toBe(true);
   });
 });
