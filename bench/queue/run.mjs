@@ -4,8 +4,8 @@
 // against the targets, and writes the figures as JSON (default bench/results/latest.json).
 
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { availableParallelism, tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
+import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { postgresUp, postgresUrl, scratchDatabases } from './lib/postgres.mjs';
@@ -21,13 +21,22 @@ import { plainjob } from './systems/plainjob.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
-const SYSTEMS = [crystalmathSqlite, plainjob, liteque, bullmq, crystalmathPostgres, pgBoss, graphileWorker];
+const SYSTEMS = [
+  crystalmathSqlite,
+  plainjob,
+  liteque,
+  bullmq,
+  crystalmathPostgres,
+  pgBoss,
+  graphileWorker,
+];
 
 // Counts sized so the whole default run stays under about 3 minutes on 2 cores; --quick is a
 // smoke run of a few seconds per system. Each can be overridden: --single=N, --finished=N, ...
 const FULL = {
   single: 5_000,
   bulk: 20_000,
+  enqueueMaxMs: 3_000,
   batch: 1_000,
   dispatch: 10_000,
   latency: 200,
@@ -43,6 +52,7 @@ const QUICK = {
   ...FULL,
   single: 300,
   bulk: 2_000,
+  enqueueMaxMs: 1_000,
   batch: 500,
   dispatch: 1_000,
   latency: 30,
@@ -61,7 +71,8 @@ function parseArgs(argv) {
     else if (key === 'only') args.only = new Set(value.split(','));
     else if (key === 'out') args.out = value;
     else if (key === 'help') args.help = true;
-    else if (key in FULL && value !== undefined && /^[0-9]+$/.test(value)) overrides[key] = Number(value);
+    else if (key in FULL && value !== undefined && /^[0-9]+$/.test(value))
+      overrides[key] = Number(value);
     else throw new Error(`[bench] unknown argument ${arg} (see --help)`);
   }
   args.cfg = { ...(args.quick ? QUICK : FULL), ...overrides };
@@ -111,7 +122,8 @@ async function main() {
   if (selected.some((s) => s.group === 'postgres')) {
     const pg = postgresUrl();
     if (pg.error) env.postgresReason = pg.error;
-    else if (!(await postgresUp(pg.url))) env.postgresReason = 'the testbed PostgreSQL does not answer';
+    else if (!(await postgresUp(pg.url)))
+      env.postgresReason = 'the testbed PostgreSQL does not answer';
     else {
       scratch = await scratchDatabases(pg.url);
       env.postgres = scratch;
@@ -145,7 +157,8 @@ async function main() {
     node: `Node ${process.versions.node}`,
     cpus: availableParallelism(),
     counts:
-      `${c.single} single, ${c.bulk} bulk (batches of ${c.batch}), ${c.dispatch} dispatched, ` +
+      `${c.single} single, ${c.bulk} bulk (batches of ${c.batch}; each at most ${c.enqueueMaxMs} ms), ` +
+      `${c.dispatch} dispatched, ` +
       `${c.latency} latency samples, ${c.dependencies} dependency pairs, ${c.finished} finished`,
     notes: [
       'dispatch = jobs handed to user code (worker handler, or the no-op Runner.submit) per second, from worker start',

@@ -1,8 +1,8 @@
 // Scratch PostgreSQL databases for the PostgreSQL systems: one fresh database per measured
 // session, created from the testbed's connection string and dropped afterwards.
 
-import { existsSync, readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
 
 const ENV_JSON = process.env.CM_TESTBED_ENV ?? '/tmp/crystalmath-testbed/env.json';
 

@@ -2,7 +2,7 @@
 // and stops it at the end. Nothing here touches a system-wide Redis.
 
 import { spawn, spawnSync } from 'node:child_process';
-import { createServer, connect } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { sleep } from './stats.mjs';
 
 /** A free TCP port on 127.0.0.1, chosen by the kernel. */

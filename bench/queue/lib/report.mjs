@@ -103,7 +103,8 @@ export function renderTable(results, meta) {
   }
   lines.push(hr);
   for (const r of results.values()) {
-    if (r.skip) lines.push(`${r.system.ours ? 'system' : 'peer'} ${r.system.label}: not run: ${r.skip}`);
+    if (r.skip)
+      lines.push(`${r.system.ours ? 'system' : 'peer'} ${r.system.label}: not run: ${r.skip}`);
   }
   for (const system of systems) lines.push(`settings ${system.label}: ${system.settings}`);
   for (const note of meta.notes) lines.push(`note: ${note}`);

@@ -75,11 +75,13 @@ export async function measureSystem(system, env) {
   // 1. Enqueue throughput, no worker running.
   try {
     await withSession(system, env, 'enqueue', async (s) => {
-      progress(`single enqueue x${cfg.single}`);
+      progress(`single enqueue x${cfg.single} (at most ${cfg.enqueueMaxMs} ms)`);
       try {
+        // Bounded in time as well as count, so a slow system cannot stretch the run.
         const t0 = now();
-        for (let i = 0; i < cfg.single; i++) await s.enqueue(`s${i}`);
-        f.single = figure(rate(cfg.single, now() - t0), 'jobs/s');
+        let n = 0;
+        while (n < cfg.single && now() - t0 < cfg.enqueueMaxMs) await s.enqueue(`s${n++}`);
+        f.single = figure(rate(n, now() - t0), 'jobs/s', { jobs: n });
       } catch (error) {
         f.single = failed(error);
       }
@@ -87,13 +89,16 @@ export async function measureSystem(system, env) {
         f.bulk = na(system.features.bulk);
         return;
       }
-      progress(`bulk enqueue x${cfg.bulk} (batches of ${cfg.batch})`);
+      progress(`bulk enqueue x${cfg.bulk} (batches of ${cfg.batch}, at most ${cfg.enqueueMaxMs} ms)`);
       try {
         const t0 = now();
-        for (let i = 0; i < cfg.bulk; i += cfg.batch) {
-          await s.enqueueBulk(tags('m', i, Math.min(cfg.bulk, i + cfg.batch)));
+        let n = 0;
+        while (n < cfg.bulk && now() - t0 < cfg.enqueueMaxMs) {
+          const to = Math.min(cfg.bulk, n + cfg.batch);
+          await s.enqueueBulk(tags('m', n, to));
+          n = to;
         }
-        f.bulk = figure(rate(cfg.bulk, now() - t0), 'jobs/s');
+        f.bulk = figure(rate(n, now() - t0), 'jobs/s', { jobs: n });
       } catch (error) {
         f.bulk = failed(error);
       }
@@ -182,7 +187,9 @@ export async function measureSystem(system, env) {
         const finished = await s.fillFinished(cfg.finished, cfg.batch);
         const fillMs = now() - t0;
         if (finished < cfg.finished) {
-          throw new Error(`[bench] only ${finished} of ${cfg.finished} jobs finished while filling`);
+          throw new Error(
+            `[bench] only ${finished} of ${cfg.finished} jobs finished while filling`,
+          );
         }
         progress(`dispatch of a ${cfg.dispatch}-job backlog beside ${finished} finished jobs`);
         const { rate: r } = await timedDispatch(s, 'e', cfg);

@@ -82,7 +82,7 @@ export const bullmq = {
             Array.from({ length: count }, (_, j) => ({ name: 'job', data: { tag: `f${i + j}` } })),
           );
         }
-        await startWorker(null, Math.max(env.cfg.concurrency, 100));
+        await startWorker(null, Math.max(env.cfg.concurrency, 200));
         const deadline = Date.now() + env.cfg.fillTimeoutMs;
         let completed = 0;
         while (Date.now() < deadline) {

@@ -19,7 +19,8 @@ async function loadQueue() {
 }
 
 function makeSystem(dialect) {
-  const label = dialect === 'sqlite' ? '@crystalmath/queue (sqlite)' : '@crystalmath/queue (postgres)';
+  const label =
+    dialect === 'sqlite' ? '@crystalmath/queue (sqlite)' : '@crystalmath/queue (postgres)';
   return {
     id: dialect === 'sqlite' ? 'crystalmath-sqlite' : 'crystalmath-postgres',
     label,

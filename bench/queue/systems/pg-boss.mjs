@@ -27,7 +27,7 @@ export const pgBoss = {
     return { ok: true };
   },
 
-  async open(env, session) {
+  async open(env, _session) {
     const url = await env.postgres.create('cm_bench_pgboss');
     const boss = new this.PgBoss({
       connectionString: url,
@@ -49,14 +49,10 @@ export const pgBoss = {
       async startWorker(log) {
         const batchSize = env.cfg.concurrency;
         let id = null;
-        id = await boss.work(
-          QUEUE,
-          { batchSize, pollingIntervalSeconds: 0.5 },
-          async (jobs) => {
-            for (const job of jobs) log.hit(job.data.tag);
-            if (jobs.length === batchSize && id) boss.notifyWorker(id);
-          },
-        );
+        id = await boss.work(QUEUE, { batchSize, pollingIntervalSeconds: 0.5 }, async (jobs) => {
+          for (const job of jobs) log.hit(job.data.tag);
+          if (jobs.length === batchSize && id) boss.notifyWorker(id);
+        });
         working = true;
       },
       async stopWorker() {
@@ -75,7 +71,7 @@ export const pgBoss = {
         // Its own fetch and complete calls, without a polling worker around them.
         let done = 0;
         for (;;) {
-          const jobs = await boss.fetch(QUEUE, { batchSize: batch });
+          const jobs = await boss.fetch(QUEUE, { batchSize: 5 * batch });
           if (!jobs || jobs.length === 0) break;
           await boss.complete(
             QUEUE,

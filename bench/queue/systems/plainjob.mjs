@@ -1,8 +1,8 @@
 // plainjob (SQLite through better-sqlite3): a temp file per session. Its worker takes one job at
-// a time and polls when idle; the poll interval is the bench's `--poll-ms`.
+// a time and polls when idle; the poll interval is the bench's `--pollMs`.
 
-import Database from 'better-sqlite3';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 
 const TYPE = 'bench';
 const silent = { error() {}, warn() {}, info() {}, debug() {} };
