@@ -47,6 +47,8 @@ const FULL = {
   pollMs: 10,
   phaseTimeoutMs: 60_000,
   fillTimeoutMs: 90_000,
+  // Systems not started by then are listed as not run, so the whole bench stays bounded.
+  budgetS: 170,
 };
 const QUICK = {
   ...FULL,
@@ -66,6 +68,7 @@ function parseArgs(argv) {
   const args = { quick: false, only: null, out: join(here, '..', 'results', 'latest.json') };
   const overrides = {};
   for (const arg of argv) {
+    if (arg === '--') continue; // some package managers pass it through
     const [key, value] = arg.replace(/^--/, '').split('=', 2);
     if (key === 'quick') args.quick = true;
     else if (key === 'only') args.only = new Set(value.split(','));
@@ -130,9 +133,20 @@ async function main() {
     }
   }
 
+  // A peer's background loop that throws must not take the report down with it: its phase
+  // times out and says so, and the warning is printed.
+  process.on('unhandledRejection', (error) => env.warn(`unhandled: ${error?.message ?? error}`));
+  process.once('SIGINT', () => {
+    void Promise.resolve(redis?.stop?.()).finally(() => process.exit(130));
+  });
+
   const results = new Map();
   try {
     for (const system of selected) {
+      if ((Date.now() - started) / 1000 > args.cfg.budgetS) {
+        results.set(system.id, { system, skip: `time budget of ${args.cfg.budgetS} s used up` });
+        continue;
+      }
       const prepared = await system.prepare(env);
       if (prepared.skip) {
         results.set(system.id, { system, skip: prepared.skip });

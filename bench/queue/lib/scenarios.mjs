@@ -89,7 +89,9 @@ export async function measureSystem(system, env) {
         f.bulk = na(system.features.bulk);
         return;
       }
-      progress(`bulk enqueue x${cfg.bulk} (batches of ${cfg.batch}, at most ${cfg.enqueueMaxMs} ms)`);
+      progress(
+        `bulk enqueue x${cfg.bulk} (batches of ${cfg.batch}, at most ${cfg.enqueueMaxMs} ms)`,
+      );
       try {
         const t0 = now();
         let n = 0;

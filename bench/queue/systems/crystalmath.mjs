@@ -2,15 +2,21 @@
 // package exports `postgresStore` and the testbed's PostgreSQL answers, the PostgreSQL store
 // (a scratch database per session). Jobs reach "user code" through the no-op Runner.
 
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { NoopRunner } from './noop-runner.mjs';
 
 const TARGET = 'bench';
 const spec = (tag) => ({ name: `b-${tag}`, argv: ['true'] });
 
+// CM_BENCH_QUEUE_MODULE benches another build of the queue (a path or URL to its dist/index.js),
+// e.g. to compare two branches on the same machine.
 async function loadQueue() {
+  const specifier = process.env.CM_BENCH_QUEUE_MODULE
+    ? pathToFileURL(resolve(process.env.CM_BENCH_QUEUE_MODULE)).href
+    : '@crystalmath/queue';
   try {
-    return { mod: await import('@crystalmath/queue') };
+    return { mod: await import(specifier) };
   } catch (error) {
     return {
       error: `@crystalmath/queue does not load (build it: pnpm --filter @crystalmath/queue build): ${error.message.split('\n')[0]}`,
