@@ -31,7 +31,11 @@ export interface PollScriptInput {
 /** Marker that starts a section of the poll script's output. Job data never starts with `@`. */
 const MARK = '@@cm:';
 
-/** Builds the poll script. Job ids must already be validated as digits. */
+/**
+ * Builds the poll script. Job ids must already be validated as digits. Run it with
+ * `sh -s` and the script on stdin: a single argv element is limited to 128 KiB on Linux, and
+ * thousands of tracked jobs make a longer script.
+ */
 export function buildPollScript(input: PollScriptInput): string {
   const ids = [...new Set(input.jobs.map((j) => j.jobId))];
   for (const id of ids) {
@@ -85,16 +89,16 @@ export function buildPollScript(input: PollScriptInput): string {
   lines.push('fi', `printf '${MARK}exit\\n'`);
   // Exit files of every tracked job: read with shell builtins only, no process per job.
   const dirs = [...new Set(input.jobs.map((j) => j.jobDir))];
-  for (const dir of dirs) {
-    lines.push(
-      `for cm_f in ${shQuote(dir)}/${EXIT_FILE_PREFIX}*; do`,
-      '  case "$cm_f" in *.tmp) continue ;; esac',
-      '  [ -f "$cm_f" ] || continue',
-      '  cm_line=; IFS= read -r cm_line < "$cm_f"',
-      `  printf '%s %s\\n' "\${cm_f##*/exit.}" "$cm_line"`,
-      'done',
-    );
-  }
+  lines.push(
+    `for cm_d in ${dirs.map((d) => shQuote(d, 'handle.data.jobDir')).join(' ')}; do`,
+    `  for cm_f in "$cm_d"/${EXIT_FILE_PREFIX}*; do`,
+    '    case "$cm_f" in *.tmp) continue ;; esac',
+    '    [ -f "$cm_f" ] || continue',
+    '    cm_line=; IFS= read -r cm_line < "$cm_f"',
+    `    printf '%s %s\\n' "\${cm_f##*/exit.}" "$cm_line"`,
+    '  done',
+    'done',
+  );
   lines.push(`printf '${MARK}end\\n'`);
   return `${lines.join('\n')}\n`;
 }

@@ -230,10 +230,12 @@ export class SlurmRunner implements Runner {
     command: readonly string[] | { readonly script: string },
     what: string,
     options: RunnerCallOptions | undefined,
+    stdin?: string,
   ): Promise<{ stdout: string; stderr: string; exitCode: number | null }> {
     try {
       return await this.#transport.exec(command, {
         timeoutMs: this.#timeout,
+        ...(stdin === undefined ? {} : { stdin }),
         ...(options?.signal === undefined ? {} : { signal: options.signal }),
       });
     } catch (err) {
@@ -447,7 +449,7 @@ export class SlurmRunner implements Runner {
       commands: this.#commands,
       accounting: this.#accounting,
     });
-    const r = await this.#exec({ script }, 'squeue', options);
+    const r = await this.#exec(['/bin/sh', '-s'], 'squeue', options, script);
     const out = parsePollOutput(r.stdout);
     if (out.squeueExit !== 0) {
       throw new SlurmCommandError(`squeue failed (exit ${out.squeueExit}): ${clip(r.stderr)}`, {

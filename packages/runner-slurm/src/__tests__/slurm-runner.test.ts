@@ -183,6 +183,27 @@ describe
       expect(after.every((s) => s.state === 'cancelled')).toBe(true);
     });
 
+    it('polls 3000 handles in one call: the script travels on stdin, not as one huge argument', async () => {
+      const counted = countingTransport(transport);
+      const r = makeRunner(counted.transport, root);
+      const handles: RunnerHandle[] = Array.from({ length: 3000 }, (_, i) => ({
+        kind: 'slurm',
+        jobKey: `bulk-${i}-${'x'.repeat(40)}`,
+        data: {
+          jobId: String(900_000_000 + i),
+          jobDir: r.jobDir(`bulk-${i}-${'x'.repeat(40)}`),
+          name: 'b',
+          submittedAt: 0,
+        },
+      }));
+      const statuses = await r.poll(handles);
+      expect(counted.execs()).toBe(1);
+      expect(statuses).toHaveLength(3000);
+      expect(statuses.every((s) => s.state === 'queued' && /^absent/.test(s.reason ?? ''))).toBe(
+        true,
+      );
+    });
+
     it('reports exit code 3 from jobcomp or the exit file once squeue has forgotten the job', async () => {
       const h = await runner.submit({
         key: testJobKey('forgot'),
