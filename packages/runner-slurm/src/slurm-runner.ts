@@ -115,6 +115,7 @@ const DEFAULT_COMMANDS: SlurmCommands = {
   scancel: 'scancel',
 };
 const CACHE_LIMIT = 20_000;
+const ACCOUNTING_RETRY_MS = 10 * 60_000;
 const SCANCEL_HARMLESS =
   /already completing or completed|Invalid job id|has already finished|Job\/step already/i;
 
@@ -168,6 +169,8 @@ export class SlurmRunner implements Runner {
   readonly #timeout: number;
   readonly #staleClaim: number;
   #accounting: AccountingMode;
+  /** In `auto` mode, when neither sacct nor jobcomp answered: skip both until then. */
+  #accountingRetryAt = 0;
   #lastCallAt = Number.NEGATIVE_INFINITY;
   readonly #cache = new Map<string, CacheEntry>();
   readonly #absentSince = new Map<string, number>();
@@ -444,10 +447,14 @@ export class SlurmRunner implements Runner {
       return c === undefined || !isTerminalRunnerState(c.status.state);
     });
     const unique = [...new Map(live.map((j) => [j.jobId, j])).values()];
+    const mode: AccountingMode =
+      this.#accounting === 'auto' && Date.now() < this.#accountingRetryAt
+        ? 'none'
+        : this.#accounting;
     const script = buildPollScript({
       jobs: unique,
       commands: this.#commands,
-      accounting: this.#accounting,
+      accounting: mode,
     });
     const r = await this.#exec(['/bin/sh', '-s'], 'squeue', options, script);
     const out = parsePollOutput(r.stdout);
@@ -464,11 +471,13 @@ export class SlurmRunner implements Runner {
         },
       );
     }
-    if (
-      this.#accounting === 'auto' &&
-      (out.accounting === 'sacct' || out.accounting === 'jobcomp')
-    ) {
-      this.#accounting = out.accounting;
+    if (mode === 'auto') {
+      if (out.accounting === 'sacct' || out.accounting === 'jobcomp')
+        this.#accounting = out.accounting;
+      // Neither works here (no slurmdbd, jobcomp unreadable): exit files only for a while,
+      // rather than two failing commands in every poll.
+      else if (out.accounting === 'none')
+        this.#accountingRetryAt = Date.now() + ACCOUNTING_RETRY_MS;
     }
     const facts = {
       squeue: parseSqueue(out.squeue),

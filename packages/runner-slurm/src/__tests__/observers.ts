@@ -6,7 +6,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Transport } from '@crystalmath/core';
 
-/** Observes a transport: counts exec calls and keeps the commands, delegating everything. */
+/**
+ * Observes a transport: counts exec calls and keeps each command (or its stdin, for scripts
+ * sent that way), delegating everything.
+ */
 export function countingTransport(inner: Transport): {
   transport: Transport;
   execs: () => number;
@@ -21,7 +24,7 @@ export function countingTransport(inner: Transport): {
       if (prop === 'exec') {
         return (...args: Parameters<Transport['exec']>) => {
           n++;
-          commands.push(args[0]);
+          commands.push(args[1]?.stdin === undefined ? args[0] : String(args[1].stdin));
           return target.exec(...args);
         };
       }

@@ -227,6 +227,23 @@ describe
       expect(await readFile(log, 'utf8')).toContain(jobId);
     });
 
+    it('stops asking accounting for a while when neither sacct nor jobcomp answers', async () => {
+      const counted = countingTransport(transport);
+      const r = makeRunner(counted.transport, root, { commands: { sacct: 'false' } });
+      const ghost: RunnerHandle = {
+        kind: 'slurm',
+        jobKey: 'ghost-2',
+        data: { jobId: '987654322', jobDir: r.jobDir('ghost-2'), name: 'ghost', submittedAt: 0 },
+      };
+      await r.poll([ghost]);
+      await r.poll([ghost]);
+      const [first, second] = counted.commands.map(String);
+      expect(first).toContain('--completion');
+      expect(second).toContain('--jobs=987654322,987654322 ');
+      expect(second).not.toContain('--completion');
+      expect(second).not.toContain('--allocations');
+    });
+
     it('finds a job after a restart, even when the job id file was never written', async () => {
       const key = testJobKey('crash');
       const h = await runner.submit({
