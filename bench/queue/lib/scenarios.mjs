@@ -63,6 +63,70 @@ async function withSession(system, env, name, fn) {
   }
 }
 
+const METRIC_KEYS = [
+  'single',
+  'bulk',
+  'dispatch',
+  'latencyP50',
+  'latencyP99',
+  'dependencyP50',
+  'dependencyP99',
+  'dispatchFinished',
+];
+
+/** Enqueue-to-dispatch latency, then dependency release, into a freshly started worker. */
+async function latencyAndDependencies(system, s, cfg, f, progress) {
+  progress(`enqueue-to-dispatch latency x${cfg.latency}`);
+  try {
+    const log = new DispatchLog();
+    await s.stopWorker();
+    await s.startWorker(log);
+    await sleep(50);
+    const sent = new Map();
+    const t0 = now();
+    for (let i = 0; i < cfg.latency; i++) {
+      const wait = t0 + i * cfg.latencyGapMs - now();
+      if (wait > 0) await sleep(wait);
+      const tag = `l${i}`;
+      sent.set(tag, now());
+      await s.enqueue(tag);
+    }
+    await withTimeout(
+      log.waitUntil(() => [...sent.keys()].every((t) => log.times.has(t))),
+      cfg.phaseTimeoutMs,
+      'latency samples',
+    );
+    const lat = [...sent].map(([tag, t]) => log.times.get(tag) - t);
+    f.latencyP50 = figure(percentile(lat, 50), 'ms');
+    f.latencyP99 = figure(percentile(lat, 99), 'ms');
+    await s.settle(cfg.phaseTimeoutMs);
+
+    if (system.features.dependencies !== true || !s.enqueueDependent) {
+      f.dependencyP50 = na(system.features.dependencies);
+      f.dependencyP99 = na(system.features.dependencies);
+      return;
+    }
+    progress(`dependency release x${cfg.dependencies}`);
+    const release = [];
+    for (let i = 0; i < cfg.dependencies; i++) {
+      const tag = `p${i}`;
+      await s.enqueueDependent(tag);
+      await withTimeout(log.waitForTag(`${tag}c`), 10_000, `dependent of ${tag}`);
+      const done = log.doneTimes.get(tag);
+      if (done === undefined) throw new Error(`[bench] no completion time for ${tag}`);
+      release.push(log.times.get(`${tag}c`) - done);
+    }
+    f.dependencyP50 = figure(percentile(release, 50), 'ms');
+    f.dependencyP99 = figure(percentile(release, 99), 'ms');
+    await s.settle(cfg.phaseTimeoutMs);
+  } catch (error) {
+    f.latencyP50 ??= failed(error);
+    f.latencyP99 ??= failed(error);
+    f.dependencyP50 ??= failed(error);
+    f.dependencyP99 ??= failed(error);
+  }
+}
+
 /**
  * Runs every measurement for one system. Each group of measurements gets a fresh store; one
  * that fails is reported as an error and the others go on.
@@ -110,11 +174,22 @@ export async function measureSystem(system, env) {
     f.bulk ??= failed(error);
   }
 
-  // 2. Dispatch from a backlog, then latency and dependency release with the worker idle.
+  // 2. Dispatch from a backlog; latency and dependency release with the worker idle; then, on
+  //    the same store, the same dispatch again beside `finished` finished jobs (same store and
+  //    worker set-up before and after, so the slowdown is not a difference between two stores).
   try {
     await withSession(system, env, 'dispatch', async (s) => {
-      progress(`dispatch of a ${cfg.dispatch}-job backlog`);
+      progress(`warm-up: ${cfg.warmup} jobs through the worker, untimed`);
       try {
+        // Every system gets the same warm-up (JIT, prepared statements, scripts loaded), so the
+        // timed run compares steady states, not first-call costs.
+        await enqueueAll(s, 'w', cfg.warmup, cfg.batch);
+        const warm = new DispatchLog();
+        await s.startWorker(warm);
+        await withTimeout(warm.waitForCount(cfg.warmup), cfg.phaseTimeoutMs, 'warm-up');
+        await s.settle(cfg.phaseTimeoutMs);
+        await s.stopWorker();
+        progress(`dispatch of a ${cfg.dispatch}-job backlog`);
         const { rate: r } = await timedDispatch(s, 'd', cfg);
         f.dispatch = figure(r, 'jobs/s');
         await s.settle(cfg.phaseTimeoutMs);
@@ -122,69 +197,14 @@ export async function measureSystem(system, env) {
         f.dispatch = failed(error);
         return;
       }
-      progress(`enqueue-to-dispatch latency x${cfg.latency}`);
-      try {
-        const log = new DispatchLog();
-        await s.stopWorker();
-        await s.startWorker(log);
-        await sleep(50);
-        const sent = new Map();
-        const t0 = now();
-        for (let i = 0; i < cfg.latency; i++) {
-          const due = t0 + i * cfg.latencyGapMs;
-          const wait = due - now();
-          if (wait > 0) await sleep(wait);
-          const tag = `l${i}`;
-          sent.set(tag, now());
-          await s.enqueue(tag);
-        }
-        await withTimeout(
-          log.waitUntil(() => [...sent.keys()].every((t) => log.times.has(t))),
-          cfg.phaseTimeoutMs,
-          'latency samples',
-        );
-        const lat = [...sent].map(([tag, t]) => log.times.get(tag) - t);
-        f.latencyP50 = figure(percentile(lat, 50), 'ms');
-        f.latencyP99 = figure(percentile(lat, 99), 'ms');
-        await s.settle(cfg.phaseTimeoutMs);
-
-        if (system.features.dependencies !== true || !s.enqueueDependent) {
-          f.dependencyP50 = na(system.features.dependencies);
-          f.dependencyP99 = na(system.features.dependencies);
-          return;
-        }
-        progress(`dependency release x${cfg.dependencies}`);
-        const release = [];
-        for (let i = 0; i < cfg.dependencies; i++) {
-          const tag = `p${i}`;
-          await s.enqueueDependent(tag);
-          await withTimeout(log.waitForTag(`${tag}c`), 10_000, `dependent of ${tag}`);
-          const done = log.doneTimes.get(tag);
-          if (done === undefined) throw new Error(`[bench] no completion time for ${tag}`);
-          release.push(log.times.get(`${tag}c`) - done);
-        }
-        f.dependencyP50 = figure(percentile(release, 50), 'ms');
-        f.dependencyP99 = figure(percentile(release, 99), 'ms');
-      } catch (error) {
-        f.latencyP50 ??= failed(error);
-        f.latencyP99 ??= failed(error);
-        f.dependencyP50 ??= failed(error);
-        f.dependencyP99 ??= failed(error);
+      await latencyAndDependencies(system, s, cfg, f, progress);
+      await s.stopWorker();
+      if (system.features.keepsFinished !== true || !s.fillFinished) {
+        f.dispatchFinished = na(system.features.keepsFinished);
+        return;
       }
-    });
-  } catch (error) {
-    for (const k of ['dispatch', 'latencyP50', 'latencyP99', 'dependencyP50', 'dependencyP99']) {
-      f[k] ??= failed(error);
-    }
-  }
-
-  // 3. The same dispatch with `finished` finished jobs already in the table.
-  if (system.features.keepsFinished !== true) {
-    f.dispatchFinished = na(system.features.keepsFinished);
-  } else {
-    try {
-      await withSession(system, env, 'finished', async (s) => {
-        progress(`filling the table with ${cfg.finished} finished jobs`);
+      try {
+        progress(`filling the store with ${cfg.finished} finished jobs`);
         const t0 = now();
         const finished = await s.fillFinished(cfg.finished, cfg.batch);
         const fillMs = now() - t0;
@@ -195,13 +215,15 @@ export async function measureSystem(system, env) {
         }
         progress(`dispatch of a ${cfg.dispatch}-job backlog beside ${finished} finished jobs`);
         const { rate: r } = await timedDispatch(s, 'e', cfg);
-        const base = f.dispatch?.value;
-        const slowdown = base ? 1 - r / base : undefined;
+        const slowdown = 1 - r / f.dispatch.value;
         f.dispatchFinished = figure(r, 'jobs/s', { slowdown, finished, fillMs });
-      });
-    } catch (error) {
-      f.dispatchFinished = failed(error);
-    }
+      } catch (error) {
+        f.dispatchFinished = failed(error);
+      }
+    });
+  } catch (error) {
+    for (const k of METRIC_KEYS) f[k] ??= failed(error);
   }
+  for (const k of METRIC_KEYS) f[k] ??= failed(new Error('[bench] not reached'));
   return f;
 }

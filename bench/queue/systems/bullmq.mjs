@@ -76,6 +76,7 @@ export const bullmq = {
         }
       },
       async fillFinished(n, batch) {
+        const before = await queue.getCompletedCount();
         for (let i = 0; i < n; i += batch) {
           const count = Math.min(batch, n - i);
           await queue.addBulk(
@@ -87,7 +88,7 @@ export const bullmq = {
         let completed = 0;
         while (Date.now() < deadline) {
           completed = await queue.getCompletedCount();
-          if (completed >= n) break;
+          if (completed >= before + n) break;
           await new Promise((r) => setTimeout(r, 50));
         }
         await stopWorker();
