@@ -114,7 +114,7 @@ export async function readDataFile(file: string): Promise<unknown> {
     return parseYaml(text, { prettyErrors: false, uniqueKeys: true }) as unknown;
   } catch (err) {
     const where =
-      err instanceof YAMLParseError && err.linePos ? ` at line ${err.linePos[0].line}` : '';
+      err instanceof YAMLParseError ? ` at line ${yamlLine(text, err.pos[0])}` : '';
     const msg = (err as Error).message.split('\n', 1)[0];
     throw new CliError(
       'E_VALIDATION',
@@ -240,4 +240,11 @@ export function parseWorkflowFile(value: unknown, file: string): WorkflowDefinit
     ...(w.idempotencyKey !== undefined ? { idempotencyKey: w.idempotencyKey } : {}),
     ...(w.metadata !== undefined ? { metadata: w.metadata } : {}),
   };
+}
+
+/** 1-based line number of a character offset. */
+function yamlLine(text: string, offset: number): number {
+  let line = 1;
+  for (let i = 0; i < offset && i < text.length; i++) if (text[i] === '\n') line++;
+  return line;
 }

@@ -97,7 +97,7 @@ export function parseConfigText(text: string, file: string): unknown {
     return parseYaml(text, { prettyErrors: false, uniqueKeys: true }) as unknown;
   } catch (err) {
     const where =
-      err instanceof YAMLParseError && err.linePos ? ` at line ${err.linePos[0].line}` : '';
+      err instanceof YAMLParseError ? ` at line ${yamlLine(text, err.pos[0])}` : '';
     const msg = (err as Error).message.split('\n', 1)[0];
     throw new CliError('E_CONFIG', `${label}: invalid YAML${where}: ${msg}`, { cause: err });
   }
@@ -207,4 +207,11 @@ export function assertKnownTarget(config: ResolvedConfig, target: string, field 
       `${field}: unknown target "${target}" (declared in ${basename(config.file)}: ${Object.keys(config.targets).join(', ')})`,
     );
   }
+}
+
+/** 1-based line number of a character offset. */
+function yamlLine(text: string, offset: number): number {
+  let line = 1;
+  for (let i = 0; i < offset && i < text.length; i++) if (text[i] === '\n') line++;
+  return line;
 }

@@ -1,0 +1,95 @@
+import type { Job, JobState, QueueEvent, Workflow } from '@crystalmath/queue';
+import { JOB_STATES } from '@crystalmath/queue';
+import { describe, expect, it } from 'vitest';
+import { bar, colors, formatDuration, parseDuration, table } from '../format.js';
+import { renderWatch } from '../render/render-watch.js';
+
+const zero = (): Record<JobState, number> =>
+  Object.fromEntries(JOB_STATES.map((s) => [s, 0])) as Record<JobState, number>;
+
+function job(id: string, key: string, state: JobState): Job {
+  return {
+    id,
+    name: key,
+    state,
+    target: 'local',
+    priority: 0,
+    spec: { name: key, argv: ['true'] },
+    workflowId: 'wf1',
+    workflowKey: key,
+    dependsOn: [],
+    attempt: 1,
+    maxAttempts: 1,
+    runAt: 0,
+    idempotencyKey: null,
+    tags: [],
+    metadata: {},
+    handle: null,
+    runnerStatus: null,
+    exitCode: null,
+    reason: null,
+    createdAt: 1_000,
+    updatedAt: 2_000,
+    startedAt: state === 'waiting' ? null : 1_500,
+    endedAt: state === 'succeeded' ? 2_000 : null,
+  };
+}
+
+describe('renderWatch', () => {
+  it('shows workflow progress, target usage and recent events', () => {
+    const jobs = [job('j1', 'prepare', 'succeeded'), job('j2', 'calc-a', 'running'), job('j3', 'aggregate', 'waiting')];
+    const counts = zero();
+    counts.succeeded = 1;
+    counts.running = 1;
+    counts.waiting = 1;
+    const wf: Workflow = {
+      id: 'wf1',
+      name: 'quickstart',
+      onFailure: 'skip-dependents',
+      createdAt: 1_000,
+      jobs: Object.fromEntries(jobs.map((j) => [j.workflowKey, j])),
+      counts,
+      done: false,
+    };
+    const events: QueueEvent[] = [
+      { seq: 1, at: 1_500, type: 'job:state', jobId: 'j2', workflowId: 'wf1', target: 'local', from: 'queued', to: 'running', reason: null },
+    ];
+    const lines = renderWatch(
+      {
+        at: 5_000,
+        store: 'sqlite:/tmp/x.db',
+        counts: { total: 3, byState: counts, byTarget: { local: counts } },
+        targets: [{ name: 'local', maxConcurrent: 4, paused: false, active: 1 }],
+        workflows: [wf],
+        events,
+        jobNames: new Map([['j2', 'calc-a']]),
+      },
+      { width: 100, c: colors(false), ascii: true },
+    );
+    const text = lines.join('\n');
+    expect(text).toContain('sqlite:/tmp/x.db');
+    expect(text).toMatch(/quickstart\s+\[#+-+\]\s+1\/3 .*running: calc-a/);
+    expect(text).toMatch(/local\s+\[#+-+\]\s+1\/4 active\s+1 waiting\s+1 ok/);
+    expect(text).toMatch(/calc-a {2}queued → running {2}\[local\]/);
+    expect(lines.every((l) => l.length <= 100)).toBe(true);
+  });
+});
+
+describe('format helpers', () => {
+  it('parses durations with units and rejects garbage', () => {
+    expect(parseDuration('7d')).toBe(7 * 86_400_000);
+    expect(parseDuration('90s')).toBe(90_000);
+    expect(parseDuration('250')).toBe(250);
+    expect(parseDuration('soon')).toBeUndefined();
+  });
+  it('formats durations and bars', () => {
+    expect(formatDuration(1_234)).toBe('1.2s');
+    expect(formatDuration(125_000)).toBe('2m05s');
+    expect(bar(1, 4, 8, true)).toBe('[##------]');
+    expect(bar(5, 0, 4, true)).toBe('[----]');
+  });
+  it('aligns table columns ignoring colour escapes', () => {
+    const c = colors(true);
+    expect(table([[c.bold('A'), 'B'], ['long', 'x']])).toBe(`${c.bold('A')}     B\nlong  x`);
+  });
+});
