@@ -1,0 +1,53 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { LocalTransport } from '@crystalmath/core';
+import { runnerConformance } from '@crystalmath/core/testing';
+import { describe, expect, it } from 'vitest';
+import { SessionRunner } from '../session-runner.js';
+
+runnerConformance('SessionRunner (example)', async () => {
+  const root = await mkdtemp(join(tmpdir(), 'cm-session-conf-'));
+  return {
+    runner: new SessionRunner({ transport: new LocalTransport(), root }),
+    cleanup: () => rm(root, { recursive: true, force: true }),
+  };
+});
+
+describe('SessionRunner beyond conformance', () => {
+  it('cancel ends the whole process tree, not just the wrapper', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'cm-session-kill-'));
+    const runner = new SessionRunner({ transport: new LocalTransport(), root });
+    const h = await runner.submit({
+      key: 'tree',
+      spec: { name: 'tree', script: 'sleep 300 &\necho $! > child.pid\nwait\n' },
+    });
+    const pidFile = join(root, 'tree', 'child.pid');
+    const { readFile } = await import('node:fs/promises');
+    let pid = 0;
+    for (let i = 0; i < 100 && !pid; i++) {
+      pid = Number((await readFile(pidFile, 'utf8').catch(() => '')).trim());
+      if (!pid) await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(pid).toBeGreaterThan(0);
+    await runner.cancel(h);
+    const alive = (): boolean => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    for (let i = 0; i < 50 && alive(); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(alive()).toBe(false);
+    expect((await runner.poll([h]))[0]?.state).toBe('cancelled');
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it('is under 150 lines', async () => {
+    const { readFile } = await import('node:fs/promises');
+    const text = await readFile(new URL('../session-runner.ts', import.meta.url), 'utf8');
+    expect(text.trimEnd().split('\n').length).toBeLessThan(150);
+  });
+});
