@@ -1,21 +1,46 @@
 // The Runner conformance suite against the testbed's real SLURM through SshTransport to the
 // loopback sshd, as the unprivileged user `cmtest` (sshd sets SLURM_CONF with SetEnv).
+// @crystalmath/ssh-pool is loaded at run time so this package's other tests do not depend on
+// its build; under CI a missing build fails the file instead of skipping it.
 
+import type { Transport } from '@crystalmath/core';
 import { runnerConformance } from '@crystalmath/core/testing';
-import { SshPool, SshTransport } from '@crystalmath/ssh-pool';
 import { requireService } from '@crystalmath/testkit';
 import { describe } from 'vitest';
 import { JobRegistry, makeRunner, slurm } from './slurm-fixture.js';
 
-const ssh = requireService('ssh');
+/** The part of @crystalmath/ssh-pool this suite uses. */
+interface SshPoolModule {
+  readonly SshPool: new (options?: object) => { close(): Promise<void> };
+  readonly SshTransport: new (options: {
+    readonly pool: unknown;
+    readonly host: {
+      readonly host: string;
+      readonly port: number;
+      readonly username: string;
+      readonly privateKeyPath: string;
+      readonly knownHostsPath: string;
+    };
+  }) => Transport;
+}
 
-describe.skipIf(!slurm || !ssh)('SlurmRunner over SshTransport', () => {
+const ssh = requireService('ssh');
+const specifier = '@crystalmath/ssh-pool';
+const sshPool = (await import(/* @vite-ignore */ specifier).catch((err: unknown) => {
+  if (process.env.CI) throw err;
+  console.warn(
+    `[runner-slurm] SSH conformance skipped: ${specifier} is not built (${String(err)})`,
+  );
+  return undefined;
+})) as SshPoolModule | undefined;
+
+describe.skipIf(!slurm || !ssh || !sshPool)('SlurmRunner over SshTransport', () => {
   runnerConformance(
     'slurm (ssh)',
     async () => {
-      if (!ssh) throw new Error('unreachable: ssh service missing');
-      const pool = new SshPool();
-      const transport = new SshTransport({
+      if (!ssh || !sshPool) throw new Error('unreachable: ssh service or ssh-pool missing');
+      const pool = new sshPool.SshPool({});
+      const transport = new sshPool.SshTransport({
         pool,
         host: {
           host: ssh.host,
