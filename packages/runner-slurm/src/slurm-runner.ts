@@ -282,6 +282,7 @@ export class SlurmRunner implements Runner {
     if (spec.workdir !== undefined) subdirs.add(safeRelativePath(spec.workdir, 'spec.workdir'));
 
     await this.#claim(job.key, dir, [...subdirs], options);
+    let sbatchStarted = false;
     try {
       for (const { input, to } of inputs) {
         const target = `${dir}/${to}`;
@@ -307,13 +308,15 @@ export class SlurmRunner implements Runner {
       if (spec.outputs !== undefined) data.outputs = [...spec.outputs];
       await this.#transport.writeFile(`${dir}/${INTERNAL_DIR}/meta.json`, JSON.stringify(data));
       await this.#transport.writeFile(`${dir}/${SCRIPT_FILE}`, rendered.script, { mode: 0o755 });
+      sbatchStarted = true;
       const jobId = await this.#sbatch(dir, options);
       return { kind: this.kind, jobKey: job.key, data: { ...data, jobId } };
     } catch (err) {
-      // Nothing was queued (sbatch failed or never ran): free the key for a later attempt.
-      if (!(err instanceof SubmittedButUnreadable)) {
-        await this.#transport.remove(dir).catch(() => undefined);
-      }
+      // Free the key only when no job can exist: sbatch never ran, or it answered no. When the
+      // call itself failed (timeout, abort, broken connection) sbatch may have queued the job,
+      // so the directory stays for `find` and the key stays taken.
+      const refused = isCrystalMathError(err, 'E_SLURM_COMMAND') && err.details.refused === true;
+      if (!sbatchStarted || refused) await this.#transport.remove(dir).catch(() => undefined);
       throw err instanceof SubmittedButUnreadable ? err.error : err;
     }
   }
@@ -372,7 +375,7 @@ export class SlurmRunner implements Runner {
     const r = await this.#exec({ script }, 'sbatch', options);
     if (r.exitCode !== 0) {
       throw new SlurmCommandError(`sbatch failed (exit ${r.exitCode}): ${clip(r.stderr)}`, {
-        details: { command: 'sbatch', exitCode: r.exitCode },
+        details: { command: 'sbatch', exitCode: r.exitCode, refused: true },
       });
     }
     const jobId = parseSbatchParsable(r.stdout);

@@ -3,7 +3,7 @@
 // Every job submitted here is scancelled in afterAll.
 
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, unlink } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isCrystalMathError, type RunnerHandle } from '@crystalmath/core';
@@ -168,7 +168,7 @@ describe
           }
         }),
       );
-      await writeFileEmpty(log);
+      await writeFile(log, '');
       counted.reset();
       const statuses = await r.poll(handles);
       expect(counted.execs()).toBe(1);
@@ -263,6 +263,36 @@ describe
       await runner.cancel(h);
     });
 
+    it('keeps the key taken when the sbatch call fails after the job was queued, and find recovers it', async () => {
+      // Fault injection: sbatch queues the job, then the call hangs past the command timeout,
+      // as when a connection drops after the scheduler accepted the job.
+      const dir = await mkdtemp(join(tmpdir(), 'cm-sbatch-'));
+      const sbatch = join(dir, 'sbatch');
+      await writeFile(sbatch, '#!/bin/sh\nsbatch "$@"\nsleep 30\n', { mode: 0o755 });
+      const r = makeRunner(transport, root, { commands: { sbatch }, commandTimeoutMs: 3_000 });
+      const key = testJobKey('lostreply');
+      const spec = {
+        name: 'lostreply',
+        argv: ['true'],
+        resources: { extraDirectives: ['--hold'] },
+      };
+      await expect(r.submit({ key, spec })).rejects.toSatisfy((e) =>
+        isCrystalMathError(e, 'E_SLURM_COMMAND'),
+      );
+      const found = await runner.find(key);
+      expect(found?.data.jobId).toMatch(/^\d+$/);
+      if (found) jobs.track(found);
+      expect((await runner.poll([found as RunnerHandle]))[0]).toMatchObject({
+        state: 'queued',
+        reason: 'JobHeldUser',
+      });
+      await expect(runner.submit({ key, spec })).rejects.toSatisfy((e) =>
+        isCrystalMathError(e, 'E_RUNNER_SUBMIT'),
+      );
+      await runner.cancel(found as RunnerHandle);
+      await rm(dir, { recursive: true, force: true });
+    });
+
     it('fails a submission sbatch rejects with E_SLURM_COMMAND and leaves the key free', async () => {
       const key = testJobKey('reject');
       const spec = {
@@ -315,8 +345,3 @@ describe
       await waitForState(r, h, 'cancelled', 30_000, 300);
     });
   });
-
-async function writeFileEmpty(path: string): Promise<void> {
-  const { writeFile } = await import('node:fs/promises');
-  await writeFile(path, '');
-}
