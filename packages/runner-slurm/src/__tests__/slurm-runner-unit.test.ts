@@ -123,6 +123,33 @@ describe('SlurmRunner without a scheduler', () => {
     }
   });
 
+  it('gives up with E_ABORTED when the signal fires, also while waiting for the poll interval', async () => {
+    const runner = new SlurmRunner({
+      transport,
+      root,
+      commands: { squeue: 'true' },
+      accounting: 'none',
+      pollMinIntervalMs: 60_000,
+    });
+    await expect(
+      runner.poll([handle('k', '12')], { signal: AbortSignal.abort() }),
+    ).rejects.toSatisfy((e) => isCrystalMathError(e, 'E_ABORTED'));
+    // The first call goes through (`true` prints nothing: the job is absent, within its grace).
+    expect((await runner.poll([handle('k', '12')]))[0]?.state).toBe('queued');
+    // A new job must wait 60 s for the next scheduler call: the signal ends the wait.
+    const t0 = Date.now();
+    await expect(
+      runner.poll([handle('k2', '13')], { signal: AbortSignal.timeout(200) }),
+    ).rejects.toSatisfy((e) => isCrystalMathError(e, 'E_ABORTED'));
+    expect(Date.now() - t0).toBeLessThan(5_000);
+    await expect(
+      runner.submit(
+        { key: 'k3', spec: { name: 'x', argv: ['true'] } },
+        { signal: AbortSignal.abort() },
+      ),
+    ).rejects.toSatisfy((e) => isCrystalMathError(e, 'E_ABORTED'));
+  });
+
   it('tails the job log from an offset and never splits a UTF-8 character', async () => {
     const runner = new SlurmRunner({ transport, root });
     await mkdir(join(root, 'tail'), { recursive: true });
