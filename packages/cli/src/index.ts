@@ -5,6 +5,7 @@
 export { CliError, errorJson, formatError } from './cli-error.js';
 export type { CliIo, OutputStream } from './cli-io.js';
 export { processIo } from './cli-io.js';
+export { CommandContext, type GlobalOptions } from './command-context.js';
 export { checkTarget, type TargetCheck } from './commands/targets-commands.js';
 export {
   type CrystalMathConfigInput,
@@ -29,6 +30,7 @@ export {
 export { ExitCode, type ExitCodeValue, exitCodeFor } from './exit-codes.js';
 export {
   jobFileSchema,
+  type ParsedJobFile,
   parseJobFile,
   parseWorkflowFile,
   readDataFile,

@@ -113,8 +113,7 @@ export async function readDataFile(file: string): Promise<unknown> {
     if (file.endsWith('.json')) return JSON.parse(text) as unknown;
     return parseYaml(text, { prettyErrors: false, uniqueKeys: true }) as unknown;
   } catch (err) {
-    const where =
-      err instanceof YAMLParseError ? ` at line ${yamlLine(text, err.pos[0])}` : '';
+    const where = err instanceof YAMLParseError ? ` at line ${yamlLine(text, err.pos[0])}` : '';
     const msg = (err as Error).message.split('\n', 1)[0];
     throw new CliError(
       'E_VALIDATION',

@@ -7,6 +7,7 @@ import { Command, CommanderError } from 'commander';
 import { errorJson, formatError } from './cli-error.js';
 import { type CliIo, processIo } from './cli-io.js';
 import { CommandContext, type GlobalOptions } from './command-context.js';
+import { registerCollectCommand } from './commands/collect-command.js';
 import { registerControlCommands } from './commands/control-commands.js';
 import { registerInitCommand } from './commands/init-command.js';
 import { registerJobCommands } from './commands/jobs-commands.js';
@@ -47,6 +48,7 @@ export function createProgram(io: CliIo): { program: Command; ctx: CommandContex
   registerTargetsCommands(program, ctx);
   registerJobCommands(program, ctx);
   registerWorkflowCommands(program, ctx);
+  registerCollectCommand(program, ctx);
   registerControlCommands(program, ctx);
   registerWatchCommand(program, ctx);
   registerRunCommand(program, ctx);

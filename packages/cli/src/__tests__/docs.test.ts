@@ -10,7 +10,10 @@ const root = new URL('../../../../', import.meta.url);
 describe('documentation', () => {
   it('documents every ErrorCode of @crystalmath/core in docs/errors.md', async () => {
     const source = await readFile(new URL('packages/core/src/errors.ts', root), 'utf8');
-    const union = source.slice(source.indexOf('export type ErrorCode'), source.indexOf('const BRAND'));
+    const union = source.slice(
+      source.indexOf('export type ErrorCode'),
+      source.indexOf('const BRAND'),
+    );
     const codes = [...union.matchAll(/'(E_[A-Z_]+)'/g)].map((m) => m[1]);
     expect(codes.length).toBeGreaterThan(30);
     const doc = await readFile(new URL('docs/errors.md', root), 'utf8');

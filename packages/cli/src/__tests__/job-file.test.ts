@@ -36,22 +36,24 @@ tags: [si]
   });
 
   it('rejects a job with both argv and script, naming the field', () => {
-    expect(() => parseJobFile({ name: 'x', argv: ['true'], script: 'true' }, '/j/job.yaml')).toThrow(
-      /job\.yaml: job\.argv: exactly one of argv and script is required/,
-    );
+    expect(() =>
+      parseJobFile({ name: 'x', argv: ['true'], script: 'true' }, '/j/job.yaml'),
+    ).toThrow(/job\.yaml: job\.argv: exactly one of argv and script is required/);
   });
 
   it('rejects a workdir that escapes the job directory', () => {
-    expect(() => parseJobFile({ name: 'x', argv: ['true'], workdir: '../up' }, '/j/job.yaml')).toThrow(
-      /job\.workdir/,
-    );
+    expect(() =>
+      parseJobFile({ name: 'x', argv: ['true'], workdir: '../up' }, '/j/job.yaml'),
+    ).toThrow(/job\.workdir/);
   });
 
   it('rejects unknown keys and wrong types', () => {
     expect(() => parseJobFile({ name: 'x', argv: ['true'], cpus: 4 }, '/j/job.yaml')).toThrow(
       /unknown key\(s\) "cpus"/,
     );
-    expect(() => parseJobFile({ name: 'x', argv: 'true' }, '/j/job.yaml')).toThrow(/job\.yaml: argv:/);
+    expect(() => parseJobFile({ name: 'x', argv: 'true' }, '/j/job.yaml')).toThrow(
+      /job\.yaml: argv:/,
+    );
   });
 
   it('gives the line of a YAML syntax error', async () => {
@@ -61,7 +63,9 @@ tags: [si]
   });
 
   it('says when the file does not exist', async () => {
-    await expect(readDataFile(join(dir, 'nope.yaml'))).rejects.toMatchObject({ code: 'E_NOT_FOUND' });
+    await expect(readDataFile(join(dir, 'nope.yaml'))).rejects.toMatchObject({
+      code: 'E_NOT_FOUND',
+    });
   });
 });
 
@@ -90,17 +94,25 @@ describe('workflow files', () => {
 
   it('rejects a dependency on a job the workflow does not have, naming it', () => {
     expect(() =>
-      parseWorkflowFile({ name: 'w', jobs: { a: { argv: ['true'], dependsOn: ['ghost'] } } }, '/w/flow.yaml'),
+      parseWorkflowFile(
+        { name: 'w', jobs: { a: { argv: ['true'], dependsOn: ['ghost'] } } },
+        '/w/flow.yaml',
+      ),
     ).toThrow(/flow\.yaml: jobs\.a\.dependsOn\[0\]: no job "ghost" in this workflow/);
   });
 
   it('rejects a bad resource inside a job, naming the job', () => {
     expect(() =>
-      parseWorkflowFile({ name: 'w', jobs: { a: { argv: ['true'], resources: { gpus: 'x:y' } } } }, '/w/f.yaml'),
+      parseWorkflowFile(
+        { name: 'w', jobs: { a: { argv: ['true'], resources: { gpus: 'x:y' } } } },
+        '/w/f.yaml',
+      ),
     ).toThrow(/jobs\.a\.resources\.gpus/);
   });
 
   it('rejects an empty workflow', () => {
-    expect(() => parseWorkflowFile({ name: 'w', jobs: {} }, '/w/f.yaml')).toThrow(/at least one job/);
+    expect(() => parseWorkflowFile({ name: 'w', jobs: {} }, '/w/f.yaml')).toThrow(
+      /at least one job/,
+    );
   });
 });

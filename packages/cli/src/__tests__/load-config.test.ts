@@ -47,7 +47,11 @@ targets:
     );
     const dirOf = cfg.file.slice(0, cfg.file.lastIndexOf('/'));
     expect(cfg.store).toEqual({ kind: 'sqlite', path: join(dirOf, 'data/jobs.db') });
-    expect(cfg.targets.laptop).toMatchObject({ type: 'local', root: join(dirOf, 'runs'), maxConcurrent: 2 });
+    expect(cfg.targets.laptop).toMatchObject({
+      type: 'local',
+      root: join(dirOf, 'runs'),
+      maxConcurrent: 2,
+    });
     expect(cfg.targets.cluster).toMatchObject({
       type: 'slurm',
       root: '/scratch/alice/cm',
@@ -59,7 +63,10 @@ targets:
   it('reads a JSON config with a postgres store', async () => {
     const cfg = await configFrom(
       'crystalmath.config.json',
-      JSON.stringify({ store: { postgres: 'postgres://u@127.0.0.1:54329/db' }, targets: { a: { type: 'local' } } }),
+      JSON.stringify({
+        store: { postgres: 'postgres://u@127.0.0.1:54329/db' },
+        targets: { a: { type: 'local' } },
+      }),
     );
     expect(cfg.store).toEqual({ kind: 'postgres', url: 'postgres://u@127.0.0.1:54329/db' });
     expect(pickTarget(cfg, undefined)).toBe('a');
@@ -71,7 +78,9 @@ targets:
       'targets:\n  laptop: { type: local, maxConcurent: 2 }\n',
     );
     expect(err.code).toBe('E_CONFIG');
-    expect(err.message).toMatch(/crystalmath\.config\.yaml: targets\.laptop: unknown key\(s\) "maxConcurent"/);
+    expect(err.message).toMatch(
+      /crystalmath\.config\.yaml: targets\.laptop: unknown key\(s\) "maxConcurent"/,
+    );
     expect(err.message).not.toContain('\n');
   });
 
@@ -84,12 +93,18 @@ targets:
   });
 
   it('rejects an unknown target type naming the allowed ones', async () => {
-    const err = await configError('crystalmath.config.yaml', 'targets:\n  x: { type: kubernetes }\n');
+    const err = await configError(
+      'crystalmath.config.yaml',
+      'targets:\n  x: { type: kubernetes }\n',
+    );
     expect(err.message).toMatch(/targets\.x.*"local", "ssh", "slurm"/);
   });
 
   it('gives the line of a YAML syntax error', async () => {
-    const err = await configError('crystalmath.config.yaml', 'targets:\n  a: { type: local\n  b: [\n');
+    const err = await configError(
+      'crystalmath.config.yaml',
+      'targets:\n  a: { type: local\n  b: [\n',
+    );
     expect(err.code).toBe('E_CONFIG');
     expect(err.message).toMatch(/invalid YAML at line \d+/);
   });
@@ -128,13 +143,21 @@ targets:
   it('finds the file named by CRYSTALMATH_CONFIG', async () => {
     const sub = await mkdtemp(join(dir, 'env-'));
     await writeFile(join(sub, 'other.yaml'), 'targets: { a: { type: local } }\n');
-    const cfg = await loadConfig({ cwd: dir, env: { CRYSTALMATH_CONFIG: join(sub, 'other.yaml') } });
+    const cfg = await loadConfig({
+      cwd: dir,
+      env: { CRYSTALMATH_CONFIG: join(sub, 'other.yaml') },
+    });
     expect(Object.keys(cfg.targets)).toEqual(['a']);
   });
 
   it('refuses an unknown target when picking one, naming the known ones', async () => {
-    const cfg = await configFrom('crystalmath.config.yaml', 'targets:\n  a: { type: local }\n  b: { type: local }\n');
-    expect(() => pickTarget(cfg, 'c')).toThrow(/unknown target "c" \(declared in crystalmath\.config\.yaml: a, b\)/);
+    const cfg = await configFrom(
+      'crystalmath.config.yaml',
+      'targets:\n  a: { type: local }\n  b: { type: local }\n',
+    );
+    expect(() => pickTarget(cfg, 'c')).toThrow(
+      /unknown target "c" \(declared in crystalmath\.config\.yaml: a, b\)/,
+    );
     expect(() => pickTarget(cfg, undefined)).toThrow(/no target given and no defaultTarget/);
   });
 });

@@ -37,7 +37,11 @@ function job(id: string, key: string, state: JobState): Job {
 
 describe('renderWatch', () => {
   it('shows workflow progress, target usage and recent events', () => {
-    const jobs = [job('j1', 'prepare', 'succeeded'), job('j2', 'calc-a', 'running'), job('j3', 'aggregate', 'waiting')];
+    const jobs = [
+      job('j1', 'prepare', 'succeeded'),
+      job('j2', 'calc-a', 'running'),
+      job('j3', 'aggregate', 'waiting'),
+    ];
     const counts = zero();
     counts.succeeded = 1;
     counts.running = 1;
@@ -52,7 +56,17 @@ describe('renderWatch', () => {
       done: false,
     };
     const events: QueueEvent[] = [
-      { seq: 1, at: 1_500, type: 'job:state', jobId: 'j2', workflowId: 'wf1', target: 'local', from: 'queued', to: 'running', reason: null },
+      {
+        seq: 1,
+        at: 1_500,
+        type: 'job:state',
+        jobId: 'j2',
+        workflowId: 'wf1',
+        target: 'local',
+        from: 'queued',
+        to: 'running',
+        reason: null,
+      },
     ];
     const lines = renderWatch(
       {
@@ -90,6 +104,11 @@ describe('format helpers', () => {
   });
   it('aligns table columns ignoring colour escapes', () => {
     const c = colors(true);
-    expect(table([[c.bold('A'), 'B'], ['long', 'x']])).toBe(`${c.bold('A')}     B\nlong  x`);
+    expect(
+      table([
+        [c.bold('A'), 'B'],
+        ['long', 'x'],
+      ]),
+    ).toBe(`${c.bold('A')}     B\nlong  x`);
   });
 });

@@ -96,8 +96,7 @@ export function parseConfigText(text: string, file: string): unknown {
   try {
     return parseYaml(text, { prettyErrors: false, uniqueKeys: true }) as unknown;
   } catch (err) {
-    const where =
-      err instanceof YAMLParseError ? ` at line ${yamlLine(text, err.pos[0])}` : '';
+    const where = err instanceof YAMLParseError ? ` at line ${yamlLine(text, err.pos[0])}` : '';
     const msg = (err as Error).message.split('\n', 1)[0];
     throw new CliError('E_CONFIG', `${label}: invalid YAML${where}: ${msg}`, { cause: err });
   }

@@ -1,0 +1,311 @@
+// The CLI driven as a user would, in-process through main(): real config files, a real SQLite
+// store, real local processes. Every failure path must print ONE line naming the problem, exit
+// with its documented code, and leave the store as it was.
+
+import { existsSync } from 'node:fs';
+import { rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ExitCode } from '../exit-codes.js';
+import { crystalmath, LOCAL_CONFIG, project, until } from './cli-helpers.js';
+
+const dirs: string[] = [];
+afterAll(async () => {
+  await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
+});
+async function newProject(config = LOCAL_CONFIG): Promise<string> {
+  const d = await project(config);
+  dirs.push(d);
+  return d;
+}
+const oneLine = (s: string): void => {
+  expect(s.trimEnd().split('\n')).toHaveLength(1);
+  expect(s).toMatch(/^crystalmath: /);
+};
+
+describe('failures change nothing and say what is wrong in one line', () => {
+  it('bad config: exit 3, names the file and field, creates no store', async () => {
+    const dir = await newProject('targets:\n  local: { type: local, maxConcurent: 2 }\n');
+    const r = await crystalmath(dir, ['submit', '--', 'true']);
+    expect(r.code).toBe(ExitCode.CONFIG);
+    oneLine(r.stderr);
+    expect(r.stderr).toMatch(
+      /crystalmath\.config\.yaml: targets\.local: unknown key\(s\) "maxConcurent" \[E_CONFIG\]/,
+    );
+    expect(existsSync(join(dir, 'crystalmath.db'))).toBe(false);
+  });
+
+  it('no config at all: exit 3 and a hint', async () => {
+    const dir = await newProject();
+    await rm(join(dir, 'crystalmath.config.yaml'));
+    const r = await crystalmath(dir, ['list']);
+    expect(r.code).toBe(ExitCode.CONFIG);
+    oneLine(r.stderr);
+    expect(r.stderr).toMatch(/crystalmath init/);
+  });
+
+  it('unknown target: exit 3, names it and the declared ones, enqueues nothing', async () => {
+    const dir = await newProject();
+    const r = await crystalmath(dir, ['submit', '--target', 'mars', '--', 'true']);
+    expect(r.code).toBe(ExitCode.CONFIG);
+    oneLine(r.stderr);
+    expect(r.stderr).toMatch(
+      /unknown target "mars" \(declared in crystalmath\.config\.yaml: local\)/,
+    );
+    expect(existsSync(join(dir, 'state/queue.db'))).toBe(false);
+    const wf = join(dir, 'wf.yaml');
+    await writeFile(wf, 'name: w\njobs:\n  a: { argv: ["true"], target: mars }\n');
+    const w = await crystalmath(dir, ['workflow', 'submit', wf]);
+    expect(w.code).toBe(ExitCode.CONFIG);
+    expect(w.stderr).toMatch(/jobs\.a\.target: unknown target "mars"/);
+  });
+
+  it('bad job file: exit 4, names the file and field, enqueues nothing', async () => {
+    const dir = await newProject();
+    await crystalmath(dir, ['submit', '--', 'true']); // the store now exists with one job
+    const file = join(dir, 'job.yaml');
+    await writeFile(file, 'name: scf\nargv: [pw.x]\nworkdir: ../../etc\n');
+    const r = await crystalmath(dir, ['submit', '--file', 'job.yaml']);
+    expect(r.code).toBe(ExitCode.INVALID_INPUT);
+    oneLine(r.stderr);
+    expect(r.stderr).toMatch(/job\.yaml: job\.workdir/);
+    await writeFile(file, 'name: scf\nargv: [pw.x\n');
+    const y = await crystalmath(dir, ['submit', '--file', 'job.yaml']);
+    expect(y.code).toBe(ExitCode.INVALID_INPUT);
+    expect(y.stderr).toMatch(/job\.yaml: invalid YAML at line \d/);
+    const wf = join(dir, 'wf.yaml');
+    await writeFile(wf, 'name: w\njobs:\n  a: { argv: ["true"], dependsOn: [b] }\n');
+    const w = await crystalmath(dir, ['workflow', 'submit', 'wf.yaml']);
+    expect(w.code).toBe(ExitCode.INVALID_INPUT);
+    expect(w.stderr).toMatch(/wf\.yaml: jobs\.a\.dependsOn\[0\]: no job "b"/);
+    const list = JSON.parse((await crystalmath(dir, ['list', '--json'])).stdout) as {
+      jobs: unknown[];
+    };
+    expect(list.jobs).toHaveLength(1);
+  });
+
+  it('a workflow with a cycle is refused whole', async () => {
+    const dir = await newProject();
+    const wf = join(dir, 'cycle.yaml');
+    await writeFile(
+      wf,
+      'name: c\njobs:\n  a: { argv: ["true"], dependsOn: [b] }\n  b: { argv: ["true"], dependsOn: [a] }\n  c: { argv: ["true"] }\n',
+    );
+    const r = await crystalmath(dir, ['workflow', 'submit', 'cycle.yaml']);
+    expect(r.code).toBe(ExitCode.INVALID_INPUT);
+    oneLine(r.stderr);
+    expect(r.stderr).toMatch(/E_QUEUE_CYCLE/);
+    const list = JSON.parse((await crystalmath(dir, ['list', '--json'])).stdout) as {
+      jobs: unknown[];
+    };
+    expect(list.jobs).toHaveLength(0);
+  });
+
+  it('unknown ids: exit 5; cancel with one bad id among good ones changes none', async () => {
+    const dir = await newProject();
+    const sub = JSON.parse(
+      (await crystalmath(dir, ['submit', '--json', '--', 'sleep', '60'])).stdout,
+    ) as { id: string };
+    const r = await crystalmath(dir, ['cancel', sub.id, 'no-such-id']);
+    expect(r.code).toBe(ExitCode.NOT_FOUND);
+    oneLine(r.stderr);
+    expect(r.stderr).toMatch(/no job with id "no-such-id"/);
+    const job = JSON.parse((await crystalmath(dir, ['show', sub.id, '--json'])).stdout) as {
+      state: string;
+    };
+    expect(job.state).toBe('ready');
+    expect((await crystalmath(dir, ['show', 'nope'])).code).toBe(ExitCode.NOT_FOUND);
+    expect((await crystalmath(dir, ['logs', 'nope'])).code).toBe(ExitCode.NOT_FOUND);
+  });
+
+  it('usage errors exit 2; --json errors are JSON on stderr', async () => {
+    const dir = await newProject();
+    expect((await crystalmath(dir, ['frobnicate'])).code).toBe(ExitCode.USAGE);
+    expect((await crystalmath(dir, ['list', '--limit', 'many'])).code).toBe(ExitCode.USAGE);
+    const r = await crystalmath(dir, ['--json', 'submit', '--target', 'mars', '--', 'true']);
+    expect(JSON.parse(r.stderr)).toMatchObject({ error: { code: 'E_QUEUE_UNKNOWN_TARGET' } });
+  });
+
+  it('a bad duration for prune: exit 4', async () => {
+    const dir = await newProject();
+    const r = await crystalmath(dir, ['prune', '--older-than', 'soon']);
+    expect(r.code).toBe(ExitCode.INVALID_INPUT);
+    expect(r.stderr).toMatch(/--older-than/);
+  });
+});
+
+describe('a session with the scheduler running', () => {
+  let dir: string;
+  let stop: AbortController;
+  let run: Promise<{ code: number; stdout: string; stderr: string }>;
+
+  beforeAll(async () => {
+    dir = await newProject();
+    stop = new AbortController();
+    run = crystalmath(dir, ['run'], { signal: stop.signal });
+  });
+  afterAll(async () => {
+    stop.abort();
+    await run;
+  });
+
+  it('submits a command and waits for it: exit 0, and logs shows its output', async () => {
+    const r = await crystalmath(dir, [
+      'submit',
+      '--wait',
+      '--json',
+      '--name',
+      'greet',
+      '--',
+      'sh',
+      '-c',
+      'echo hello from a job',
+    ]);
+    expect(r.code).toBe(ExitCode.OK);
+    const job = JSON.parse(r.stdout) as { id: string; state: string; name: string };
+    expect(job).toMatchObject({ state: 'succeeded', name: 'greet' });
+    const logs = await crystalmath(dir, ['logs', job.id]);
+    expect(logs.code).toBe(0);
+    expect(logs.stdout).toBe('hello from a job\n');
+    const show = await crystalmath(dir, ['show', job.id]);
+    expect(show.stdout).toMatch(/state\s+succeeded/);
+  });
+
+  it('collects a finished job\'s outputs into a local folder', async () => {
+    await writeFile(
+      join(dir, 'out-job.yaml'),
+      'name: writer\nscript: "mkdir -p res; echo 42 > res/answer.txt; echo x > other.txt"\noutputs: ["res/*.txt"]\n',
+    );
+    const r = await crystalmath(dir, ['submit', '--file', 'out-job.yaml', '--wait', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const id = (JSON.parse(r.stdout) as { id: string }).id;
+    const c = await crystalmath(dir, ['collect', id, 'collected', '--json']);
+    expect(c.code, c.stderr).toBe(0);
+    expect(JSON.parse(c.stdout)).toMatchObject({ files: ['res/answer.txt'] });
+    const { readFile } = await import('node:fs/promises');
+    expect(await readFile(join(dir, 'collected/res/answer.txt'), 'utf8')).toBe('42\n');
+    expect(existsSync(join(dir, 'collected/other.txt'))).toBe(false);
+  });
+
+  it('--wait exits 9 when the job fails', async () => {
+    const r = await crystalmath(dir, ['submit', '--wait', '--', 'sh', '-c', 'exit 4']);
+    expect(r.code).toBe(ExitCode.JOB_FAILED);
+    expect(r.stdout).toMatch(/failed, exit 4/);
+  });
+
+  it('runs a workflow file to the end; list, workflow show and watch --once agree', async () => {
+    const wf = join(dir, 'dag.yaml');
+    await writeFile(
+      wf,
+      `name: dag
+jobs:
+  prepare: { argv: [sh, -c, "echo 1"] }
+  calc-a: { argv: [sh, -c, "echo a"], dependsOn: [prepare] }
+  calc-b: { argv: [sh, -c, "echo b"], dependsOn: [prepare] }
+  aggregate: { argv: [sh, -c, "echo done"], dependsOn: [calc-a, calc-b] }
+`,
+    );
+    const sub = await crystalmath(dir, ['workflow', 'submit', 'dag.yaml', '--json']);
+    expect(sub.code).toBe(0);
+    const wfId = (JSON.parse(sub.stdout) as { id: string }).id;
+    await until(
+      async () => {
+        const s = JSON.parse(
+          (await crystalmath(dir, ['workflow', 'show', wfId, '--json'])).stdout,
+        ) as { done: boolean };
+        return s.done ? true : undefined;
+      },
+      30_000,
+      'workflow done',
+    );
+    const show = await crystalmath(dir, ['workflow', 'show', wfId]);
+    expect(show.stdout).toMatch(/aggregate\s+succeeded/);
+    const list = await crystalmath(dir, ['list', '--workflow', wfId]);
+    expect(list.stdout.match(/succeeded/g)).toHaveLength(4);
+    const watch = await crystalmath(dir, ['watch', '--once', '--ascii', '--workflow', wfId]);
+    expect(watch.code).toBe(0);
+    expect(watch.stdout).toMatch(/dag\s+\[#+\]\s+4\/4 .*done/);
+    expect(watch.stdout).toMatch(/aggregate {2}\w+ → succeeded/);
+  });
+
+  it('cancel a running job, then retry it; cancel of a finished job exits 7', async () => {
+    const sub = JSON.parse(
+      (await crystalmath(dir, ['submit', '--json', '--', 'sleep', '60'])).stdout,
+    ) as { id: string };
+    await until(
+      async () => {
+        const j = JSON.parse((await crystalmath(dir, ['show', sub.id, '--json'])).stdout) as {
+          state: string;
+        };
+        return j.state === 'running' ? j : undefined;
+      },
+      20_000,
+      'running',
+    );
+    const c = await crystalmath(dir, ['cancel', sub.id]);
+    expect(c.code).toBe(0);
+    const cancelled = await until(
+      async () => {
+        const j = JSON.parse((await crystalmath(dir, ['show', sub.id, '--json'])).stdout) as {
+          state: string;
+        };
+        return j.state === 'cancelled' ? j : undefined;
+      },
+      20_000,
+      'cancelled',
+    );
+    expect(cancelled.state).toBe('cancelled');
+    expect((await crystalmath(dir, ['cancel', sub.id])).code).toBe(ExitCode.CONFLICT);
+    const retried = await crystalmath(dir, ['retry', sub.id, '--json']);
+    expect(retried.code).toBe(0);
+    expect((JSON.parse(retried.stdout) as { state: string }).state).toMatch(
+      /ready|waiting|submitting|queued|running/,
+    );
+    await crystalmath(dir, ['cancel', sub.id]);
+  });
+
+  it('pause and resume a target; targets shows it', async () => {
+    expect((await crystalmath(dir, ['pause', 'local'])).stdout).toBe('target local paused\n');
+    const t = JSON.parse((await crystalmath(dir, ['targets', '--json'])).stdout) as {
+      name: string;
+      paused: boolean;
+    }[];
+    expect(t.find((x) => x.name === 'local')?.paused).toBe(true);
+    expect((await crystalmath(dir, ['pause', 'mars'])).code).toBe(ExitCode.CONFIG);
+    expect((await crystalmath(dir, ['resume', 'local'])).code).toBe(0);
+  });
+});
+
+describe('init and targets check', () => {
+  it('init writes a config that works, and refuses to overwrite it', async () => {
+    const dir = await newProject();
+    await rm(join(dir, 'crystalmath.config.yaml'));
+    expect((await crystalmath(dir, ['init'])).code).toBe(0);
+    const again = await crystalmath(dir, ['init']);
+    expect(again.code).toBe(ExitCode.INVALID_INPUT);
+    expect(again.stderr).toMatch(/exists/);
+    const check = await crystalmath(dir, ['targets', 'check', '--json']);
+    expect(check.code).toBe(0);
+    expect(JSON.parse(check.stdout)).toMatchObject({
+      ok: true,
+      targets: [{ name: 'local', ok: true }],
+    });
+  });
+
+  it('an unreachable SSH host: exit 6 and a line naming the target and the failure', async () => {
+    const { freePort } = await import('@crystalmath/testkit');
+    const port = await freePort();
+    const dir = await newProject(`targets:
+  local: { type: local }
+  lab: { type: ssh, ssh: { host: 127.0.0.1, port: ${port}, user: nobody }, root: runs }
+`);
+    const started = Date.now();
+    const r = await crystalmath(dir, ['targets', 'check', '--timeout', '5000']);
+    expect(r.code).toBe(ExitCode.UNREACHABLE);
+    expect(r.stdout).toMatch(/local\s+local\s+ok/);
+    expect(r.stdout).toMatch(/lab\s+ssh\s+FAILED/);
+    oneLine(r.stderr);
+    expect(r.stderr).toMatch(/1 of 2 target\(s\) failed: lab: .*E_SSH_CONNECT/);
+    expect(Date.now() - started).toBeLessThan(15_000);
+  });
+});

@@ -1,0 +1,119 @@
+// `targets check` and job runs against the testbed's real services: the sshd on 127.0.0.1:2222
+// (key login, verified host key), and the one-node SLURM (locally and over SSH).
+
+import { rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { requireService, slurmEnv } from '@crystalmath/testkit';
+import { afterAll, describe, expect, it } from 'vitest';
+import { ExitCode } from '../exit-codes.js';
+import { crystalmath, project } from './cli-helpers.js';
+
+const ssh = requireService('ssh');
+const slurm = requireService('slurm');
+const dirs: string[] = [];
+afterAll(async () => {
+  await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
+});
+async function newProject(config: string): Promise<string> {
+  const d = await project(config);
+  dirs.push(d);
+  return d;
+}
+const sshBlock = (extra = ''): string =>
+  `{ host: ${ssh?.host}, port: ${ssh?.port}, user: ${ssh?.user}, privateKeyPath: ${ssh?.privateKeyPath}, knownHostsPath: ${ssh?.knownHostsPath}${extra} }`;
+
+describe.skipIf(!ssh)('targets check over SSH (testbed sshd)', () => {
+  it('connects with a key, verifies the host key and runs `true`', async () => {
+    const dir = await newProject(
+      `targets:\n  lab: { type: ssh, ssh: ${sshBlock()}, root: cm-cli-runs }\n`,
+    );
+    const r = await crystalmath(dir, ['targets', 'check', '--json']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({
+      ok: true,
+      targets: [{ name: 'lab', ok: true, steps: ['connect', 'true'] }],
+    });
+  });
+
+  it('a host key that does not match: exit 6, and the code says so', async () => {
+    const dir = await newProject('');
+    const known = join(dir, 'known_hosts');
+    // A syntactically valid ed25519 key that is not the server's.
+    await writeFile(
+      known,
+      `[${ssh?.host}]:${ssh?.port} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHk1Yd3pZ0mYw8c9m2hD7wN0C6N4v0vQ2j3Xo2QdZ5xY\n`,
+    );
+    await writeFile(
+      join(dir, 'crystalmath.config.yaml'),
+      `targets:\n  lab: { type: ssh, ssh: { host: ${ssh?.host}, port: ${ssh?.port}, user: ${ssh?.user}, privateKeyPath: ${ssh?.privateKeyPath}, knownHostsPath: ${known} } }\n`,
+    );
+    const r = await crystalmath(dir, ['targets', 'check']);
+    expect(r.code).toBe(ExitCode.UNREACHABLE);
+    expect(r.stderr).toMatch(/lab: .*E_SSH_HOSTKEY_MISMATCH/);
+  });
+
+  it('a key the server does not accept: exit 6 with E_SSH_AUTH', async () => {
+    const dir = await newProject(
+      `targets:\n  lab: { type: ssh, ssh: ${sshBlock().replace(`user: ${ssh?.user}`, 'user: nosuchuser')} }\n`,
+    );
+    const r = await crystalmath(dir, ['targets', 'check']);
+    expect(r.code).toBe(ExitCode.UNREACHABLE);
+    expect(r.stderr).toMatch(/lab: .*E_SSH_AUTH/);
+  });
+});
+
+describe.skipIf(!slurm)('SLURM targets (testbed cluster)', () => {
+  const env = slurmEnv();
+  if (env.SLURM_CONF) process.env.SLURM_CONF = env.SLURM_CONF; // LocalTransport passes process.env on
+
+  it('targets check runs sinfo on a local SLURM and lists the partition', async () => {
+    const dir = await newProject(
+      `targets:\n  cluster: { type: slurm, root: slurm-runs, pollIntervalMs: 1000 }\n`,
+    );
+    const r = await crystalmath(dir, ['targets', 'check', '--json']);
+    expect(r.stderr).toBe('');
+    const out = JSON.parse(r.stdout) as { targets: { steps: string[]; detail: string }[] };
+    expect(out.targets[0]?.steps).toEqual(['exec', 'true', 'sinfo']);
+    expect(out.targets[0]?.detail).toContain(slurm?.partition);
+  });
+
+  it.skipIf(!ssh)('targets check runs sinfo on the cluster over SSH', async () => {
+    const dir = await newProject(
+      `targets:\n  cluster: { type: slurm, ssh: ${sshBlock()}, root: /tmp/cm-cli-slurm-ssh }\n`,
+    );
+    const r = await crystalmath(dir, ['targets', 'check', '--json']);
+    expect(r.code, r.stderr + r.stdout).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({
+      ok: true,
+      targets: [{ steps: ['connect', 'true', 'sinfo'] }],
+    });
+  });
+
+  it('runs a job on SLURM with `run` and `submit --wait`', async () => {
+    const dir = await newProject(`scheduler: { tickMs: 100, pollIntervalMs: 500 }
+targets:
+  cluster: { type: slurm, root: slurm-runs, pollIntervalMs: 1000, maxConcurrent: 2, defaults: { partition: ${slurm?.partition}, walltimeSeconds: 120 } }
+`);
+    const stop = new AbortController();
+    const run = crystalmath(dir, ['run'], { signal: stop.signal });
+    try {
+      const r = await crystalmath(dir, [
+        'submit',
+        '--wait',
+        '--json',
+        '--',
+        'sh',
+        '-c',
+        'echo on $(hostname)',
+      ]);
+      expect(r.code, r.stderr).toBe(0);
+      const job = JSON.parse(r.stdout) as { state: string; handle: { kind: string } };
+      expect(job.state).toBe('succeeded');
+      expect(job.handle.kind).toBe('slurm');
+    } finally {
+      stop.abort();
+      expect((await run).code).toBe(0);
+    }
+  }, 120_000);
+});
