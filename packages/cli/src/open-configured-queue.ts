@@ -52,7 +52,7 @@ export async function openConfiguredQueue(
   options: OpenConfiguredQueueOptions = {},
 ): Promise<ConfiguredQueue> {
   const store = storeFactory(config.store);
-  const wired = wireTargets(config);
+  const wired = await wireTargets(config);
   const targets: Record<string, TargetOptions> = {};
   for (const [name, t] of Object.entries(wired.targets)) {
     targets[name] = {

@@ -29,19 +29,19 @@ export interface WiredTargets {
  * Builds a runner for every target of `config` without connecting anywhere.
  *
  * @example
- * const wired = wireTargets(config);
+ * const wired = await wireTargets(config);
  * await wired.targets.laptop?.transport.exec(['true']);
  * await wired.close();
  */
-export function wireTargets(config: ResolvedConfig): WiredTargets {
+export async function wireTargets(config: ResolvedConfig): Promise<WiredTargets> {
   let pool: SshPool | undefined;
   const transports = new Map<string, Transport>();
-  const sshTransport = (ssh: SshConfig): Transport => {
+  const sshTransport = async (ssh: SshConfig): Promise<Transport> => {
     const key = JSON.stringify(ssh);
     const existing = transports.get(key);
     if (existing) return existing;
     pool ??= new SshPool();
-    const transport = new SshTransport({ pool, host: sshHostOptions(ssh) });
+    const transport = new SshTransport({ pool, host: await sshHostOptions(ssh) });
     transports.set(key, transport);
     return transport;
   };
@@ -54,10 +54,10 @@ export function wireTargets(config: ResolvedConfig): WiredTargets {
       transport = local;
       runner = new LocalRunner({ root: t.root ?? '.crystalmath/runs' });
     } else if (t.type === 'ssh') {
-      transport = sshTransport(t.ssh);
+      transport = await sshTransport(t.ssh);
       runner = new SshRunner({ transport, root: t.root ?? '.crystalmath/runs' });
     } else {
-      transport = t.ssh ? sshTransport(t.ssh) : local;
+      transport = t.ssh ? await sshTransport(t.ssh) : local;
       runner = new SlurmRunner({
         transport,
         root: t.root,

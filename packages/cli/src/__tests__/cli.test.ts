@@ -171,7 +171,7 @@ describe('a session with the scheduler running', () => {
     expect(show.stdout).toMatch(/state\s+succeeded/);
   });
 
-  it('collects a finished job\'s outputs into a local folder', async () => {
+  it("collects a finished job's outputs into a local folder", async () => {
     await writeFile(
       join(dir, 'out-job.yaml'),
       'name: writer\nscript: "mkdir -p res; echo 42 > res/answer.txt; echo x > other.txt"\noutputs: ["res/*.txt"]\n',

@@ -127,7 +127,7 @@ export function registerTargetsCommands(program: Command, ctx: CommandContext): 
       const config = await ctx.config();
       for (const n of names) assertKnownTarget(config, n);
       const chosen = names.length > 0 ? names : Object.keys(config.targets);
-      const wired = wireTargets(config);
+      const wired = await wireTargets(config);
       let results: TargetCheck[];
       try {
         results = await Promise.all(

@@ -42,7 +42,9 @@ export const sshSchema = z.strictObject({
   privateKeyPath: z.string().min(1).optional(),
   /** known_hosts file used to verify the host key (`~` expanded). Default `~/.ssh/known_hosts`. */
   knownHostsPath: z.string().min(1).optional(),
-  /** Use the SSH agent at `$SSH_AUTH_SOCK`. Default: true when it is set. */
+  /** `strict` (default): unknown host keys are refused. `tofu`: recorded on first connection. */
+  hostKeyPolicy: z.enum(['strict', 'tofu']).optional(),
+  /** Use the SSH agent at `$SSH_AUTH_SOCK`. Default: when no key file is given. */
   agent: z.boolean().optional(),
   /** Connections kept open to this host. Default: the pool's default. */
   maxConnections: positiveInt.optional(),
