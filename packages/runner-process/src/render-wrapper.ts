@@ -124,9 +124,21 @@ export function renderWrapper(options: RenderWrapperOptions): RenderedWrapper {
     DETACH_CMD,
     STAT_FN,
     '',
+    // Signals group $2. Between fork and setsid() a new leader exists before its group does:
+    // retry while the leader is alive, so a signal sent in that window is not lost.
+    'cm_signal_group() {',
+    '  cm_k=0',
+    '  until kill "-$1" "-$2" 2>/dev/null; do',
+    '    kill -0 "$2" 2>/dev/null || return 1',
+    '    cm_k=$((cm_k + 1))',
+    '    [ "$cm_k" -le 100 ] || return 1',
+    '    sleep 0.01 2>/dev/null || sleep 1',
+    '  done',
+    '}',
+    '',
     // TERM to the whole group, KILL after the grace period if anything is left.
     'cm_kill_group() {',
-    '  kill -TERM "-$1" 2>/dev/null || return 0',
+    '  cm_signal_group TERM "$1" || return 0',
     '  sleep "$2" 2>/dev/null || sleep 1',
     '  kill -KILL "-$1" 2>/dev/null',
     '  return 0',
@@ -197,7 +209,7 @@ export function renderWrapper(options: RenderWrapperOptions): RenderedWrapper {
     // wait returns early when a trapped signal arrives; the job may still run.
     '    kill -0 "$cm_jpid" 2>/dev/null || break',
     '  done',
-    '  [ -n "$cm_wd" ] && { kill -TERM "-$cm_wd" 2>/dev/null || kill -TERM "$cm_wd" 2>/dev/null; }',
+    '  [ -n "$cm_wd" ] && cm_signal_group TERM "$cm_wd"',
     // The job is over: nothing it left in its process group may outlive it.
     '  kill -KILL "-$cm_jpid" 2>/dev/null',
     '  if [ -f "$cm/cancelled" ]; then cm_finish cancelled "$cm_rc" "cancelled"',

@@ -38,7 +38,6 @@ describe('injection fuzz', { timeout: 120_000 }, () => {
     `&& touch ${marker}`,
     `| touch ${marker}`,
     `$(IFS=_;cmd=touch_${marker};$cmd)`,
-    // biome-ignore lint/suspicious/noTemplateCurlyInString: a shell expansion that must stay literal
     '${PATH+$(touch ' + `${marker})}`,
     `\\'$(touch ${marker})`,
     `' "$(touch ${marker})" '`,

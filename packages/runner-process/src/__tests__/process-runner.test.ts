@@ -4,9 +4,9 @@
 
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { isCrystalMathError, type RunnerHandle } from '@crystalmath/core';
+import { isCrystalMathError, LocalTransport, type RunnerHandle } from '@crystalmath/core';
 import { testJobKey, waitForState, waitForTerminal } from '@crystalmath/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalRunner, ProcessRunner } from '../index.js';
@@ -432,5 +432,71 @@ describe('validation', () => {
     await expect(waitForState(abs, h, 'succeeded', 1_000, 25)).resolves.toMatchObject({
       state: 'succeeded',
     });
+  });
+});
+
+describe('without setsid', () => {
+  /** A PATH with the tools the runner's scripts and these jobs use, minus setsid (and perl). */
+  async function limitedPath(withPerl: boolean): Promise<string> {
+    const bin = join(s.home, withPerl ? 'bin-perl' : 'bin-bare');
+    await mkdir(bin, { recursive: true });
+    const tools = [
+      'sh',
+      'mkdir',
+      'date',
+      'rm',
+      'cat',
+      'sleep',
+      'mv',
+      'tr',
+      'find',
+      'true',
+      'printf',
+      'basename',
+    ];
+    if (withPerl) tools.push('perl');
+    for (const tool of tools) {
+      const real = execFileSync('sh', ['-c', 'command -v "$1"', 'sh', tool], {
+        encoding: 'utf8',
+      }).trim();
+      await symlink(real, join(bin, tool));
+    }
+    return bin;
+  }
+
+  it('falls back to perl POSIX::setsid: the job still leads its own process group and cancels as a tree', async () => {
+    const path = await limitedPath(true);
+    const r = new ProcessRunner({
+      transport: new LocalTransport({ home: s.home, baseEnv: { PATH: path } }),
+      root: 'jobs',
+      killGraceMs: 200,
+    });
+    const h = await r.submit({
+      key: testJobKey('perl'),
+      spec: { name: 'perl', argv: ['sh', '-c', 'sleep 300 & echo $! > bg.pid; wait'] },
+    });
+    started.push(h);
+    expect(num(h, 'pgid')).toBe(num(h, 'pid'));
+    await waitUntil(() => existsSync(jobFile(h, 'bg.pid')), 5_000, 'bg.pid');
+    const bg = Number((await readFile(jobFile(h, 'bg.pid'), 'utf8')).trim());
+    expect(groupMembers(num(h, 'pgid'))).toContain(bg);
+    expect(groupMembers(num(h, 'wrapperPid'))).not.toContain(num(h, 'pid'));
+    await r.cancel(h);
+    expect((await waitForTerminal(r, h, 10_000, 25)).state).toBe('cancelled');
+    expect(isAlive(bg)).toBe(false);
+  });
+
+  it('refuses to submit, and frees the key, when neither setsid nor perl exists', async () => {
+    const path = await limitedPath(false);
+    const r = new ProcessRunner({
+      transport: new LocalTransport({ home: s.home, baseEnv: { PATH: path } }),
+      root: 'jobs',
+    });
+    const key = testJobKey('nosetsid');
+    await expect(r.submit({ key, spec: { name: 'n', argv: ['true'] } })).rejects.toSatisfy(
+      (e) =>
+        isCrystalMathError(e, 'E_RUNNER_SUBMIT') &&
+        /neither setsid nor perl/.test((e as Error).message),
+    );
   });
 });
