@@ -12,6 +12,7 @@ import { postgresUp, postgresUrl, scratchDatabases } from './lib/postgres.mjs';
 import { startRedis } from './lib/redis-server.mjs';
 import { renderTable } from './lib/report.mjs';
 import { measureSystem } from './lib/scenarios.mjs';
+import { startWatchdog } from './lib/watchdog.mjs';
 import { bullmq } from './systems/bullmq.mjs';
 import { crystalmathPostgres, crystalmathSqlite } from './systems/crystalmath.mjs';
 import { graphileWorker } from './systems/graphile-worker.mjs';
@@ -50,6 +51,8 @@ const FULL = {
   fillTimeoutMs: 90_000,
   // Systems not started by then are listed as not run, so the whole bench stays bounded.
   budgetS: 170,
+  // The watchdog ends the run if a system blocks the event loop this long.
+  stallMs: 30_000,
 };
 const QUICK = {
   ...FULL,
@@ -64,6 +67,7 @@ const QUICK = {
   finished: 2_000,
   phaseTimeoutMs: 15_000,
   fillTimeoutMs: 15_000,
+  stallMs: 15_000,
 };
 
 function parseArgs(argv) {
@@ -96,6 +100,45 @@ const USAGE = `usage: node bench/queue/run.mjs [--quick] [--only=id,id] [--out=f
 systems: ${SYSTEMS.map((s) => s.id).join(', ')}
 counts:  ${Object.keys(FULL).join(', ')}`;
 
+function describeRun(args, started, warnings) {
+  const c = args.cfg;
+  return {
+    mode: args.quick ? 'quick' : 'full',
+    node: `Node ${process.versions.node}`,
+    cpus: availableParallelism(),
+    counts:
+      `${c.single} single, ${c.bulk} bulk (batches of ${c.batch}; each at most ${c.enqueueMaxMs} ms), ` +
+      `${c.dispatch} dispatched, ` +
+      `${c.latency} latency samples, ${c.dependencies} dependency pairs, ${c.finished} finished`,
+    notes: [
+      'dispatch = jobs handed to user code (worker handler, or the no-op Runner.submit) per second, from worker start',
+      'dependency release = prerequisite completion handed back by user code -> dependent handed to user code',
+      ...warnings.map((w) => `warning: ${w}`),
+    ],
+    seconds: (Date.now() - started) / 1000,
+  };
+}
+
+function writeResults(args, meta, results) {
+  const json = {
+    at: new Date().toISOString(),
+    ...meta,
+    config: args.cfg,
+    systems: [...results.values()].map((r) => ({
+      id: r.system.id,
+      label: r.system.label,
+      group: r.system.group,
+      ours: Boolean(r.system.ours),
+      settings: r.system.settings,
+      skipped: r.skip ?? null,
+      seconds: r.seconds ?? null,
+      figures: r.figures ?? null,
+    })),
+  };
+  mkdirSync(dirname(args.out), { recursive: true });
+  writeFileSync(args.out, `${JSON.stringify(json, null, 2)}\n`);
+}
+
 async function main() {
   const args = parseArgs(process.argv.slice(2));
   if (args.help) {
@@ -103,6 +146,7 @@ async function main() {
     return 0;
   }
   const started = Date.now();
+  const watchdog = startWatchdog({ stallMs: args.cfg.stallMs });
   const tmpDir = mkdtempSync(join(tmpdir(), 'cm-bench-'));
   const warnings = [];
   let redis = null;
@@ -113,10 +157,14 @@ async function main() {
     warn: (msg) => {
       if (warnings.length < 50) warnings.push(msg);
     },
-    progress: (msg) => process.stderr.write(`[bench] ${msg}\n`),
+    progress: (msg) => {
+      watchdog.phase(msg);
+      process.stderr.write(`[bench] ${msg}\n`);
+    },
     // Started on first use: only BullMQ needs it.
     redis: async () => {
       redis ??= await startRedis();
+      if (redis.pid) watchdog.child(redis.pid);
       return redis;
     },
     postgres: null,
@@ -159,6 +207,8 @@ async function main() {
       const figures = await measureSystem(system, env);
       results.set(system.id, { system, figures, seconds: (Date.now() - t0) / 1000 });
       await scratch?.dropAll();
+      // Written after each system too, so a run stopped by the watchdog keeps what it measured.
+      writeResults(args, describeRun(args, started, warnings), results);
     }
   } finally {
     await redis?.stop?.();
@@ -167,42 +217,10 @@ async function main() {
     rmSync(tmpDir, { recursive: true, force: true });
   }
 
-  const c = args.cfg;
-  const meta = {
-    mode: args.quick ? 'quick' : 'full',
-    node: `Node ${process.versions.node}`,
-    cpus: availableParallelism(),
-    counts:
-      `${c.single} single, ${c.bulk} bulk (batches of ${c.batch}; each at most ${c.enqueueMaxMs} ms), ` +
-      `${c.dispatch} dispatched, ` +
-      `${c.latency} latency samples, ${c.dependencies} dependency pairs, ${c.finished} finished`,
-    notes: [
-      'dispatch = jobs handed to user code (worker handler, or the no-op Runner.submit) per second, from worker start',
-      'dependency release = prerequisite completion handed back by user code -> dependent handed to user code',
-      ...warnings.map((w) => `warning: ${w}`),
-    ],
-    seconds: (Date.now() - started) / 1000,
-  };
+  const meta = describeRun(args, started, warnings);
   console.log(renderTable(results, meta));
   console.log(`total ${meta.seconds.toFixed(1)} s`);
-
-  const json = {
-    at: new Date().toISOString(),
-    ...meta,
-    config: c,
-    systems: [...results.values()].map((r) => ({
-      id: r.system.id,
-      label: r.system.label,
-      group: r.system.group,
-      ours: Boolean(r.system.ours),
-      settings: r.system.settings,
-      skipped: r.skip ?? null,
-      seconds: r.seconds ?? null,
-      figures: r.figures ?? null,
-    })),
-  };
-  mkdirSync(dirname(args.out), { recursive: true });
-  writeFileSync(args.out, `${JSON.stringify(json, null, 2)}\n`);
+  writeResults(args, meta, results);
   console.log(`results written to ${args.out}`);
   return 0;
 }

@@ -59,6 +59,7 @@ export async function startRedis({ timeoutMs = 5000 } = {}) {
     if (await canConnect(port)) {
       return {
         port,
+        pid: child.pid,
         stop: async () => {
           if (exited) return;
           const gone = new Promise((resolve) => child.once('exit', resolve));
