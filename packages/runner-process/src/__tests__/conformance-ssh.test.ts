@@ -92,7 +92,14 @@ describe.skipIf(!ssh || !sshPool)('SshRunner over SshTransport', () => {
     });
 
     const alive = async (pid: number): Promise<boolean> => {
-      const r = await transport.exec(['sh', '-c', 'kill -0 "$1" 2>/dev/null', 'sh', String(pid)]);
+      // A zombie (nobody reaps orphans in the testbed's container) counts as dead.
+      const r = await transport.exec([
+        'sh',
+        '-c',
+        'IFS= read -r st < "/proc/$1/stat" || exit 1; case "${st##*) }" in Z*|X*) exit 1 ;; esac',
+        'sh',
+        String(pid),
+      ]);
       return r.exitCode === 0;
     };
 
