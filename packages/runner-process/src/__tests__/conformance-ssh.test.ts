@@ -96,6 +96,7 @@ describe.skipIf(!ssh || !sshPool)('SshRunner over SshTransport', () => {
       const r = await transport.exec([
         'sh',
         '-c',
+        // biome-ignore lint/suspicious/noTemplateCurlyInString: a shell parameter expansion
         'IFS= read -r st < "/proc/$1/stat" || exit 1; case "${st##*) }" in Z*|X*) exit 1 ;; esac',
         'sh',
         String(pid),
