@@ -1,7 +1,6 @@
 // @crystalmath/runner-process: detached jobs on this machine or any SSH host, with status that
 // cannot lie (exit records written by a wrapper, PID identity checked by start time and boot id).
 
-export { globToRegExp } from './glob-to-regexp.js';
 export { LocalRunner, type LocalRunnerOptions } from './local-runner.js';
 export type { ProcessHandleData } from './process-handle.js';
 export { ProcessRunner, type ProcessRunnerOptions } from './process-runner.js';
