@@ -133,8 +133,16 @@ describe.skipIf(!ssh || !sshPool)('SshRunner over SshTransport', () => {
       });
       const other = await transport.exec({ script: 'sleep 30 >/dev/null 2>&1 & echo $!' });
       const pid = Number(other.stdout.trim());
-      await transport.exec(['kill', '-KILL', String(h.data.wrapperPid)]);
-      await transport.exec(['kill', '-KILL', `-${h.data.pgid}`]);
+      // The shell's kill: procps' /bin/kill would read -PGID as an option.
+      await transport.exec([
+        'sh',
+        '-c',
+        'kill -KILL "$1" "-$2"',
+        'sh',
+        String(h.data.wrapperPid),
+        String(h.data.pgid),
+      ]);
+      expect(await alive(h.data.pid as number)).toBe(false);
       const forged: RunnerHandle = { ...h, data: { ...h.data, wrapperPid: pid, pid, pgid: pid } };
       expect(await alive(pid)).toBe(true);
       const [st] = await runner.poll([forged]);
