@@ -2,7 +2,6 @@
 // logs its invocations. They watch real components; they do not replace them.
 
 import { chmod, mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Transport } from '@crystalmath/core';
 
@@ -45,12 +44,14 @@ export function countingTransport(inner: Transport): {
 /**
  * A `squeue` that logs each invocation to a file and then runs the real one: an observer for
  * counting scheduler calls. With `hide`, it drops the lines of those job ids, which is how a
- * test makes squeue forget a job before SLURM's MinJobAge would (fault injection).
+ * test makes squeue forget a job before SLURM's MinJobAge would (fault injection). It lives in
+ * `parent`, which the test removes.
  */
 export async function squeueWrapper(
+  parent: string,
   hide: readonly string[] = [],
 ): Promise<{ path: string; log: string }> {
-  const dir = await mkdtemp(join(tmpdir(), 'cm-squeue-'));
+  const dir = await mkdtemp(join(parent, 'cm-squeue-'));
   const log = join(dir, 'calls.log');
   const path = join(dir, 'squeue');
   const filter = hide.length === 0 ? '' : ` | grep -v -E '^(${hide.join('|')})(_|\\|)'`;

@@ -151,7 +151,7 @@ describe
     });
 
     it('polls 200 tracked jobs with one transport call and one squeue call', async () => {
-      const { path, log } = await squeueWrapper();
+      const { path, log } = await squeueWrapper(local);
       const counted = countingTransport(transport);
       const r = makeRunner(counted.transport, root, { commands: { squeue: path } });
       const handles: RunnerHandle[] = [];
@@ -211,7 +211,7 @@ describe
       });
       expect((await finish(runner, h)).exitCode).toBe(3);
       const jobId = String(h.data.jobId);
-      const { path, log } = await squeueWrapper([jobId]);
+      const { path, log } = await squeueWrapper(local, [jobId]);
       // auto: sacct answers "accounting storage is disabled", sacct -c reads the jobcomp file.
       const auto = makeRunner(transport, root, { commands: { squeue: path } });
       expect((await auto.poll([h]))[0]).toMatchObject({
@@ -266,7 +266,7 @@ describe
     it('keeps the key taken when the sbatch call fails after the job was queued, and find recovers it', async () => {
       // Fault injection: sbatch queues the job, then the call hangs past the command timeout,
       // as when a connection drops after the scheduler accepted the job.
-      const dir = await mkdtemp(join(tmpdir(), 'cm-sbatch-'));
+      const dir = await mkdtemp(join(local, 'cm-sbatch-'));
       const sbatch = join(dir, 'sbatch');
       await writeFile(sbatch, '#!/bin/sh\nsbatch "$@"\nsleep 30\n', { mode: 0o755 });
       const r = makeRunner(transport, root, { commands: { sbatch }, commandTimeoutMs: 3_000 });
