@@ -142,6 +142,10 @@ describe.skipIf(!ssh || !sshPool)('SshRunner over SshTransport', () => {
         String(h.data.wrapperPid),
         String(h.data.pgid),
       ]);
+      // SIGKILL is asynchronous: wait until the job is really gone.
+      for (let i = 0; i < 100 && (await alive(h.data.pid as number)); i++) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
       expect(await alive(h.data.pid as number)).toBe(false);
       const forged: RunnerHandle = { ...h, data: { ...h.data, wrapperPid: pid, pid, pgid: pid } };
       expect(await alive(pid)).toBe(true);
