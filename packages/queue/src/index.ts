@@ -1,3 +1,11 @@
-// @crystalmath/queue: the durable job queue and scheduler.
+// @crystalmath/queue: the durable job queue and scheduler — priorities, DAGs, per-target
+// limits, exactly-once submission — over SQLite (embedded) or PostgreSQL.
+
+export { queueMigrations } from './migrations.js';
+export { openQueue } from './open-queue.js';
+export { DEFAULT_BACKOFF } from './queue.js';
+export { QueueError } from './queue-error.js';
+export { conditionHolds, LEGAL_TRANSITIONS } from './store/rules.js';
+export { type SqliteStoreOptions, sqliteStore } from './store/sqlite/sqlite-store.js';
 export type * from './types.js';
 export { JOB_STATES, TERMINAL_JOB_STATES } from './types.js';

@@ -283,13 +283,18 @@ export interface QueueCounts {
  */
 export interface Queue {
   // producer
-  enqueue<M extends Metadata = Metadata>(spec: JobSpec, options: EnqueueOptions<M>): Promise<Job<M>>;
+  enqueue<M extends Metadata = Metadata>(
+    spec: JobSpec,
+    options: EnqueueOptions<M>,
+  ): Promise<Job<M>>;
   /** All or nothing. */
   enqueueMany<M extends Metadata = Metadata>(
     items: readonly ({ readonly spec: JobSpec } & EnqueueOptions<M>)[],
   ): Promise<Job<M>[]>;
   /** All or nothing; cycles, self-dependencies and unknown keys are rejected naming them. */
-  submitWorkflow<M extends Metadata = Metadata>(definition: WorkflowDefinition<M>): Promise<Workflow>;
+  submitWorkflow<M extends Metadata = Metadata>(
+    definition: WorkflowDefinition<M>,
+  ): Promise<Workflow>;
   // control
   pause(target?: string): Promise<void>;
   resume(target?: string): Promise<void>;
@@ -309,7 +314,10 @@ export interface Queue {
   /** The persisted event log as an async iterator; works from any process on the same store. */
   events(options?: EventsOptions): AsyncIterableIterator<QueueEvent>;
   /** Tail of a job's output through its runner's `tail`, when it has one. */
-  tail(id: string, options?: { readonly stream?: 'stdout' | 'stderr'; readonly offset?: number }): Promise<{ readonly data: string; readonly offset: number }>;
+  tail(
+    id: string,
+    options?: { readonly stream?: 'stdout' | 'stderr'; readonly offset?: number },
+  ): Promise<{ readonly data: string; readonly offset: number }>;
   on<K extends keyof QueueEventMap>(event: K, listener: (payload: QueueEventMap[K]) => void): this;
   off<K extends keyof QueueEventMap>(event: K, listener: (payload: QueueEventMap[K]) => void): this;
   // scheduler
@@ -320,7 +328,11 @@ export interface Queue {
   /** Runs one scheduling round by hand (claim, submit, poll); for tests and embedding. */
   tick(): Promise<void>;
   /** Resolves when every job (or the given ones) is terminal. */
-  drain(options?: { readonly ids?: readonly string[]; readonly signal?: AbortSignal; readonly timeoutMs?: number }): Promise<void>;
+  drain(options?: {
+    readonly ids?: readonly string[];
+    readonly signal?: AbortSignal;
+    readonly timeoutMs?: number;
+  }): Promise<void>;
   /** stop() then release the store. */
   close(): Promise<void>;
 }

@@ -1,0 +1,69 @@
+// The queue's schema, applied by @crystalmath/migrate. Written once for both stores; the only
+// dialect difference (how an auto-increment key is spelled) branches on `ctx.dialect`.
+// Never edit a migration once released: add the next one.
+
+import { codeMigrations, type MigrationSource } from '@crystalmath/migrate';
+import { sql } from 'kysely';
+
+type Dialect = 'sqlite' | 'postgres';
+
+function schema(dialect: Dialect): string[] {
+  const pk = dialect === 'postgres' ? 'bigserial primary key' : 'integer primary key autoincrement';
+  return [
+    `create table cm_meta (
+       id integer primary key check (id = 1), store_id text not null, paused integer not null default 0)`,
+    `create table cm_workflows (
+       id ${pk}, name text not null, on_failure text not null, idempotency_key text unique,
+       metadata text not null default '{}', created_at bigint not null, done_at bigint)`,
+    `create table cm_jobs (
+       id ${pk}, name text not null, state text not null, target text not null,
+       priority integer not null default 0, spec text not null,
+       workflow_id bigint references cm_workflows(id), workflow_key text,
+       attempt integer not null default 0, attempt_base integer not null default 0,
+       max_attempts integer not null default 1, backoff text,
+       run_at bigint not null, idempotency_key text unique,
+       tags text not null default '[]', metadata text not null default '{}',
+       handle text, runner_status text, exit_code integer, reason text,
+       lease_owner text, lease_until bigint, cancel_requested integer not null default 0,
+       created_at bigint not null, updated_at bigint not null, started_at bigint, ended_at bigint)`,
+    // claim: ready jobs of a target by priority, then FIFO
+    `create index cm_jobs_ready on cm_jobs (target, priority desc, id) where state = 'ready'`,
+    // claim's slot count, poll's live jobs, lease recovery
+    `create index cm_jobs_live on cm_jobs (target, state) where state in ('submitting', 'queued', 'running')`,
+    `create index cm_jobs_state on cm_jobs (state, id)`,
+    `create index cm_jobs_target on cm_jobs (target, id)`,
+    `create index cm_jobs_workflow on cm_jobs (workflow_id, state) where workflow_id is not null`,
+    `create index cm_jobs_ended on cm_jobs (ended_at) where ended_at is not null`,
+    `create table cm_deps (
+       job_id bigint not null references cm_jobs(id) on delete cascade,
+       parent_id bigint not null references cm_jobs(id) on delete cascade,
+       condition text not null, primary key (job_id, parent_id))`,
+    `create index cm_deps_parent on cm_deps (parent_id)`,
+    `create table cm_tags (
+       job_id bigint not null references cm_jobs(id) on delete cascade, tag text not null,
+       primary key (tag, job_id))`,
+    `create index cm_tags_job on cm_tags (job_id)`,
+    `create table cm_targets (name text primary key, max_concurrent integer, paused integer not null default 0)`,
+    // append-only; `seq` order is commit order (one writer at a time on SQLite)
+    `create table cm_events (
+       seq ${pk}, at bigint not null, type text not null, job_id bigint, workflow_id bigint,
+       target text, from_state text, to_state text, reason text)`,
+  ];
+}
+
+/**
+ * The queue's migrations, for `@crystalmath/migrate`'s Migrator. Stores apply them on open; you
+ * need this only to migrate a database ahead of time (e.g. in a deploy step).
+ *
+ * @example
+ * await new Migrator({ db: kysely, source: queueMigrations }).migrate();
+ */
+export const queueMigrations: MigrationSource = codeMigrations({
+  '0001_queue': {
+    // The checksum covers the SQL itself, not the function text a bundler may rewrite.
+    checksumText: JSON.stringify({ sqlite: schema('sqlite'), postgres: schema('postgres') }),
+    async up(db, ctx) {
+      for (const stmt of schema(ctx.dialect)) await sql.raw(stmt).execute(db);
+    },
+  },
+});

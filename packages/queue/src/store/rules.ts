@@ -1,0 +1,138 @@
+// Decisions every store makes the same way, whatever its SQL: which dependency edges hold, what
+// a runner status does to a job, which transitions are legal. Stores call these inside their
+// transactions; the model-based test checks the event log against LEGAL_TRANSITIONS.
+
+import type { RunnerStatus } from '@crystalmath/core';
+import type { EdgeCondition, FailurePolicy, JobState } from '../types.js';
+import type { JobRow, RetryPolicy } from './store.js';
+
+/** SQL list of the terminal states, for `state in ${TERMINAL_SQL}`. */
+export const TERMINAL_SQL = "('succeeded', 'failed', 'cancelled', 'timeout', 'skipped')";
+/** SQL list of the states that hold a target slot. */
+export const LIVE_SQL = "('submitting', 'queued', 'running')";
+
+/** Every legal `from -> to` of a job (`null` = created). Anything else is a bug. */
+export const LEGAL_TRANSITIONS: ReadonlyMap<JobState | null, ReadonlySet<JobState>> = new Map<
+  JobState | null,
+  ReadonlySet<JobState>
+>([
+  [null, new Set<JobState>(['waiting', 'ready', 'skipped'])],
+  ['waiting', new Set<JobState>(['ready', 'skipped', 'cancelled'])],
+  ['ready', new Set<JobState>(['submitting', 'cancelled'])],
+  // back to ready: submit failed with attempts left, or a crashed claim the runner never saw
+  ['submitting', new Set<JobState>(['queued', 'ready', 'failed', 'cancelled'])],
+  [
+    'queued',
+    new Set<JobState>(['running', 'succeeded', 'failed', 'cancelled', 'timeout', 'ready']),
+  ],
+  ['running', new Set<JobState>(['succeeded', 'failed', 'cancelled', 'timeout', 'ready'])],
+  ['succeeded', new Set<JobState>()],
+  // retry() by hand
+  ['failed', new Set<JobState>(['ready', 'waiting'])],
+  ['cancelled', new Set<JobState>(['ready', 'waiting'])],
+  ['timeout', new Set<JobState>(['ready', 'waiting'])],
+  ['skipped', new Set<JobState>(['ready', 'waiting'])],
+]);
+
+export function isTerminal(state: JobState): boolean {
+  return (
+    state === 'succeeded' ||
+    state === 'failed' ||
+    state === 'cancelled' ||
+    state === 'timeout' ||
+    state === 'skipped'
+  );
+}
+
+/**
+ * Whether a parent that ended in `parent` lets a dependent run. `afternotok` counts failed,
+ * cancelled and timeout (not skipped); under the `continue` policy every edge holds.
+ */
+export function conditionHolds(
+  condition: EdgeCondition,
+  parent: JobState,
+  policy: FailurePolicy | null = null,
+): boolean {
+  if (policy === 'continue' || condition === 'afterany') return true;
+  if (condition === 'afterok') return parent === 'succeeded';
+  return parent === 'failed' || parent === 'cancelled' || parent === 'timeout';
+}
+
+/** The runner job key of an attempt: deterministic, valid per `isValidJobKey`. */
+export function jobKey(storeId: string, id: number, attempt: number): string {
+  return `cm-${storeId}-${id}-a${attempt}`;
+}
+
+/** Runner states after which another attempt may help. */
+const RETRYABLE = new Set<string>(['failed', 'out_of_memory', 'node_fail', 'lost']);
+
+/** What one runner status does to a live (queued/running) job. */
+export type StatusDecision =
+  | { kind: 'none' }
+  | { kind: 'note'; runnerStatus: string; reason: string | null }
+  | {
+      kind: 'move';
+      to: JobState;
+      reason: string | null;
+      set: Record<string, string | number | null>;
+    };
+
+export function decideStatus(
+  row: JobRow,
+  s: RunnerStatus,
+  retry: RetryPolicy,
+  now: number,
+): StatusDecision {
+  const status = JSON.stringify(s);
+  const reason = s.reason ?? null;
+  if (s.state === 'queued' || s.state === 'running') {
+    // A job never goes back from running to queued here (a SLURM requeue shows as a note).
+    if (s.state === 'running' && row.state === 'queued') {
+      return {
+        kind: 'move',
+        to: 'running',
+        reason,
+        set: { runner_status: status, started_at: s.startedAt ?? now, reason },
+      };
+    }
+    return status === row.runner_status
+      ? { kind: 'none' }
+      : { kind: 'note', runnerStatus: status, reason };
+  }
+  const end = {
+    runner_status: status,
+    exit_code: s.exitCode ?? null,
+    ended_at: now,
+    started_at: row.started_at ?? s.startedAt ?? null,
+    lease_owner: null,
+    lease_until: null,
+  };
+  if (s.state === 'succeeded')
+    return { kind: 'move', to: 'succeeded', reason: null, set: { ...end, reason: null } };
+  if (s.state === 'cancelled') {
+    const why =
+      reason ?? (row.cancel_requested ? 'cancelled by request' : 'cancelled on the target');
+    return { kind: 'move', to: 'cancelled', reason: why, set: { ...end, reason: why } };
+  }
+  if (s.state === 'timeout') {
+    const why = reason ?? 'walltime exceeded';
+    return { kind: 'move', to: 'timeout', reason: why, set: { ...end, reason: why } };
+  }
+  const why = `${s.state}${s.exitCode !== undefined ? ` (exit ${s.exitCode})` : ''}${reason ? `: ${reason}` : ''}`;
+  const again = RETRYABLE.has(s.state) && !row.cancel_requested ? retry(row) : null;
+  if (again !== null) {
+    return {
+      kind: 'move',
+      to: 'ready',
+      reason: `retry: ${why}`,
+      set: {
+        runner_status: status,
+        exit_code: s.exitCode ?? null,
+        run_at: again,
+        handle: null,
+        reason: `retry: ${why}`,
+      },
+    };
+  }
+  return { kind: 'move', to: 'failed', reason: why, set: { ...end, reason: why } };
+}
