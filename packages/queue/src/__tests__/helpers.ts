@@ -18,9 +18,12 @@ import { describe } from 'vitest';
 import { openQueue } from '../open-queue.js';
 import { sqliteStore } from '../store/sqlite/sqlite-store.js';
 import type { OpenQueueOptions, Queue, QueueStoreFactory } from '../types.js';
+import { postgresKind } from './postgres-kind.js';
 
 /** How a child process (crash, two-process, events tests) re-creates the store. */
-export type StoreSpec = { readonly kind: 'sqlite'; readonly path: string };
+export type StoreSpec =
+  | { readonly kind: 'sqlite'; readonly path: string }
+  | { readonly kind: 'postgres'; readonly connectionString: string; readonly schema: string };
 
 export interface TestStore {
   /** A factory for the same database; call as often as needed (restarts). */
@@ -56,6 +59,7 @@ export const STORES: StoreKind[] = [
       };
     },
   },
+  postgresKind,
 ];
 
 /** Runs `suite` once per registered store: `describeStores((makeStore) => { ... })`. */

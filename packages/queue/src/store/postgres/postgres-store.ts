@@ -1,0 +1,1268 @@
+// The PostgreSQL store: `pg` Pool, schema applied by @crystalmath/migrate through kysely's
+// PostgresDialect (advisory lock), hot paths as plain parameterised SQL. Every write is one
+// short READ COMMITTED transaction; rows are locked before they are read-then-written, claims
+// take the target's row lock before counting its live jobs, and event rows are inserted last
+// under one advisory lock so their `seq` order is the commit order (see #commitEvents).
+
+import { type RunnerHandle, ValidationError } from '@crystalmath/core';
+import { Migrator } from '@crystalmath/migrate';
+import { Kysely, PostgresDialect } from 'kysely';
+import type { Client, ClientConfig, Pool, PoolClient, PoolConfig } from 'pg';
+import { queueMigrations } from '../../migrations.js';
+import { QueueError } from '../../queue-error.js';
+import type {
+  EdgeCondition,
+  FailurePolicy,
+  JobState,
+  ListFilter,
+  QueueEvent,
+  QueueStoreFactory,
+} from '../../types.js';
+import { conditionHolds, decideStatus, isTerminal, LIVE_SQL, TERMINAL_SQL } from '../rules.js';
+import type {
+  DepRow,
+  InsertResult,
+  JobRow,
+  NewJob,
+  NewWorkflow,
+  QueueStore,
+  RetryPolicy,
+  StatusUpdate,
+  StoreFactory,
+  SubmittedResult,
+  TargetRow,
+  WorkflowRow,
+} from '../store.js';
+
+type Param =
+  | string
+  | number
+  | null
+  | readonly string[]
+  | readonly number[]
+  | readonly (string | number | null)[];
+
+/** Options of `postgresStore`. */
+export interface PostgresStoreOptions {
+  /** `postgres://user:password@host:port/database`. The password never appears in errors. */
+  readonly connectionString: string;
+  /** Connections in this process's pool. Default 5 (plus one for LISTEN while a scheduler runs). */
+  readonly poolSize?: number;
+  /**
+   * Schema holding the queue's tables (created if missing), e.g. to keep several queues in one
+   * database. Default: the connection's `search_path` (normally `public`).
+   */
+  readonly schema?: string;
+  /** Longest wait for the migration lock on open. Default 60 000 ms. */
+  readonly lockTimeoutMs?: number;
+  /** Called with the SQL of every statement the store executes (diagnostics, query-count tests). */
+  readonly onQuery?: (sql: string) => void;
+}
+
+/** The NOTIFY channel: a payload-less wake-up for schedulers of the same database. */
+export const NOTIFY_CHANNEL = 'cm_queue';
+/** Advisory lock key held while a transaction inserts its event rows and commits. */
+const EVENTS_LOCK = 0x636d5f65; // 'cm_e'
+/** SQLSTATEs after which the whole transaction is run again: deadlock, serialization, unique. */
+const RETRYABLE = new Set(['40P01', '40001', '23505']);
+const MAX_TRIES = 8;
+const SCHEMA = /^[a-z_][a-z0-9_]{0,62}$/;
+const OPEN_SQL = "('waiting', 'ready', 'submitting', 'queued', 'running')";
+
+/**
+ * The shared store: one PostgreSQL database for schedulers, producers and observers on several
+ * hosts. Claims use `FOR UPDATE SKIP LOCKED` with the target's row locked, so per-target limits
+ * stay exact with any number of schedulers; schedulers wake each other with `NOTIFY cm_queue`.
+ * Needs the optional peer dependency `pg`.
+ *
+ * @example
+ * const queue = await openQueue({
+ *   store: postgresStore({ connectionString: 'postgres://cm@db.lan/crystalmath' }),
+ *   targets,
+ * });
+ */
+export function postgresStore(options: PostgresStoreOptions): QueueStoreFactory {
+  if (typeof options !== 'object' || options === null) {
+    throw new ValidationError('store', 'postgresStore options must be an object');
+  }
+  const cs = options.connectionString;
+  if (typeof cs !== 'string' || !/^postgres(ql)?:\/\//.test(cs)) {
+    throw new ValidationError('store.connectionString', 'must be a postgres:// URL');
+  }
+  const size = options.poolSize;
+  if (size !== undefined && (!Number.isInteger(size) || size < 1 || size > 100)) {
+    throw new ValidationError('store.poolSize', 'must be an integer from 1 to 100');
+  }
+  const lock = options.lockTimeoutMs;
+  if (lock !== undefined && (!Number.isFinite(lock) || lock < 0)) {
+    throw new ValidationError('store.lockTimeoutMs', 'must be a non-negative number');
+  }
+  if (options.schema !== undefined && !SCHEMA.test(options.schema)) {
+    throw new ValidationError('store.schema', 'must be a plain lower-case identifier');
+  }
+  const factory: StoreFactory = {
+    dialect: 'postgres',
+    description: describeUrl(cs) + (options.schema ? `#${options.schema}` : ''),
+    open: () => PostgresStore.open(options),
+  };
+  return factory;
+}
+
+/** `postgres://user@host:port/db`: the URL without its password or query. */
+function describeUrl(cs: string): string {
+  try {
+    const u = new URL(cs);
+    const user = u.username ? `${decodeURIComponent(u.username)}@` : '';
+    return `postgres://${user}${u.host}${u.pathname}`;
+  } catch {
+    return 'postgres://(unparsable URL)';
+  }
+}
+
+interface EventRow {
+  seq: number;
+  at: number;
+  type: string;
+  job_id: number | null;
+  workflow_id: number | null;
+  target: string | null;
+  from_state: JobState | null;
+  to_state: JobState | null;
+  reason: string | null;
+}
+
+type PendingEvent = Omit<EventRow, 'seq'>;
+
+type PgModule = typeof import('pg');
+
+/** Maps a driver error to E_STORE (message only: pg's messages carry no password). */
+function storeError(error: unknown): unknown {
+  if (error instanceof QueueError || error instanceof ValidationError) return error;
+  if (error instanceof Error) {
+    return new QueueError('E_STORE', `PostgreSQL: ${error.message}`, { cause: error });
+  }
+  return error;
+}
+
+function sqlState(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+/** One write transaction: its client, the jobs it ended, the events it will write. */
+class Tx {
+  readonly ended: { id: number; state: JobState; workflow_id: number | null }[] = [];
+  readonly touched = new Set<number>();
+  readonly events: PendingEvent[] = [];
+  /** Set when work became ready: NOTIFY on commit. */
+  notify = false;
+
+  constructor(
+    readonly client: PoolClient,
+    readonly now: number,
+    readonly onQuery: ((sql: string) => void) | undefined,
+  ) {}
+
+  async all<T>(sql: string, ...params: Param[]): Promise<T[]> {
+    this.onQuery?.(sql);
+    return (await this.client.query(sql, params as unknown[])).rows as T[];
+  }
+
+  async get<T>(sql: string, ...params: Param[]): Promise<T | undefined> {
+    return (await this.all<T>(sql, ...params))[0];
+  }
+
+  async run(sql: string, ...params: Param[]): Promise<number> {
+    this.onQuery?.(sql);
+    return (await this.client.query(sql, params as unknown[])).rowCount ?? 0;
+  }
+
+  event(
+    type: string,
+    job: number | null,
+    wf: number | null,
+    target: string | null,
+    from: string | null,
+    to: string | null,
+    reason: string | null,
+  ): void {
+    this.events.push({
+      at: this.now,
+      type,
+      job_id: job,
+      workflow_id: wf,
+      target,
+      from_state: from as JobState | null,
+      to_state: to as JobState | null,
+      reason,
+    });
+    if (to === 'ready') this.notify = true;
+  }
+
+  /** The guarded transition plus its event; false (nothing written) when not in `from`. */
+  async move(
+    id: number,
+    from: JobState,
+    to: JobState,
+    set: Record<string, string | number | null> = {},
+    reason: string | null = null,
+  ): Promise<boolean> {
+    const cols = Object.keys(set);
+    const params: Param[] = [to, this.now, ...cols.map((c) => set[c] ?? null), id, from];
+    const n = cols.length;
+    const sql = `update cm_jobs set state = $1, updated_at = $2${cols.map((c, i) => `, ${c} = $${i + 3}`).join('')}
+      where id = $${n + 3} and state = $${n + 4} returning workflow_id, target`;
+    const row = await this.get<{ workflow_id: number | null; target: string }>(sql, ...params);
+    if (row === undefined) return false;
+    this.event('job:state', id, row.workflow_id, row.target, from, to, reason);
+    if (row.workflow_id !== null) this.touched.add(row.workflow_id);
+    if (isTerminal(to)) this.ended.push({ id, state: to, workflow_id: row.workflow_id });
+    return true;
+  }
+
+  /** The row, locked for this transaction (so a read-then-write cannot race another writer). */
+  async lockRow(id: number): Promise<JobRow | undefined> {
+    return this.get<JobRow>('select * from cm_jobs where id = $1 for update', id);
+  }
+
+  /**
+   * Releases or skips the dependents of every job ended in this transaction, transitively. The
+   * child row is locked before its open parents are counted: two transactions ending two
+   * parents of one child serialise there, and the second counts after the first committed.
+   */
+  async settle(): Promise<void> {
+    for (let next = this.ended.pop(); next !== undefined; next = this.ended.pop()) {
+      const children = await this.all<{
+        id: number;
+        run_at: number;
+        condition: EdgeCondition;
+        on_failure: FailurePolicy | null;
+      }>(
+        `select j.id, j.run_at, d.condition, w.on_failure from cm_deps d join cm_jobs j on j.id = d.job_id
+         left join cm_workflows w on w.id = j.workflow_id where d.parent_id = $1 and j.state = 'waiting'
+         order by j.id for update of j`,
+        next.id,
+      );
+      for (const child of children) {
+        if (!conditionHolds(child.condition, next.state, child.on_failure)) {
+          const why = `dependency ${next.id} ended ${next.state} (${child.condition})`;
+          await this.move(child.id, 'waiting', 'skipped', { ended_at: this.now, reason: why }, why);
+          continue;
+        }
+        const open = await this.get<{ n: number }>(
+          `select count(*) n from cm_deps d join cm_jobs p on p.id = d.parent_id
+           where d.job_id = $1 and p.state in ${OPEN_SQL}`,
+          child.id,
+        );
+        if (open?.n === 0) {
+          await this.move(child.id, 'waiting', 'ready', {
+            run_at: Math.max(child.run_at, this.now),
+            reason: null,
+          });
+        }
+      }
+    }
+    for (const wf of [...this.touched].sort((a, b) => a - b)) {
+      const open = await this.get(
+        `select 1 from cm_jobs where workflow_id = $1 and state in ${OPEN_SQL} limit 1`,
+        wf,
+      );
+      if (
+        open === undefined &&
+        (await this.run(
+          'update cm_workflows set done_at = $1 where id = $2 and done_at is null',
+          this.now,
+          wf,
+        )) === 1
+      ) {
+        this.event('workflow:done', null, wf, null, null, null, null);
+      }
+    }
+    this.touched.clear();
+  }
+}
+
+export class PostgresStore implements QueueStore {
+  readonly dialect = 'postgres' as const;
+  readonly storeId: string;
+  readonly #pool: Pool;
+  readonly #pg: PgModule;
+  readonly #clientConfig: ClientConfig;
+  readonly #onQuery: ((sql: string) => void) | undefined;
+  readonly #listeners = new Set<() => Promise<void>>();
+  #closed = false;
+  #lastSeq: number;
+
+  private constructor(
+    pg: PgModule,
+    pool: Pool,
+    clientConfig: ClientConfig,
+    storeId: string,
+    lastSeq: number,
+    onQuery: ((sql: string) => void) | undefined,
+  ) {
+    this.#pg = pg;
+    this.#pool = pool;
+    this.#clientConfig = clientConfig;
+    this.storeId = storeId;
+    this.#lastSeq = lastSeq;
+    this.#onQuery = onQuery;
+  }
+
+  get lastSeq(): number {
+    return this.#lastSeq;
+  }
+
+  /** Connects, applies the queue's migrations (advisory-locked), and returns the store. */
+  static async open(options: PostgresStoreOptions): Promise<PostgresStore> {
+    let pg: PgModule;
+    try {
+      // A dynamic import: `pg` is an optional peer, needed only by users of this store.
+      const mod = (await import('pg')) as PgModule & { default?: PgModule };
+      pg = mod.default ?? mod;
+    } catch (cause) {
+      throw new QueueError(
+        'E_STORE',
+        'postgresStore needs the "pg" package: install it next to @crystalmath/queue',
+        { cause },
+      );
+    }
+    const base = pg.types;
+    // bigint columns (ids, epoch ms, count(*)) as JS numbers: they stay far below 2^53.
+    const types = {
+      getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+        oid === 20 && format !== 'binary'
+          ? (v: string) => Number(v)
+          : base.getTypeParser(oid, format as 'text')) as typeof base.getTypeParser,
+    };
+    const clientConfig: ClientConfig = {
+      connectionString: options.connectionString,
+      types,
+      application_name: 'crystalmath-queue',
+      ...(options.schema !== undefined ? { options: `-c search_path=${options.schema}` } : {}),
+    };
+    const poolConfig: PoolConfig = { ...clientConfig, max: options.poolSize ?? 5 };
+    const pool = new pg.Pool(poolConfig);
+    // An idle client whose server went away emits here; the next query reconnects.
+    pool.on('error', () => undefined);
+    try {
+      if (options.schema !== undefined)
+        // Two processes creating it at once: one of them gets a duplicate error, harmlessly.
+        await pool.query(`create schema if not exists ${options.schema}`).catch((e: unknown) => {
+          if (sqlState(e) !== '23505' && sqlState(e) !== '42P06') throw e;
+        });
+      const kysely = new Kysely({ dialect: new PostgresDialect({ pool }) });
+      await new Migrator({
+        db: kysely,
+        source: queueMigrations,
+        lockTimeoutMs: options.lockTimeoutMs ?? 60_000,
+      }).migrate();
+      const id = (await import('node:crypto')).randomBytes(3).toString('hex');
+      await pool.query(
+        'insert into cm_meta (id, store_id, paused) values (1, $1, 0) on conflict (id) do nothing',
+        [id],
+      );
+      const meta = await pool.query<{ store_id: string }>(
+        'select store_id from cm_meta where id = 1',
+      );
+      const seq = await pool.query<{ seq: number | null }>('select max(seq) seq from cm_events');
+      return new PostgresStore(
+        pg,
+        pool,
+        clientConfig,
+        meta.rows[0]!.store_id,
+        seq.rows[0]?.seq ?? 0,
+        options.onQuery,
+      );
+    } catch (error) {
+      await pool.end().catch(() => undefined);
+      throw storeError(error);
+    }
+  }
+
+  // ---------------------------------------------------------------- plumbing
+
+  #assertOpen(): void {
+    if (this.#closed) throw new QueueError('E_QUEUE_CLOSED', 'the store is closed');
+  }
+
+  async #all<T>(sql: string, ...params: Param[]): Promise<T[]> {
+    this.#assertOpen();
+    this.#onQuery?.(sql);
+    try {
+      return (await this.#pool.query(sql, params as unknown[])).rows as T[];
+    } catch (error) {
+      throw storeError(error);
+    }
+  }
+
+  async #get<T>(sql: string, ...params: Param[]): Promise<T | undefined> {
+    return (await this.#all<T>(sql, ...params))[0];
+  }
+
+  /**
+   * One short transaction on a pooled client; dependents of the jobs it ends are settled and
+   * its events written before it commits. Run again from the start after a deadlock or a
+   * unique-key race (another process inserted the same idempotency key first).
+   */
+  async #write<T>(now: number, fn: (tx: Tx) => Promise<T>): Promise<T> {
+    this.#assertOpen();
+    for (let attempt = 1; ; attempt++) {
+      let client: PoolClient;
+      try {
+        client = await this.#pool.connect();
+      } catch (error) {
+        throw storeError(error);
+      }
+      let broken = false;
+      try {
+        this.#onQuery?.('begin');
+        await client.query('begin');
+        const tx = new Tx(client, now, this.#onQuery);
+        const result = await fn(tx);
+        await tx.settle();
+        const seq = await this.#commitEvents(tx);
+        if (tx.notify) await tx.run(`select pg_notify('${NOTIFY_CHANNEL}', '')`);
+        this.#onQuery?.('commit');
+        await client.query('commit');
+        if (seq > this.#lastSeq) this.#lastSeq = seq;
+        return result;
+      } catch (error) {
+        try {
+          await client.query('rollback');
+        } catch {
+          broken = true;
+        }
+        const state = sqlState(error);
+        if (state !== undefined && RETRYABLE.has(state) && attempt < MAX_TRIES) {
+          await new Promise((r) => setTimeout(r, Math.random() * 5 * attempt));
+          continue;
+        }
+        throw storeError(error);
+      } finally {
+        client.release(broken);
+      }
+    }
+  }
+
+  /**
+   * Inserts the transaction's events last, holding one advisory lock until commit: sequence
+   * values are handed out at insert time, so without it a reader could see seq 10 committed
+   * while seq 9 is still in flight, and skip 9 for good. The lock is held only for this insert
+   * and the commit; the rest of the transaction runs concurrently with other writers.
+   */
+  async #commitEvents(tx: Tx): Promise<number> {
+    if (tx.events.length === 0) return 0;
+    await tx.run('select pg_advisory_xact_lock($1)', EVENTS_LOCK);
+    const col = <K extends keyof PendingEvent>(k: K) => tx.events.map((e) => e[k]);
+    const rows = await tx.all<{ seq: number }>(
+      `insert into cm_events (at, type, job_id, workflow_id, target, from_state, to_state, reason)
+       select at, type, job_id, workflow_id, target, from_state, to_state, reason
+       from unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[])
+         with ordinality as e(at, type, job_id, workflow_id, target, from_state, to_state, reason, ord)
+       order by ord returning seq`,
+      col('at'),
+      col('type'),
+      col('job_id'),
+      col('workflow_id'),
+      col('target'),
+      col('from_state'),
+      col('to_state'),
+      col('reason'),
+    );
+    return rows.reduce((m, r) => Math.max(m, r.seq), 0);
+  }
+
+  // ---------------------------------------------------------------- producer
+
+  async insertJobs(
+    jobs: readonly NewJob[],
+    workflow: NewWorkflow | null,
+    now: number,
+  ): Promise<InsertResult> {
+    return this.#write(now, async (tx) => {
+      const result: InsertResult = { ids: [], states: [], existing: [], workflowId: null };
+      if (workflow?.idempotencyKey) {
+        const wf = await tx.get<{ id: number }>(
+          'select id from cm_workflows where idempotency_key = $1',
+          workflow.idempotencyKey,
+        );
+        if (wf) {
+          const rows = await tx.all<{ id: number; state: JobState }>(
+            'select id, state from cm_jobs where workflow_id = $1 order by id',
+            wf.id,
+          );
+          return {
+            ids: rows.map((r) => r.id),
+            states: rows.map((r) => r.state),
+            existing: rows.map(() => true),
+            workflowId: wf.id,
+          };
+        }
+      }
+      if (workflow) {
+        const wf = await tx.get<{ id: number }>(
+          `insert into cm_workflows (name, on_failure, idempotency_key, metadata, created_at)
+           values ($1, $2, $3, $4, $5) returning id`,
+          workflow.name,
+          workflow.onFailure,
+          workflow.idempotencyKey,
+          workflow.metadata,
+          now,
+        );
+        result.workflowId = wf!.id;
+        tx.event('workflow:created', null, result.workflowId, null, null, null, null);
+      }
+      const policy = workflow?.onFailure ?? null;
+      for (const job of jobs) {
+        if (job.idempotencyKey !== null) {
+          const found = await tx.get<{ id: number; state: JobState }>(
+            'select id, state from cm_jobs where idempotency_key = $1',
+            job.idempotencyKey,
+          );
+          if (found) {
+            result.ids.push(found.id);
+            result.states.push(found.state);
+            result.existing.push(true);
+            continue;
+          }
+        }
+        let pending = 0;
+        let skip: string | null = null;
+        const parents: { id: number; condition: EdgeCondition }[] = [];
+        for (const dep of job.deps) {
+          let parentId: number;
+          let parentState: JobState | undefined;
+          if (typeof dep.parent === 'number') {
+            parentId = dep.parent;
+            // FOR SHARE: a transaction ending this parent waits for our commit, then sees the
+            // new dependent when it settles (or we wait for it and see the parent ended).
+            parentState = (
+              await tx.get<{ state: JobState }>(
+                'select state from cm_jobs where id = $1 for share',
+                parentId,
+              )
+            )?.state;
+            if (parentState === undefined) {
+              throw new QueueError(
+                'E_QUEUE_UNKNOWN_DEPENDENCY',
+                `dependency ${parentId} does not exist`,
+                { details: { field: 'dependsOn', job: String(parentId) } },
+              );
+            }
+          } else {
+            const index = dep.parent.index;
+            const known = result.ids[index];
+            if (known === undefined)
+              throw new QueueError(
+                'E_QUEUE_UNKNOWN_DEPENDENCY',
+                `dependency index ${index} is not an earlier job`,
+              );
+            parentId = known;
+            parentState = result.states[index];
+          }
+          parents.push({ id: parentId, condition: dep.condition });
+          if (parentState === undefined || !isTerminal(parentState)) pending++;
+          else if (!conditionHolds(dep.condition, parentState, policy))
+            skip ??= `dependency ${parentId} ended ${parentState} (${dep.condition})`;
+        }
+        const state: JobState = skip !== null ? 'skipped' : pending > 0 ? 'waiting' : 'ready';
+        const inserted = await tx.get<{ id: number }>(
+          `insert into cm_jobs (name, state, target, priority, spec, workflow_id, workflow_key,
+             max_attempts, backoff, run_at, idempotency_key, tags, metadata, reason, created_at, updated_at, ended_at)
+           values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) returning id`,
+          job.name,
+          state,
+          job.target,
+          job.priority,
+          job.spec,
+          result.workflowId,
+          job.workflowKey,
+          job.maxAttempts,
+          job.backoff,
+          job.runAt,
+          job.idempotencyKey,
+          job.tags.length === 0 ? '[]' : JSON.stringify(job.tags),
+          job.metadata,
+          skip,
+          now,
+          now,
+          state === 'skipped' ? now : null,
+        );
+        const id = inserted!.id;
+        for (const p of parents)
+          await tx.run(
+            'insert into cm_deps (job_id, parent_id, condition) values ($1, $2, $3)',
+            id,
+            p.id,
+            p.condition,
+          );
+        const tags = [...new Set(job.tags)];
+        if (tags.length > 0)
+          await tx.run(
+            'insert into cm_tags (job_id, tag) select $1, t from unnest($2::text[]) t',
+            id,
+            tags,
+          );
+        tx.event('job:state', id, result.workflowId, job.target, null, state, skip);
+        if (result.workflowId !== null) tx.touched.add(result.workflowId);
+        result.ids.push(id);
+        result.states.push(state);
+        result.existing.push(false);
+      }
+      return result;
+    });
+  }
+
+  // ---------------------------------------------------------------- read
+
+  async getJobs(ids: readonly number[]): Promise<JobRow[]> {
+    if (ids.length === 0) return [];
+    return this.#all<JobRow>('select * from cm_jobs where id = any($1::bigint[])', ids);
+  }
+
+  async depsOf(ids: readonly number[]): Promise<DepRow[]> {
+    if (ids.length === 0) return [];
+    return this.#all<DepRow>(
+      'select job_id, parent_id, condition from cm_deps where job_id = any($1::bigint[]) order by job_id, parent_id',
+      ids,
+    );
+  }
+
+  async list(filter: ListFilter, afterId: number, limit: number): Promise<JobRow[]> {
+    const params: Param[] = [afterId];
+    const where = ['j.id > $1'];
+    const add = (clause: (n: string) => string, value: Param): void => {
+      params.push(value);
+      where.push(clause(`$${params.length}`));
+    };
+    if (filter.state !== undefined) {
+      const states = Array.isArray(filter.state) ? filter.state : [filter.state];
+      add((p) => `j.state = any(${p}::text[])`, states as readonly string[]);
+    }
+    if (filter.target !== undefined) add((p) => `j.target = ${p}`, filter.target);
+    if (filter.workflow !== undefined) add((p) => `j.workflow_id = ${p}`, Number(filter.workflow));
+    if (filter.tag !== undefined)
+      add((p) => `j.id in (select job_id from cm_tags where tag = ${p})`, filter.tag);
+    params.push(limit);
+    return this.#all<JobRow>(
+      `select j.* from cm_jobs j where ${where.join(' and ')} order by j.id limit $${params.length}`,
+      ...params,
+    );
+  }
+
+  async counts(): Promise<{ state: JobState; target: string; n: number }[]> {
+    return this.#all('select state, target, count(*) n from cm_jobs group by state, target');
+  }
+
+  async workflowRow(id: number): Promise<WorkflowRow | null> {
+    return (
+      (await this.#get<WorkflowRow>(
+        'select id, name, on_failure, created_at from cm_workflows where id = $1',
+        id,
+      )) ?? null
+    );
+  }
+
+  async workflowJobs(id: number): Promise<JobRow[]> {
+    return this.#all<JobRow>('select * from cm_jobs where workflow_id = $1 order by id', id);
+  }
+
+  // ---------------------------------------------------------------- targets
+
+  async ensureTargets(
+    targets: readonly { name: string; maxConcurrent?: number | null; paused?: boolean }[],
+  ): Promise<void> {
+    if (targets.length === 0) return;
+    await this.#write(0, async (tx) => {
+      for (const t of [...targets].sort((a, b) => (a.name < b.name ? -1 : 1))) {
+        await tx.run(
+          'insert into cm_targets (name, max_concurrent, paused) values ($1, $2, $3) on conflict (name) do nothing',
+          t.name,
+          t.maxConcurrent ?? null,
+          t.paused ? 1 : 0,
+        );
+        if (t.maxConcurrent !== undefined)
+          await tx.run(
+            'update cm_targets set max_concurrent = $1 where name = $2',
+            t.maxConcurrent,
+            t.name,
+          );
+        if (t.paused !== undefined)
+          await tx.run(
+            'update cm_targets set paused = $1 where name = $2',
+            t.paused ? 1 : 0,
+            t.name,
+          );
+      }
+    });
+  }
+
+  async targets(): Promise<TargetRow[]> {
+    return this.#all<TargetRow>(
+      `select t.name, t.max_concurrent, t.paused,
+        (select count(*) from cm_jobs j where j.target = t.name and j.state in ${LIVE_SQL}) active
+       from cm_targets t order by t.name`,
+    );
+  }
+
+  async setTarget(
+    name: string,
+    patch: { maxConcurrent?: number | null; paused?: boolean },
+    now: number,
+  ): Promise<void> {
+    await this.#write(now, async (tx) => {
+      if (
+        (await tx.get('select 1 from cm_targets where name = $1 for update', name)) === undefined
+      ) {
+        throw new QueueError('E_QUEUE_UNKNOWN_TARGET', `unknown target "${name}"`, {
+          details: { field: 'target', target: name },
+        });
+      }
+      if (patch.maxConcurrent !== undefined) {
+        await tx.run(
+          'update cm_targets set max_concurrent = $1 where name = $2',
+          patch.maxConcurrent,
+          name,
+        );
+        // The new limit travels in `reason` (the event table has no column of its own for it).
+        tx.event(
+          'target:limit',
+          null,
+          null,
+          name,
+          null,
+          null,
+          patch.maxConcurrent === null ? null : String(patch.maxConcurrent),
+        );
+        tx.notify = true;
+      }
+      if (patch.paused !== undefined) {
+        await tx.run(
+          'update cm_targets set paused = $1 where name = $2',
+          patch.paused ? 1 : 0,
+          name,
+        );
+        tx.event(
+          patch.paused ? 'queue:paused' : 'queue:resumed',
+          null,
+          null,
+          name,
+          null,
+          null,
+          null,
+        );
+        if (!patch.paused) tx.notify = true;
+      }
+    });
+  }
+
+  async setQueuePaused(paused: boolean, now: number): Promise<void> {
+    await this.#write(now, async (tx) => {
+      await tx.run('update cm_meta set paused = $1 where id = 1', paused ? 1 : 0);
+      tx.event(paused ? 'queue:paused' : 'queue:resumed', null, null, null, null, null, null);
+      if (!paused) tx.notify = true;
+    });
+  }
+
+  // ---------------------------------------------------------------- scheduler
+
+  async claim(
+    owner: string,
+    now: number,
+    leaseMs: number,
+    limit: number,
+    targets: readonly string[],
+  ): Promise<JobRow[]> {
+    if (targets.length === 0 || limit <= 0) return [];
+    return this.#write(now, async (tx) => {
+      const meta = await tx.get<{ paused: number }>('select paused from cm_meta where id = 1');
+      if (meta === undefined || meta.paused !== 0) return [];
+      // The targets' rows locked, in name order: claims of one target serialise here, and the
+      // live count below (a fresh snapshot under READ COMMITTED) includes every earlier claim.
+      const slots = await tx.all<{ name: string; max_concurrent: number | null }>(
+        `select name, max_concurrent from cm_targets where paused = 0 and name = any($1::text[])
+         order by name for update`,
+        targets,
+      );
+      const claimed: JobRow[] = [];
+      for (const t of slots) {
+        const room = limit - claimed.length;
+        let free = room;
+        if (t.max_concurrent !== null) {
+          const live = await tx.get<{ n: number }>(
+            `select count(*) n from cm_jobs where target = $1 and state in ${LIVE_SQL}`,
+            t.name,
+          );
+          free = Math.min(room, t.max_concurrent - (live?.n ?? 0));
+        }
+        if (free <= 0) continue;
+        const ready = await tx.all<{ id: number }>(
+          `select id from cm_jobs where state = 'ready' and target = $1 and run_at <= $2
+           order by priority desc, id limit $3 for update skip locked`,
+          t.name,
+          now,
+          free,
+        );
+        if (ready.length === 0) continue;
+        const rows = await tx.all<JobRow>(
+          `update cm_jobs set state = 'submitting', updated_at = $1, attempt = attempt + 1,
+             lease_owner = $2, lease_until = $3
+           where id = any($4::bigint[]) and state = 'ready' returning *`,
+          now,
+          owner,
+          now + leaseMs,
+          ready.map((r) => r.id),
+        );
+        const byId = new Map(rows.map((r) => [r.id, r]));
+        for (const { id } of ready) {
+          const row = byId.get(id);
+          if (row === undefined) continue;
+          tx.event('job:state', id, row.workflow_id, row.target, 'ready', 'submitting', null);
+          if (row.workflow_id !== null) tx.touched.add(row.workflow_id);
+          claimed.push(row);
+        }
+        if (claimed.length >= limit) break;
+      }
+      return claimed;
+    });
+  }
+
+  async recordSubmitted(
+    results: readonly SubmittedResult[],
+    owner: string,
+    now: number,
+  ): Promise<SubmittedResult[]> {
+    if (results.length === 0) return [];
+    return this.#write(now, async (tx) => {
+      const toCancel: SubmittedResult[] = [];
+      const sorted = [...results].sort((a, b) => a.id - b.id);
+      for (const r of sorted) {
+        const row = await tx.lockRow(r.id);
+        if (row === undefined) continue;
+        if (row.state !== 'submitting' || row.attempt !== r.attempt || row.lease_owner !== owner) {
+          // Another scheduler recovered the claim: it adopted this very submission (same job key)
+          // through find(), unless the job was cancelled meanwhile.
+          if (row.state === 'cancelled' && row.attempt === r.attempt) toCancel.push(r);
+          continue;
+        }
+        await tx.move(r.id, 'submitting', 'queued', {
+          handle: JSON.stringify(r.handle),
+          lease_owner: null,
+          lease_until: null,
+          reason: null,
+        });
+        if (row.cancel_requested) toCancel.push(r);
+      }
+      // In the caller's order, as the SQLite store returns them.
+      return results.filter((r) => toCancel.includes(r));
+    });
+  }
+
+  async recordSubmitFailed(
+    id: number,
+    attempt: number,
+    owner: string,
+    reason: string,
+    retryAt: number | null,
+    now: number,
+  ): Promise<void> {
+    await this.#write(now, async (tx) => {
+      const row = await tx.lockRow(id);
+      if (row?.state !== 'submitting' || row.attempt !== attempt || row.lease_owner !== owner)
+        return;
+      const clear = { lease_owner: null, lease_until: null };
+      if (row.cancel_requested)
+        await tx.move(
+          id,
+          'submitting',
+          'cancelled',
+          { ...clear, ended_at: now, reason: 'cancelled by request' },
+          'cancelled by request',
+        );
+      else if (retryAt !== null)
+        await tx.move(id, 'submitting', 'ready', { ...clear, run_at: retryAt, reason }, reason);
+      else await tx.move(id, 'submitting', 'failed', { ...clear, ended_at: now, reason }, reason);
+    });
+  }
+
+  async liveJobs(targets: readonly string[]): Promise<JobRow[]> {
+    if (targets.length === 0) return [];
+    return this.#all<JobRow>(
+      `select * from cm_jobs where state in ('queued', 'running') and target = any($1::text[]) order by id`,
+      targets,
+    );
+  }
+
+  async applyStatuses(
+    updates: readonly StatusUpdate[],
+    retry: RetryPolicy,
+    now: number,
+  ): Promise<void> {
+    if (updates.length === 0) return;
+    await this.#write(now, async (tx) => {
+      const rows = new Map(
+        (
+          await tx.all<JobRow>(
+            'select * from cm_jobs where id = any($1::bigint[]) order by id for update',
+            updates.map((u) => u.id),
+          )
+        ).map((r) => [r.id, r]),
+      );
+      for (const u of updates) {
+        const row = rows.get(u.id);
+        if (
+          !row ||
+          row.attempt !== u.attempt ||
+          (row.state !== 'queued' && row.state !== 'running')
+        )
+          continue;
+        const d = decideStatus(row, u.status, retry, now);
+        if (d.kind === 'move') await tx.move(row.id, row.state, d.to, d.set, d.reason);
+        else if (d.kind === 'note') {
+          await tx.run(
+            'update cm_jobs set runner_status = $1, reason = $2, updated_at = $3 where id = $4 and state = $5',
+            d.runnerStatus,
+            d.reason,
+            now,
+            row.id,
+            row.state,
+          );
+        }
+      }
+    });
+  }
+
+  async expiredLeases(
+    now: number,
+    targets: readonly string[],
+    deadOwner: string | null,
+  ): Promise<JobRow[]> {
+    if (targets.length === 0) return [];
+    return this.#all<JobRow>(
+      `select * from cm_jobs where state = 'submitting' and target = any($1::text[])
+       and (lease_until < $2 or lease_owner = $3) order by id`,
+      targets,
+      now,
+      deadOwner,
+    );
+  }
+
+  async resolveLease(
+    id: number,
+    attempt: number,
+    expectedOwner: string | null,
+    outcome: { handle: RunnerHandle } | { failReason: string } | { resubmit: true },
+    now: number,
+  ): Promise<boolean> {
+    return this.#write(now, async (tx) => {
+      const row = await tx.lockRow(id);
+      if (
+        row?.state !== 'submitting' ||
+        row.attempt !== attempt ||
+        row.lease_owner !== expectedOwner
+      )
+        return false;
+      const clear = { lease_owner: null, lease_until: null };
+      if ('handle' in outcome) {
+        return tx.move(
+          id,
+          'submitting',
+          'queued',
+          { ...clear, handle: JSON.stringify(outcome.handle), reason: null },
+          'adopted after a crash',
+        );
+      }
+      if (row.cancel_requested) {
+        // Not running anywhere (or unknowable): nothing to cancel on the runner.
+        return tx.move(
+          id,
+          'submitting',
+          'cancelled',
+          { ...clear, ended_at: now, reason: 'cancelled by request' },
+          'cancelled by request',
+        );
+      }
+      if ('failReason' in outcome) {
+        return tx.move(
+          id,
+          'submitting',
+          'failed',
+          { ...clear, ended_at: now, reason: outcome.failReason },
+          outcome.failReason,
+        );
+      }
+      // The runner never saw it: the same attempt again (same job key), so no second job.
+      return tx.move(
+        id,
+        'submitting',
+        'ready',
+        { ...clear, attempt: row.attempt - 1, reason: 'resubmitting after a crash' },
+        'resubmitting after a crash',
+      );
+    });
+  }
+
+  async requestCancel(id: number, now: number): Promise<JobRow | null> {
+    return this.#write(now, async (tx) => {
+      const row = await tx.lockRow(id);
+      if (!row) return null;
+      if (row.state === 'waiting' || row.state === 'ready') {
+        await tx.move(
+          id,
+          row.state,
+          'cancelled',
+          { ended_at: now, cancel_requested: 1, reason: 'cancelled by request' },
+          'cancelled by request',
+        );
+      } else if (!isTerminal(row.state)) {
+        await tx.run(
+          'update cm_jobs set cancel_requested = 1, updated_at = $1 where id = $2',
+          now,
+          id,
+        );
+      }
+      return (await tx.get<JobRow>('select * from cm_jobs where id = $1', id)) ?? null;
+    });
+  }
+
+  async markCancelled(id: number, now: number): Promise<void> {
+    await this.#write(now, async (tx) => {
+      const row = await tx.lockRow(id);
+      if (row && (row.state === 'queued' || row.state === 'running')) {
+        await tx.move(
+          id,
+          row.state,
+          'cancelled',
+          { ended_at: now, reason: 'cancelled by request' },
+          'cancelled by request',
+        );
+      }
+    });
+  }
+
+  async retry(id: number, now: number): Promise<JobRow | null> {
+    return this.#write(now, async (tx) => {
+      const row = await tx.lockRow(id);
+      if (!row) return null;
+      if (!['failed', 'cancelled', 'timeout', 'skipped'].includes(row.state)) {
+        throw new QueueError(
+          'E_QUEUE_INVALID_STATE',
+          `job ${id} is ${row.state}: only failed, cancelled, timeout or skipped jobs can be retried`,
+          { details: { job: String(id), state: row.state } },
+        );
+      }
+      const reset = async (job: JobRow, policy: FailurePolicy | null): Promise<boolean> => {
+        const parents = await tx.all<{ state: JobState; condition: EdgeCondition }>(
+          'select p.state, d.condition from cm_deps d join cm_jobs p on p.id = d.parent_id where d.job_id = $1 for share of p',
+          job.id,
+        );
+        if (
+          parents.some((p) => isTerminal(p.state) && !conditionHolds(p.condition, p.state, policy))
+        )
+          return false;
+        const waiting = parents.some((p) => !isTerminal(p.state));
+        return tx.move(
+          job.id,
+          job.state,
+          waiting ? 'waiting' : 'ready',
+          {
+            attempt_base: job.attempt,
+            run_at: now,
+            ended_at: null,
+            exit_code: null,
+            handle: null,
+            runner_status: null,
+            cancel_requested: 0,
+            lease_owner: null,
+            lease_until: null,
+            reason: null,
+          },
+          'retry requested',
+        );
+      };
+      const policyOf = async (job: JobRow): Promise<FailurePolicy | null> =>
+        job.workflow_id === null
+          ? null
+          : ((
+              await tx.get<{ on_failure: FailurePolicy }>(
+                'select on_failure from cm_workflows where id = $1',
+                job.workflow_id,
+              )
+            )?.on_failure ?? null);
+      if (!(await reset(row, await policyOf(row)))) {
+        throw new QueueError(
+          'E_QUEUE_INVALID_STATE',
+          `job ${id} has a dependency that ended badly: retry that one first`,
+          { details: { job: String(id) } },
+        );
+      }
+      // Dependents skipped because of this job wait for it again, transitively.
+      const todo = [id];
+      for (let parent = todo.pop(); parent !== undefined; parent = todo.pop()) {
+        const skipped = await tx.all<JobRow>(
+          `select j.* from cm_deps d join cm_jobs j on j.id = d.job_id
+           where d.parent_id = $1 and j.state = 'skipped' order by j.id for update of j`,
+          parent,
+        );
+        for (const child of skipped)
+          if (await reset(child, await policyOf(child))) todo.push(child.id);
+      }
+      return (await tx.get<JobRow>('select * from cm_jobs where id = $1', id)) ?? null;
+    });
+  }
+
+  async reprioritize(id: number, priority: number, now: number): Promise<JobRow | null> {
+    return this.#write(now, async (tx) => {
+      await tx.run(
+        'update cm_jobs set priority = $1, updated_at = $2 where id = $3',
+        priority,
+        now,
+        id,
+      );
+      return (await tx.get<JobRow>('select * from cm_jobs where id = $1', id)) ?? null;
+    });
+  }
+
+  async prune(before: number): Promise<{ jobs: number; events: number }> {
+    return this.#write(before, async (tx) => {
+      // A finished job that an open job still depends on is kept (its outcome decides the child).
+      const jobs = await tx.run(
+        `delete from cm_jobs where ended_at < $1 and state in ${TERMINAL_SQL}
+         and not exists (select 1 from cm_deps d join cm_jobs c on c.id = d.job_id
+           where d.parent_id = cm_jobs.id and c.state in ${OPEN_SQL})`,
+        before,
+      );
+      await tx.run(
+        'delete from cm_workflows where done_at < $1 and not exists (select 1 from cm_jobs j where j.workflow_id = cm_workflows.id)',
+        before,
+      );
+      const events = await tx.run('delete from cm_events where at < $1', before);
+      return { jobs, events };
+    });
+  }
+
+  async events(after: number, limit: number): Promise<QueueEvent[]> {
+    const rows = await this.#all<EventRow>(
+      'select * from cm_events where seq > $1 order by seq limit $2',
+      after,
+      limit,
+    );
+    return rows.map(toEvent);
+  }
+
+  async lastEventSeq(): Promise<number> {
+    return (
+      (await this.#get<{ seq: number | null }>('select max(seq) seq from cm_events'))?.seq ?? 0
+    );
+  }
+
+  async allTerminal(ids: readonly number[] | null): Promise<boolean> {
+    const open =
+      ids === null
+        ? await this.#get(`select 1 from cm_jobs where state in ${OPEN_SQL} limit 1`)
+        : await this.#get(
+            `select 1 from cm_jobs where id = any($1::bigint[]) and state in ${OPEN_SQL} limit 1`,
+            ids,
+          );
+    return open === undefined;
+  }
+
+  /**
+   * LISTEN on a connection of its own: `wake` runs on every NOTIFY of another transaction
+   * (enqueue, dependency release, retry, resume). A lost connection is re-opened with backoff,
+   * and `wake` runs once it is back (notifications sent meanwhile are lost).
+   */
+  async subscribe(wake: () => void): Promise<() => Promise<void>> {
+    this.#assertOpen();
+    let client: Client | null = null;
+    let stopped = false;
+    let timer: NodeJS.Timeout | null = null;
+    const connect = async (): Promise<void> => {
+      const c = new this.#pg.Client(this.#clientConfig);
+      c.on('notification', () => wake());
+      c.on('error', () => {
+        if (client !== c) return;
+        client = null;
+        c.end().catch(() => undefined);
+        schedule(250);
+      });
+      await c.connect();
+      await c.query(`listen ${NOTIFY_CHANNEL}`);
+      if (stopped) {
+        await c.end().catch(() => undefined);
+        return;
+      }
+      client = c;
+    };
+    const schedule = (ms: number): void => {
+      if (stopped) return;
+      timer = setTimeout(() => {
+        timer = null;
+        connect().then(
+          () => wake(),
+          () => schedule(Math.min(ms * 2, 10_000)),
+        );
+      }, ms);
+      timer.unref();
+    };
+    try {
+      await connect();
+    } catch (error) {
+      throw storeError(error);
+    }
+    const unsubscribe = async (): Promise<void> => {
+      stopped = true;
+      this.#listeners.delete(unsubscribe);
+      if (timer) clearTimeout(timer);
+      const c = client;
+      client = null;
+      await c?.end().catch(() => undefined);
+    };
+    this.#listeners.add(unsubscribe);
+    return unsubscribe;
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await Promise.all([...this.#listeners].map((u) => u()));
+    await this.#pool.end();
+  }
+}
+
+function toEvent(r: EventRow): QueueEvent {
+  const wf = r.workflow_id === null ? null : String(r.workflow_id);
+  switch (r.type) {
+    case 'job:state':
+      return {
+        seq: r.seq,
+        at: r.at,
+        type: 'job:state',
+        jobId: String(r.job_id),
+        workflowId: wf,
+        target: r.target ?? '',
+        from: r.from_state,
+        to: r.to_state as JobState,
+        reason: r.reason,
+      };
+    case 'target:limit':
+      return {
+        seq: r.seq,
+        at: r.at,
+        type: 'target:limit',
+        target: r.target ?? '',
+        maxConcurrent: r.reason === null ? null : Number(r.reason),
+      };
+    case 'workflow:created':
+    case 'workflow:done':
+      return { seq: r.seq, at: r.at, type: r.type, workflowId: wf ?? '' };
+    default:
+      return {
+        seq: r.seq,
+        at: r.at,
+        type: r.type as 'queue:paused' | 'queue:resumed',
+        target: r.target,
+      };
+  }
+}
