@@ -8,30 +8,33 @@ import { sql } from 'kysely';
 type Dialect = 'sqlite' | 'postgres';
 
 function schema(dialect: Dialect): string[] {
-  const pk = dialect === 'postgres' ? 'bigserial primary key' : 'integer primary key autoincrement';
+  // No AUTOINCREMENT on SQLite (it writes sqlite_sequence on every insert): ids and event seqs
+  // are max + 1, and prune never deletes the newest row, so neither is ever reused.
+  const pk = dialect === 'postgres' ? 'bigserial primary key' : 'integer primary key';
   return [
     `create table cm_meta (
        id integer primary key check (id = 1), store_id text not null, paused integer not null default 0)`,
     `create table cm_workflows (
-       id ${pk}, name text not null, on_failure text not null, idempotency_key text unique,
+       id ${pk}, name text not null, on_failure text not null, idempotency_key text,
        metadata text not null default '{}', created_at bigint not null, done_at bigint)`,
+    `create unique index cm_workflows_idem on cm_workflows (idempotency_key) where idempotency_key is not null`,
     `create table cm_jobs (
        id ${pk}, name text not null, state text not null, target text not null,
        priority integer not null default 0, spec text not null,
        workflow_id bigint references cm_workflows(id), workflow_key text,
        attempt integer not null default 0, attempt_base integer not null default 0,
        max_attempts integer not null default 1, backoff text,
-       run_at bigint not null, idempotency_key text unique,
+       run_at bigint not null, idempotency_key text,
        tags text not null default '[]', metadata text not null default '{}',
        handle text, runner_status text, exit_code integer, reason text,
        lease_owner text, lease_until bigint, cancel_requested integer not null default 0,
        created_at bigint not null, updated_at bigint not null, started_at bigint, ended_at bigint)`,
-    // claim: ready jobs of a target by priority, then FIFO
-    `create index cm_jobs_ready on cm_jobs (target, priority desc, id) where state = 'ready'`,
-    // claim's slot count, poll's live jobs, lease recovery
-    `create index cm_jobs_live on cm_jobs (target, state) where state in ('submitting', 'queued', 'running')`,
-    `create index cm_jobs_state on cm_jobs (state, id)`,
-    `create index cm_jobs_target on cm_jobs (target, id)`,
+    // The one index of the hot paths, over open jobs only (finished jobs leave it, so 100k of
+    // them cost nothing): claim (state, target, priority desc, id), slot counts and polls
+    // (state, target), lease recovery, "anything open?".
+    `create index cm_jobs_open on cm_jobs (state, target, priority desc, id)
+       where state in ('waiting', 'ready', 'submitting', 'queued', 'running')`,
+    `create unique index cm_jobs_idem on cm_jobs (idempotency_key) where idempotency_key is not null`,
     `create index cm_jobs_workflow on cm_jobs (workflow_id, state) where workflow_id is not null`,
     `create index cm_jobs_ended on cm_jobs (ended_at) where ended_at is not null`,
     `create table cm_deps (
@@ -44,7 +47,7 @@ function schema(dialect: Dialect): string[] {
        primary key (tag, job_id))`,
     `create index cm_tags_job on cm_tags (job_id)`,
     `create table cm_targets (name text primary key, max_concurrent integer, paused integer not null default 0)`,
-    // append-only; `seq` order is commit order (one writer at a time on SQLite)
+    // Append-only; `seq` order is commit order on SQLite (one writer at a time).
     `create table cm_events (
        seq ${pk}, at bigint not null, type text not null, job_id bigint, workflow_id bigint,
        target text, from_state text, to_state text, reason text)`,

@@ -73,12 +73,16 @@ function parseId(id: unknown, field = 'id'): number {
 }
 
 function encodeSpec(spec: JobSpec): string {
+  // The replacer costs; only bytes to stage in need it.
+  const bytes = spec.inputs?.some((i) => 'content' in i && i.content instanceof Uint8Array);
+  if (!bytes) return JSON.stringify(spec);
   return JSON.stringify(spec, (_k, v: unknown) =>
     v instanceof Uint8Array ? { $bytes: Buffer.from(v).toString('base64') } : v,
   );
 }
 
 function decodeSpec(text: string): JobSpec {
+  if (!text.includes('"$bytes"')) return JSON.parse(text) as JobSpec;
   return JSON.parse(text, (_k, v: unknown) => {
     const o = v as { $bytes?: unknown } | null;
     return o !== null && typeof o === 'object' && typeof o.$bytes === 'string'

@@ -79,7 +79,6 @@ export function sqliteStore(options: SqliteStoreOptions): QueueStoreFactory {
 interface Ended {
   id: number;
   state: JobState;
-  workflow_id: number | null;
 }
 
 interface EventRow {
@@ -95,11 +94,38 @@ interface EventRow {
 }
 
 const OPEN_SQL = "('waiting', 'ready', 'submitting', 'queued', 'running')";
-const INSERT_JOB = `insert into cm_jobs (name, state, target, priority, spec, workflow_id, workflow_key,
-  max_attempts, backoff, run_at, idempotency_key, tags, metadata, reason, created_at, updated_at, ended_at)
-  values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
-const INSERT_EVENT = `insert into cm_events (at, type, job_id, workflow_id, target, from_state, to_state, reason)
-  values (?, ?, ?, ?, ?, ?, ?, ?)`;
+const JOB_COLUMNS = [
+  'id',
+  'name',
+  'state',
+  'target',
+  'priority',
+  'spec',
+  'workflow_id',
+  'workflow_key',
+  'max_attempts',
+  'backoff',
+  'run_at',
+  'idempotency_key',
+  'tags',
+  'metadata',
+  'reason',
+  'created_at',
+  'updated_at',
+  'ended_at',
+];
+const EVENT_COLUMNS = [
+  'at',
+  'type',
+  'job_id',
+  'workflow_id',
+  'target',
+  'from_state',
+  'to_state',
+  'reason',
+];
+/** Bound parameters per multi-row statement: under SQLite's historical limit of 999. */
+const MAX_PARAMS = 990;
 
 export class SqliteStore implements QueueStore {
   readonly dialect = 'sqlite' as const;
@@ -108,13 +134,13 @@ export class SqliteStore implements QueueStore {
   readonly #onQuery: ((sql: string) => void) | undefined;
   readonly #stmts = new Map<string, Database.Statement>();
   readonly #txn: Database.Transaction<(fn: () => unknown) => unknown>;
-  /** Jobs ended in the current transaction whose dependents are not settled yet. */
+  /** Jobs ended in the open transaction whose dependents are not settled yet. */
   #ended: Ended[] = [];
   #touchedWorkflows = new Set<number>();
+  /** Event rows of the open transaction (row-major), written in multi-row inserts before commit. */
+  #events: Param[] = [];
   #closed = false;
   #lastSeq = 0;
-  /** Highest event seq written by the open transaction (published on commit). */
-  #txSeq = 0;
 
   private constructor(db: Db, storeId: string, onQuery: ((sql: string) => void) | undefined) {
     this.#db = db;
@@ -123,10 +149,6 @@ export class SqliteStore implements QueueStore {
     this.#txn = db.transaction((fn: () => unknown) => fn());
     this.#lastSeq =
       (db.prepare('select max(seq) seq from cm_events').get() as { seq: number | null }).seq ?? 0;
-  }
-
-  get lastSeq(): number {
-    return this.#lastSeq;
   }
 
   /** Opens the file, applies the queue's migrations, and returns the store. */
@@ -161,6 +183,10 @@ export class SqliteStore implements QueueStore {
     }
   }
 
+  get lastSeq(): number {
+    return this.#lastSeq;
+  }
+
   // ---------------------------------------------------------------- plumbing
 
   #stmt(sql: string): Database.Statement {
@@ -186,20 +212,27 @@ export class SqliteStore implements QueueStore {
     return this.#stmt(sql).run(...params);
   }
 
-  /** One BEGIN IMMEDIATE transaction; dependents of the jobs it ends are settled before commit. */
+  /**
+   * One BEGIN IMMEDIATE transaction: `fn`, then the dependents of the jobs it ended, then its
+   * event rows, then commit. Nothing in here awaits.
+   */
   #write<T>(now: number, fn: () => T): T {
     if (this.#closed) throw new QueueError('E_QUEUE_CLOSED', 'the store is closed');
     this.#onQuery?.('begin immediate');
+    let seq = 0;
     try {
-      this.#txSeq = 0;
       const result = this.#txn.immediate(() => {
         this.#ended = [];
+        this.#events = [];
         this.#touchedWorkflows.clear();
         const r = fn();
         this.#settle(now);
+        if (this.#events.length > 0) {
+          seq = Number(this.#insertMany('cm_events', EVENT_COLUMNS, this.#events));
+        }
         return r;
       }) as T;
-      if (this.#txSeq > this.#lastSeq) this.#lastSeq = this.#txSeq;
+      if (seq > this.#lastSeq) this.#lastSeq = seq;
       return result;
     } catch (error) {
       if (error instanceof Error && 'code' in error && String(error.code).startsWith('SQLITE_')) {
@@ -208,7 +241,28 @@ export class SqliteStore implements QueueStore {
       throw error;
     } finally {
       this.#ended = [];
+      this.#events = [];
+      this.#touchedWorkflows.clear();
     }
+  }
+
+  /** Multi-row INSERTs of `values` (row-major), in chunks; returns the last rowid. */
+  #insertMany(
+    table: string,
+    columns: readonly string[],
+    values: readonly Param[],
+  ): number | bigint {
+    const width = columns.length;
+    const perChunk = Math.floor(MAX_PARAMS / width);
+    const rows = values.length / width;
+    const tuple = `(${columns.map(() => '?').join(', ')})`;
+    let last: number | bigint = 0;
+    for (let start = 0; start < rows; start += perChunk) {
+      const n = Math.min(perChunk, rows - start);
+      const sql = `insert into ${table} (${columns.join(', ')}) values ${Array.from({ length: n }, () => tuple).join(', ')}`;
+      last = this.#run(sql, ...values.slice(start * width, (start + n) * width)).lastInsertRowid;
+    }
+    return last;
   }
 
   #event(
@@ -221,9 +275,22 @@ export class SqliteStore implements QueueStore {
     to: string | null,
     reason: string | null,
   ): void {
-    this.#txSeq = Number(
-      this.#run(INSERT_EVENT, now, type, job, wf, target, from, to, reason).lastInsertRowid,
-    );
+    this.#events.push(now, type, job, wf, target, from, to, reason);
+  }
+
+  /** Event row and dependents bookkeeping of a transition that the caller's UPDATE made. */
+  #moved(
+    id: number,
+    wf: number | null,
+    target: string,
+    from: JobState,
+    to: JobState,
+    now: number,
+    reason: string | null,
+  ): void {
+    this.#event(now, 'job:state', id, wf, target, from, to, reason);
+    if (wf !== null) this.#touchedWorkflows.add(wf);
+    if (isTerminal(to)) this.#ended.push({ id, state: to });
   }
 
   /**
@@ -239,8 +306,7 @@ export class SqliteStore implements QueueStore {
     reason: string | null = null,
   ): boolean {
     const cols = Object.keys(set);
-    const sql = `update cm_jobs set state = ?, updated_at = ?${cols.map((c) => `, ${c} = ?`).join('')}
-      where id = ? and state = ? returning workflow_id, target`;
+    const sql = `update cm_jobs set state = ?, updated_at = ?${cols.map((c) => `, ${c} = ?`).join('')} where id = ? and state = ? returning workflow_id, target`;
     const values = cols.map((c) => set[c] as Param);
     const row = this.#get<{ workflow_id: number | null; target: string }>(
       sql,
@@ -251,9 +317,7 @@ export class SqliteStore implements QueueStore {
       from,
     );
     if (row === undefined) return false;
-    this.#event(now, 'job:state', id, row.workflow_id, row.target, from, to, reason);
-    if (row.workflow_id !== null) this.#touchedWorkflows.add(row.workflow_id);
-    if (isTerminal(to)) this.#ended.push({ id, state: to, workflow_id: row.workflow_id });
+    this.#moved(id, row.workflow_id, row.target, from, to, now, reason);
     return true;
   }
 
@@ -283,10 +347,8 @@ export class SqliteStore implements QueueStore {
           child.id,
         );
         if (open?.n === 0) {
-          this.#move(child.id, 'waiting', 'ready', now, {
-            run_at: Math.max(child.run_at, now),
-            reason: null,
-          });
+          const runAt = Math.max(child.run_at, now);
+          this.#move(child.id, 'waiting', 'ready', now, { run_at: runAt, reason: null });
         }
       }
     }
@@ -351,6 +413,14 @@ export class SqliteStore implements QueueStore {
         this.#event(now, 'workflow:created', null, result.workflowId, null, null, null, null);
       }
       const policy = workflow?.onFailure ?? null;
+      // Ids are assigned here (max + 1, ...) under the write lock, so a batch goes out in a few
+      // multi-row INSERTs and its jobs can name each other as parents.
+      let nextId =
+        (this.#get<{ id: number | null }>('select max(id) id from cm_jobs')?.id ?? 0) + 1;
+      const rows: Param[] = [];
+      const deps: Param[] = [];
+      const tags: Param[] = [];
+      const wf = result.workflowId;
       for (const job of jobs) {
         if (job.idempotencyKey !== null) {
           const found = this.#get<{ id: number; state: JobState }>(
@@ -364,9 +434,9 @@ export class SqliteStore implements QueueStore {
             continue;
           }
         }
+        const id = nextId++;
         let pending = 0;
         let skip: string | null = null;
-        const parents: { id: number; condition: EdgeCondition }[] = [];
         for (const dep of job.deps) {
           let parentId: number;
           let parentState: JobState | undefined;
@@ -380,65 +450,57 @@ export class SqliteStore implements QueueStore {
               throw new QueueError(
                 'E_QUEUE_UNKNOWN_DEPENDENCY',
                 `dependency ${parentId} does not exist`,
-                {
-                  details: { field: 'dependsOn', job: String(parentId) },
-                },
+                { details: { field: 'dependsOn', job: String(parentId) } },
               );
             }
           } else {
-            const index = dep.parent.index;
-            const known = result.ids[index];
-            if (known === undefined)
+            const known = result.ids[dep.parent.index];
+            if (known === undefined) {
               throw new QueueError(
                 'E_QUEUE_UNKNOWN_DEPENDENCY',
-                `dependency index ${index} is not an earlier job`,
+                `dependency index ${dep.parent.index} is not an earlier job`,
               );
+            }
             parentId = known;
-            parentState = result.states[index];
+            parentState = result.states[dep.parent.index];
           }
-          parents.push({ id: parentId, condition: dep.condition });
+          deps.push(id, parentId, dep.condition);
           if (parentState === undefined || !isTerminal(parentState)) pending++;
-          else if (!conditionHolds(dep.condition, parentState, policy))
+          else if (!conditionHolds(dep.condition, parentState, policy)) {
             skip ??= `dependency ${parentId} ended ${parentState} (${dep.condition})`;
+          }
         }
         const state: JobState = skip !== null ? 'skipped' : pending > 0 ? 'waiting' : 'ready';
-        const id = Number(
-          this.#run(
-            INSERT_JOB,
-            job.name,
-            state,
-            job.target,
-            job.priority,
-            job.spec,
-            result.workflowId,
-            job.workflowKey,
-            job.maxAttempts,
-            job.backoff,
-            job.runAt,
-            job.idempotencyKey,
-            job.tags.length === 0 ? '[]' : JSON.stringify(job.tags),
-            job.metadata,
-            skip,
-            now,
-            now,
-            state === 'skipped' ? now : null,
-          ).lastInsertRowid,
+        rows.push(
+          id,
+          job.name,
+          state,
+          job.target,
+          job.priority,
+          job.spec,
+          wf,
+          job.workflowKey,
+          job.maxAttempts,
+          job.backoff,
+          job.runAt,
+          job.idempotencyKey,
+          job.tags.length === 0 ? '[]' : JSON.stringify(job.tags),
+          job.metadata,
+          skip,
+          now,
+          now,
+          state === 'skipped' ? now : null,
         );
-        for (const p of parents)
-          this.#run(
-            'insert into cm_deps (job_id, parent_id, condition) values (?, ?, ?)',
-            id,
-            p.id,
-            p.condition,
-          );
-        for (const tag of new Set(job.tags))
-          this.#run('insert into cm_tags (job_id, tag) values (?, ?)', id, tag);
-        this.#event(now, 'job:state', id, result.workflowId, job.target, null, state, skip);
-        if (result.workflowId !== null) this.#touchedWorkflows.add(result.workflowId);
+        for (const tag of new Set(job.tags)) tags.push(id, tag);
+        this.#event(now, 'job:state', id, wf, job.target, null, state, skip);
         result.ids.push(id);
         result.states.push(state);
         result.existing.push(false);
       }
+      if (wf !== null) this.#touchedWorkflows.add(wf);
+      if (rows.length > 0) this.#insertMany('cm_jobs', JOB_COLUMNS, rows);
+      if (deps.length > 0) this.#insertMany('cm_deps', ['job_id', 'parent_id', 'condition'], deps);
+      if (tags.length > 0) this.#insertMany('cm_tags', ['job_id', 'tag'], tags);
       return result;
     });
   }
@@ -518,14 +580,16 @@ export class SqliteStore implements QueueStore {
           t.maxConcurrent ?? null,
           t.paused ? 1 : 0,
         );
-        if (t.maxConcurrent !== undefined)
+        if (t.maxConcurrent !== undefined) {
           this.#run(
             'update cm_targets set max_concurrent = ? where name = ?',
             t.maxConcurrent,
             t.name,
           );
-        if (t.paused !== undefined)
+        }
+        if (t.paused !== undefined) {
           this.#run('update cm_targets set paused = ? where name = ?', t.paused ? 1 : 0, t.name);
+        }
       }
     });
   }
@@ -533,7 +597,7 @@ export class SqliteStore implements QueueStore {
   async targets(): Promise<TargetRow[]> {
     return this.#all<TargetRow>(
       `select t.name, t.max_concurrent, t.paused,
-        (select count(*) from cm_jobs j where j.target = t.name and j.state in ${LIVE_SQL}) active
+        (select count(*) from cm_jobs j where j.state in ${LIVE_SQL} and j.target = t.name) active
        from cm_targets t order by t.name`,
     );
   }
@@ -556,29 +620,13 @@ export class SqliteStore implements QueueStore {
           name,
         );
         // The new limit travels in `reason` (the event table has no column of its own for it).
-        this.#event(
-          now,
-          'target:limit',
-          null,
-          null,
-          name,
-          null,
-          null,
-          patch.maxConcurrent === null ? null : String(patch.maxConcurrent),
-        );
+        const limit = patch.maxConcurrent === null ? null : String(patch.maxConcurrent);
+        this.#event(now, 'target:limit', null, null, name, null, null, limit);
       }
       if (patch.paused !== undefined) {
         this.#run('update cm_targets set paused = ? where name = ?', patch.paused ? 1 : 0, name);
-        this.#event(
-          now,
-          patch.paused ? 'queue:paused' : 'queue:resumed',
-          null,
-          null,
-          name,
-          null,
-          null,
-          null,
-        );
+        const type = patch.paused ? 'queue:paused' : 'queue:resumed';
+        this.#event(now, type, null, null, name, null, null, null);
       }
     });
   }
@@ -586,16 +634,8 @@ export class SqliteStore implements QueueStore {
   async setQueuePaused(paused: boolean, now: number): Promise<void> {
     this.#write(now, () => {
       this.#run('update cm_meta set paused = ? where id = 1', paused ? 1 : 0);
-      this.#event(
-        now,
-        paused ? 'queue:paused' : 'queue:resumed',
-        null,
-        null,
-        null,
-        null,
-        null,
-        null,
-      );
+      const type = paused ? 'queue:paused' : 'queue:resumed';
+      this.#event(now, type, null, null, null, null, null, null);
     });
   }
 
@@ -613,7 +653,7 @@ export class SqliteStore implements QueueStore {
       // Counted inside the write transaction: no other writer can claim between count and claim.
       const slots = this.#all<{ name: string; max_concurrent: number | null; active: number }>(
         `select t.name, t.max_concurrent,
-          (select count(*) from cm_jobs j where j.target = t.name and j.state in ${LIVE_SQL}) active
+          (select count(*) from cm_jobs j where j.state in ${LIVE_SQL} and j.target = t.name) active
          from cm_targets t where t.paused = 0 and t.name in (select value from json_each(?))
            and (select paused from cm_meta where id = 1) = 0`,
         JSON.stringify(targets),
@@ -623,17 +663,25 @@ export class SqliteStore implements QueueStore {
         const room = limit - claimed.length;
         const free = t.max_concurrent === null ? room : Math.min(room, t.max_concurrent - t.active);
         if (free <= 0) continue;
-        const ready = this.#all<JobRow>(
-          `select * from cm_jobs where state = 'ready' and target = ? and run_at <= ?
-           order by priority desc, id limit ?`,
+        // One guarded, set-based UPDATE per target: priority, then FIFO.
+        const rows = this.#all<JobRow>(
+          `update cm_jobs set state = 'submitting', attempt = attempt + 1, lease_owner = ?,
+             lease_until = ?, updated_at = ?
+           where id in (select id from cm_jobs where state = 'ready' and target = ? and run_at <= ?
+                        order by priority desc, id limit ?)
+             and state = 'ready'
+           returning *`,
+          owner,
+          now + leaseMs,
+          now,
           t.name,
           now,
           free,
         );
-        for (const row of ready) {
-          const next = { attempt: row.attempt + 1, lease_owner: owner, lease_until: now + leaseMs };
-          if (this.#move(row.id, 'ready', 'submitting', now, next))
-            claimed.push({ ...row, ...next, state: 'submitting' });
+        rows.sort((a, b) => b.priority - a.priority || a.id - b.id);
+        for (const row of rows) {
+          this.#moved(row.id, row.workflow_id, row.target, 'ready', 'submitting', now, null);
+          claimed.push(row);
         }
         if (claimed.length >= limit) break;
       }
@@ -651,30 +699,32 @@ export class SqliteStore implements QueueStore {
       const toCancel: SubmittedResult[] = [];
       for (const r of results) {
         const row = this.#get<{
-          state: JobState;
-          attempt: number;
-          lease_owner: string | null;
-          cancel_requested: number;
           workflow_id: number | null;
           target: string;
+          cancel_requested: number;
         }>(
-          'select state, attempt, lease_owner, cancel_requested, workflow_id, target from cm_jobs where id = ?',
+          `update cm_jobs set state = 'queued', handle = ?, lease_owner = null, lease_until = null,
+             reason = null, updated_at = ?
+           where id = ? and state = 'submitting' and attempt = ? and lease_owner = ?
+           returning workflow_id, target, cancel_requested`,
+          JSON.stringify(r.handle),
+          now,
           r.id,
+          r.attempt,
+          owner,
         );
-        if (row === undefined) continue;
-        if (row.state !== 'submitting' || row.attempt !== r.attempt || row.lease_owner !== owner) {
-          // Another scheduler recovered the claim: it adopted this very submission (same job key)
-          // through find(), unless the job was cancelled meanwhile.
-          if (row.state === 'cancelled' && row.attempt === r.attempt) toCancel.push(r);
+        if (row !== undefined) {
+          this.#moved(r.id, row.workflow_id, row.target, 'submitting', 'queued', now, null);
+          if (row.cancel_requested) toCancel.push(r);
           continue;
         }
-        this.#move(r.id, 'submitting', 'queued', now, {
-          handle: JSON.stringify(r.handle),
-          lease_owner: null,
-          lease_until: null,
-          reason: null,
-        });
-        if (row.cancel_requested) toCancel.push(r);
+        // Another scheduler recovered the claim: it adopted this very submission (same job
+        // key) through find(), unless the job was cancelled meanwhile.
+        const now2 = this.#get<{ state: JobState; attempt: number }>(
+          'select state, attempt from cm_jobs where id = ?',
+          r.id,
+        );
+        if (now2?.state === 'cancelled' && now2.attempt === r.attempt) toCancel.push(r);
       }
       return toCancel;
     });
@@ -690,33 +740,33 @@ export class SqliteStore implements QueueStore {
   ): Promise<void> {
     this.#write(now, () => {
       const row = this.#row(id);
-      if (
-        !row ||
-        row.state !== 'submitting' ||
-        row.attempt !== attempt ||
-        row.lease_owner !== owner
-      )
+      if (row?.state !== 'submitting' || row.attempt !== attempt || row.lease_owner !== owner) {
         return;
+      }
       const clear = { lease_owner: null, lease_until: null };
-      if (row.cancel_requested)
+      if (row.cancel_requested) {
+        const why = 'cancelled by request';
         this.#move(
           id,
           'submitting',
           'cancelled',
           now,
-          { ...clear, ended_at: now, reason: 'cancelled by request' },
-          'cancelled by request',
+          { ...clear, ended_at: now, reason: why },
+          why,
         );
-      else if (retryAt !== null)
+      } else if (retryAt !== null) {
         this.#move(id, 'submitting', 'ready', now, { ...clear, run_at: retryAt, reason }, reason);
-      else this.#move(id, 'submitting', 'failed', now, { ...clear, ended_at: now, reason }, reason);
+      } else {
+        this.#move(id, 'submitting', 'failed', now, { ...clear, ended_at: now, reason }, reason);
+      }
     });
   }
 
   async liveJobs(targets: readonly string[]): Promise<JobRow[]> {
     if (targets.length === 0) return [];
     return this.#all<JobRow>(
-      `select * from cm_jobs where state in ('queued', 'running') and target in (select value from json_each(?)) order by id`,
+      `select * from cm_jobs where state in ('queued', 'running')
+         and target in (select value from json_each(?)) order by id`,
       JSON.stringify(targets),
     );
   }
@@ -736,12 +786,8 @@ export class SqliteStore implements QueueStore {
       );
       for (const u of updates) {
         const row = rows.get(u.id);
-        if (
-          !row ||
-          row.attempt !== u.attempt ||
-          (row.state !== 'queued' && row.state !== 'running')
-        )
-          continue;
+        if (!row || row.attempt !== u.attempt) continue;
+        if (row.state !== 'queued' && row.state !== 'running') continue;
         const d = decideStatus(row, u.status, retry, now);
         if (d.kind === 'move') this.#move(row.id, row.state, d.to, now, d.set, d.reason);
         else if (d.kind === 'note') {
@@ -783,52 +829,50 @@ export class SqliteStore implements QueueStore {
     return this.#write(now, () => {
       const row = this.#row(id);
       if (
-        !row ||
-        row.state !== 'submitting' ||
+        row?.state !== 'submitting' ||
         row.attempt !== attempt ||
         row.lease_owner !== expectedOwner
-      )
+      ) {
         return false;
+      }
       const clear = { lease_owner: null, lease_until: null };
       if ('handle' in outcome) {
-        return this.#move(
-          id,
-          'submitting',
-          'queued',
-          now,
-          { ...clear, handle: JSON.stringify(outcome.handle), reason: null },
-          'adopted after a crash',
-        );
+        const handle = JSON.stringify(outcome.handle);
+        const why = 'adopted after a crash';
+        return this.#move(id, 'submitting', 'queued', now, { ...clear, handle, reason: null }, why);
       }
       if (row.cancel_requested) {
         // Not running anywhere (or unknowable): nothing to cancel on the runner.
+        const why = 'cancelled by request';
         return this.#move(
           id,
           'submitting',
           'cancelled',
           now,
-          { ...clear, ended_at: now, reason: 'cancelled by request' },
-          'cancelled by request',
+          { ...clear, ended_at: now, reason: why },
+          why,
         );
       }
       if ('failReason' in outcome) {
+        const why = outcome.failReason;
         return this.#move(
           id,
           'submitting',
           'failed',
           now,
-          { ...clear, ended_at: now, reason: outcome.failReason },
-          outcome.failReason,
+          { ...clear, ended_at: now, reason: why },
+          why,
         );
       }
       // The runner never saw it: the same attempt again (same job key), so no second job.
+      const why = 'resubmitting after a crash';
       return this.#move(
         id,
         'submitting',
         'ready',
         now,
-        { ...clear, attempt: row.attempt - 1, reason: 'resubmitting after a crash' },
-        'resubmitting after a crash',
+        { ...clear, attempt: row.attempt - 1, reason: why },
+        why,
       );
     });
   }
@@ -838,14 +882,9 @@ export class SqliteStore implements QueueStore {
       const row = this.#row(id);
       if (!row) return null;
       if (row.state === 'waiting' || row.state === 'ready') {
-        this.#move(
-          id,
-          row.state,
-          'cancelled',
-          now,
-          { ended_at: now, cancel_requested: 1, reason: 'cancelled by request' },
-          'cancelled by request',
-        );
+        const why = 'cancelled by request';
+        const set = { ended_at: now, cancel_requested: 1, reason: why };
+        this.#move(id, row.state, 'cancelled', now, set, why);
       } else if (!isTerminal(row.state)) {
         this.#run('update cm_jobs set cancel_requested = 1, updated_at = ? where id = ?', now, id);
       }
@@ -857,14 +896,8 @@ export class SqliteStore implements QueueStore {
     this.#write(now, () => {
       const row = this.#row(id);
       if (row && (row.state === 'queued' || row.state === 'running')) {
-        this.#move(
-          id,
-          row.state,
-          'cancelled',
-          now,
-          { ended_at: now, reason: 'cancelled by request' },
-          'cancelled by request',
-        );
+        const why = 'cancelled by request';
+        this.#move(id, row.state, 'cancelled', now, { ended_at: now, reason: why }, why);
       }
     });
   }
@@ -877,41 +910,9 @@ export class SqliteStore implements QueueStore {
         throw new QueueError(
           'E_QUEUE_INVALID_STATE',
           `job ${id} is ${row.state}: only failed, cancelled, timeout or skipped jobs can be retried`,
-          {
-            details: { job: String(id), state: row.state },
-          },
+          { details: { job: String(id), state: row.state } },
         );
       }
-      const reset = (job: JobRow, policy: FailurePolicy | null): boolean => {
-        const parents = this.#all<{ state: JobState; condition: EdgeCondition }>(
-          'select p.state, d.condition from cm_deps d join cm_jobs p on p.id = d.parent_id where d.job_id = ?',
-          job.id,
-        );
-        if (
-          parents.some((p) => isTerminal(p.state) && !conditionHolds(p.condition, p.state, policy))
-        )
-          return false;
-        const waiting = parents.some((p) => !isTerminal(p.state));
-        return this.#move(
-          job.id,
-          job.state,
-          waiting ? 'waiting' : 'ready',
-          now,
-          {
-            attempt_base: job.attempt,
-            run_at: now,
-            ended_at: null,
-            exit_code: null,
-            handle: null,
-            runner_status: null,
-            cancel_requested: 0,
-            lease_owner: null,
-            lease_until: null,
-            reason: null,
-          },
-          'retry requested',
-        );
-      };
       const policyOf = (job: JobRow): FailurePolicy | null =>
         job.workflow_id === null
           ? null
@@ -919,7 +920,40 @@ export class SqliteStore implements QueueStore {
               'select on_failure from cm_workflows where id = ?',
               job.workflow_id,
             )?.on_failure ?? null);
-      if (!reset(row, policyOf(row))) {
+      const reset = (job: JobRow): boolean => {
+        const policy = policyOf(job);
+        const parents = this.#all<{ state: JobState; condition: EdgeCondition }>(
+          'select p.state, d.condition from cm_deps d join cm_jobs p on p.id = d.parent_id where d.job_id = ?',
+          job.id,
+        );
+        if (
+          parents.some((p) => isTerminal(p.state) && !conditionHolds(p.condition, p.state, policy))
+        ) {
+          return false;
+        }
+        const waiting = parents.some((p) => !isTerminal(p.state));
+        const set = {
+          attempt_base: job.attempt,
+          run_at: now,
+          ended_at: null,
+          exit_code: null,
+          handle: null,
+          runner_status: null,
+          cancel_requested: 0,
+          lease_owner: null,
+          lease_until: null,
+          reason: null,
+        };
+        return this.#move(
+          job.id,
+          job.state,
+          waiting ? 'waiting' : 'ready',
+          now,
+          set,
+          'retry requested',
+        );
+      };
+      if (!reset(row)) {
         throw new QueueError(
           'E_QUEUE_INVALID_STATE',
           `job ${id} has a dependency that ended badly: retry that one first`,
@@ -933,7 +967,7 @@ export class SqliteStore implements QueueStore {
           `select j.* from cm_deps d join cm_jobs j on j.id = d.job_id where d.parent_id = ? and j.state = 'skipped'`,
           parent,
         );
-        for (const child of skipped) if (reset(child, policyOf(child))) todo.push(child.id);
+        for (const child of skipped) if (reset(child)) todo.push(child.id);
       }
       return this.#row(id) ?? null;
     });
@@ -948,18 +982,24 @@ export class SqliteStore implements QueueStore {
 
   async prune(before: number): Promise<{ jobs: number; events: number }> {
     return this.#write(before, () => {
-      // A finished job that an open job still depends on is kept (its outcome decides the child).
+      // Kept: a finished job an open job still depends on (its outcome decides the child), and
+      // the newest job and event (ids and seqs are max + 1: they must never be reused).
       const jobs = this.#run(
         `delete from cm_jobs where ended_at < ? and state in ${TERMINAL_SQL}
+         and id < (select max(id) from cm_jobs)
          and not exists (select 1 from cm_deps d join cm_jobs c on c.id = d.job_id
            where d.parent_id = cm_jobs.id and c.state in ${OPEN_SQL})`,
         before,
       ).changes;
       this.#run(
-        'delete from cm_workflows where done_at < ? and not exists (select 1 from cm_jobs j where j.workflow_id = cm_workflows.id)',
+        `delete from cm_workflows where done_at < ? and id < (select max(id) from cm_workflows)
+         and not exists (select 1 from cm_jobs j where j.workflow_id = cm_workflows.id)`,
         before,
       );
-      const events = this.#run('delete from cm_events where at < ?', before).changes;
+      const events = this.#run(
+        'delete from cm_events where at < ? and seq < (select max(seq) from cm_events)',
+        before,
+      ).changes;
       return { jobs, events };
     });
   }
@@ -970,6 +1010,8 @@ export class SqliteStore implements QueueStore {
       after,
       limit,
     );
+    const last = rows.at(-1);
+    if (last !== undefined && last.seq > this.#lastSeq) this.#lastSeq = last.seq;
     return rows.map(toEvent);
   }
 
