@@ -1,21 +1,28 @@
 // @crystalmath/migrate: atomic, checksummed schema migrations over kysely (SQLite, PostgreSQL).
-export type {
-  AnyKysely,
-  Dialect,
-  Migration,
-  MigrationContext,
-  MigrationEvent,
-  MigrationResult,
-  MigrationRunResult,
-  MigrationSource,
-  MigrationState,
-  MigrationStatus,
-  NamedMigration,
+export { isMigrationDb } from './guard.js';
+export {
+  type AnyKysely,
+  compareMigrationNames,
+  type Dialect,
+  type Migration,
+  type MigrationContext,
+  type MigrationEvent,
+  type MigrationResult,
+  type MigrationRunResult,
+  type MigrationSource,
+  type MigrationState,
+  type MigrationStatus,
+  type NamedMigration,
 } from './migration.js';
 export { MigrationError } from './migration-error.js';
 export { Migrator, type MigratorOptions } from './migrator.js';
-export { openDatabase } from './open-database.js';
-export { type RebuildTableOptions, rebuildTable } from './rebuild-table.js';
+export { type OpenDatabaseOptions, openDatabase } from './open-database.js';
+export {
+  type ForeignKeyViolation,
+  foreignKeyViolations,
+  type RebuildTableOptions,
+  rebuildTable,
+} from './rebuild-table.js';
 export {
   type CodeMigration,
   codeMigrations,

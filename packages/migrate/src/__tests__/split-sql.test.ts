@@ -1,5 +1,7 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { splitSqlStatements } from '../index.js';
+import { leadingWords } from '../split-sql.js';
 
 describe('splitSqlStatements', () => {
   it('splits on semicolons outside quotes, comments, dollar quotes and trigger bodies', () => {
@@ -16,6 +18,9 @@ describe('splitSqlStatements', () => {
     const out = splitSqlStatements(text);
     expect(out).toHaveLength(5);
     expect(out[0]).toBe("create table a (v text default 'x;y')");
+    expect(out[1]).toBe(
+      '-- a comment; with semicolon\n      /* block; comment */ insert into a values ("q;uoted")',
+    );
     expect(out[2]).toMatch(/^create trigger t[\s\S]*end$/);
     expect(out[3]).toContain('$body$ select 1; $body$');
     expect(out[4]).toBe("select 'it''s; fine'");
@@ -23,5 +28,95 @@ describe('splitSqlStatements', () => {
 
   it('drops empty and comment-only statements', () => {
     expect(splitSqlStatements(';; -- nothing\n/* x */;')).toEqual([]);
+    expect(splitSqlStatements('')).toEqual([]);
+    expect(splitSqlStatements('select 1')).toEqual(['select 1']);
+  });
+
+  it('handles CASE before BEGIN, temp triggers, WHEN clauses and nested CASE in trigger bodies', () => {
+    const text = `create temp trigger if not exists tt before update on a
+      when case when new.v is null then 1 else 0 end = 0
+      begin
+        select raise(abort, 'no; way') where (case new.v when 'a' then case 1 when 1 then 0 end end) = 1;
+        insert into log values ('end;');
+      end;
+      select 2`;
+    const out = splitSqlStatements(text);
+    expect(out).toHaveLength(2);
+    expect(out[0]).toMatch(/end$/);
+    expect(out[1]).toBe('select 2');
+  });
+
+  it('understands PostgreSQL: E-strings, dollar tags, BEGIN ATOMIC bodies, $n parameters', () => {
+    const text = `select E'it\\'s; fine';
+      create or replace function g(a int) returns int language sql begin atomic select a + 1; select case when a > 0 then 1 end; end;
+      do $do$ begin perform 1; end $do$;
+      select $1::int, x$y from t;
+      select 'E''x;'`;
+    const out = splitSqlStatements(text);
+    expect(out).toEqual([
+      "select E'it\\'s; fine'",
+      expect.stringMatching(/^create or replace function g[\s\S]*end$/),
+      'do $do$ begin perform 1; end $do$',
+      'select $1::int, x$y from t',
+      "select 'E''x;'",
+    ]);
+  });
+
+  it('understands SQLite quoting: backticks, brackets, blobs; CRLF line endings', () => {
+    const out = splitSqlStatements("select `a;b`, [c;d], x'3b' from t;\r\n-- c;\r\nselect 1;\r\n");
+    expect(out).toEqual(["select `a;b`, [c;d], x'3b' from t", '-- c;\r\nselect 1']);
+  });
+
+  it('does not treat BEGIN/END outside CREATE TRIGGER/FUNCTION as a body', () => {
+    expect(splitSqlStatements('begin; create table x (id int); end; commit')).toEqual([
+      'begin',
+      'create table x (id int)',
+      'end',
+      'commit',
+    ]);
+  });
+
+  it('an unterminated quote swallows the rest (the database then reports the error)', () => {
+    expect(splitSqlStatements("select 'oops; select 2")).toEqual(["select 'oops; select 2"]);
+  });
+
+  it('is linear: 20 000 statements split quickly', () => {
+    const text = Array.from(
+      { length: 20_000 },
+      (_, i) => `insert into t values (${i}, 'v;${i}')`,
+    ).join(';\n');
+    const started = Date.now();
+    expect(splitSqlStatements(text)).toHaveLength(20_000);
+    expect(Date.now() - started).toBeLessThan(2_000);
+  });
+
+  it('leadingWords skips comments', () => {
+    expect(leadingWords('/* x */ -- y\n  Rollback To sp', 3)).toEqual(['rollback', 'to', 'sp']);
+  });
+});
+
+describe('splitSqlStatements (property)', () => {
+  // Statements built from pieces that may hide semicolons: the splitter must find exactly them.
+  const word = fc.constantFrom('select', 'x', 'from', 't', 'where', 'v', '=', '1', '(', ')', ',');
+  const semi = fc.string({ maxLength: 6 }).map((s) => `${s};`);
+  const piece = fc.oneof(
+    word,
+    semi.map((s) => `'${s.replaceAll("'", "''")}'`),
+    semi.map((s) => `"${s.replaceAll('"', '""')}"`),
+    semi.map((s) => `$q$${s.replaceAll('$', '')}$q$`),
+    semi.map((s) => `/* ${s.replaceAll('*/', '')} */`),
+    semi.map((s) => `-- ${s.replaceAll('\n', ' ')}\n`),
+  );
+  const plain = fc.array(piece, { minLength: 1, maxLength: 8 }).map((p) => `select ${p.join(' ')}`);
+  const trigger = fc
+    .array(plain, { minLength: 1, maxLength: 3 })
+    .map((body) => `create trigger tr after insert on t begin ${body.join('; ')}; end`);
+  it('finds exactly the statements that were joined', () => {
+    fc.assert(
+      fc.property(fc.array(fc.oneof(plain, trigger), { minLength: 1, maxLength: 6 }), (stmts) => {
+        expect(splitSqlStatements(stmts.join(';\n'))).toEqual(stmts.map((s) => s.trim()));
+      }),
+      { numRuns: 300 },
+    );
   });
 });
