@@ -4,7 +4,6 @@
 
 import { userInfo } from 'node:os';
 import type { SshHostConfig } from '@crystalmath/ssh-pool';
-import * as sshPool from '@crystalmath/ssh-pool';
 import type { SshConfig } from './config/config-schema.js';
 
 type Resolver = (
@@ -21,9 +20,10 @@ type Resolver = (
  */
 export async function sshHostOptions(
   ssh: SshConfig,
+  sshPool: object,
   env: Readonly<Record<string, string | undefined>> = process.env,
 ): Promise<SshHostConfig> {
-  const resolve = (sshPool as unknown as { resolveSshConfig?: Resolver }).resolveSshConfig;
+  const resolve = (sshPool as { resolveSshConfig?: Resolver }).resolveSshConfig;
   const fromAlias: Partial<SshHostConfig> = (resolve ? await resolve(ssh.host) : undefined) ?? {};
   const agentSocket = env.SSH_AUTH_SOCK;
   const wantsAgent =

@@ -6,7 +6,7 @@
 import { LocalTransport, type Runner, type Transport } from '@crystalmath/core';
 import { LocalRunner, SshRunner } from '@crystalmath/runner-process';
 import { type SlurmDefaults, SlurmRunner } from '@crystalmath/runner-slurm';
-import { SshPool, SshTransport } from '@crystalmath/ssh-pool';
+import type { SshPool } from '@crystalmath/ssh-pool';
 import type { SshConfig, TargetConfig } from './config/config-schema.js';
 import type { ResolvedConfig } from './config/load-config.js';
 import { sshHostOptions } from './ssh-host-options.js';
@@ -40,8 +40,10 @@ export async function wireTargets(config: ResolvedConfig): Promise<WiredTargets>
     const key = JSON.stringify(ssh);
     const existing = transports.get(key);
     if (existing) return existing;
-    pool ??= new SshPool();
-    const transport = new SshTransport({ pool, host: await sshHostOptions(ssh) });
+    // Loaded on first use: a configuration without SSH never loads ssh2.
+    const mod = await import('@crystalmath/ssh-pool');
+    pool ??= new mod.SshPool();
+    const transport = new mod.SshTransport({ pool, host: await sshHostOptions(ssh, mod) });
     transports.set(key, transport);
     return transport;
   };

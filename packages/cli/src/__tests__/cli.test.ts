@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExitCode } from '../exit-codes.js';
 import { crystalmath, LOCAL_CONFIG, project, until } from './cli-helpers.js';
+import { type Spawned, spawnCli } from './process-helpers.js';
 
 const dirs: string[] = [];
 afterAll(async () => {
@@ -134,19 +135,24 @@ describe('failures change nothing and say what is wrong in one line', () => {
   });
 });
 
-describe('a session with the scheduler running', () => {
+describe('a session with the scheduler running in another process', () => {
   let dir: string;
-  let stop: AbortController;
-  let run: Promise<{ code: number; stdout: string; stderr: string }>;
+  // The scheduler is a real `crystalmath run` process, as a user runs it: two SQLite
+  // connections in one thread would block each other (better-sqlite3 waits synchronously).
+  let run: Spawned;
 
   beforeAll(async () => {
     dir = await newProject();
-    stop = new AbortController();
-    run = crystalmath(dir, ['run'], { signal: stop.signal });
+    run = spawnCli(dir, ['run']);
+    await until(
+      async () => (run.output().includes('scheduler started') ? true : undefined),
+      15_000,
+      'run',
+    );
   });
   afterAll(async () => {
-    stop.abort();
-    await run;
+    run.child.kill('SIGTERM');
+    expect((await run.exited).code, run.output()).toBe(0);
   });
 
   it('submits a command and waits for it: exit 0, and logs shows its output', async () => {
@@ -255,7 +261,14 @@ jobs:
       'cancelled',
     );
     expect(cancelled.state).toBe('cancelled');
-    expect((await crystalmath(dir, ['cancel', sub.id])).code).toBe(ExitCode.CONFLICT);
+    expect((await crystalmath(dir, ['cancel', sub.id])).code).toBe(0); // idempotent
+    const ok = JSON.parse(
+      (await crystalmath(dir, ['submit', '--wait', '--json', '--', 'true'])).stdout,
+    ) as { id: string };
+    const refused = await crystalmath(dir, ['cancel', ok.id]);
+    expect(refused.code).toBe(ExitCode.CONFLICT);
+    expect(refused.stderr).toMatch(/already succeeded: nothing to cancel/);
+    expect((await crystalmath(dir, ['retry', ok.id])).code).toBe(ExitCode.CONFLICT);
     const retried = await crystalmath(dir, ['retry', sub.id, '--json']);
     expect(retried.code).toBe(0);
     expect((JSON.parse(retried.stdout) as { state: string }).state).toMatch(
@@ -295,10 +308,17 @@ describe('init and targets check', () => {
   it('an unreachable SSH host: exit 6 and a line naming the target and the failure', async () => {
     const { freePort } = await import('@crystalmath/testkit');
     const port = await freePort();
+    const { generateKeyPairSync } = await import('node:crypto');
+    const key = generateKeyPairSync('rsa', {
+      modulusLength: 2048,
+      privateKeyEncoding: { type: 'pkcs1', format: 'pem' },
+      publicKeyEncoding: { type: 'pkcs1', format: 'pem' },
+    }).privateKey;
     const dir = await newProject(`targets:
   local: { type: local }
-  lab: { type: ssh, ssh: { host: 127.0.0.1, port: ${port}, user: nobody }, root: runs }
+  lab: { type: ssh, ssh: { host: 127.0.0.1, port: ${port}, user: nobody, privateKeyPath: key.pem }, root: runs }
 `);
+    await writeFile(join(dir, 'key.pem'), key, { mode: 0o600 });
     const started = Date.now();
     const r = await crystalmath(dir, ['targets', 'check', '--timeout', '5000']);
     expect(r.code).toBe(ExitCode.UNREACHABLE);

@@ -7,6 +7,7 @@ import { isAbsolute, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { CliError } from '../cli-error.js';
 import type { CommandContext } from '../command-context.js';
+import { findJob } from '../find-by-id.js';
 import { formatDuration } from '../format.js';
 
 async function treeBytes(dir: string): Promise<number> {
@@ -55,7 +56,7 @@ export function registerCollectCommand(program: Command, ctx: CommandContext): v
     )
     .action(async (id: string, destArg: string | undefined, flags: { glob?: string[] }) => {
       await ctx.withQueue(async ({ queue, wired }) => {
-        const job = await queue.get(id);
+        const job = await findJob(queue, id);
         if (!job) throw new CliError('E_QUEUE_JOB_NOT_FOUND', `collect: no job with id "${id}"`);
         if (!job.handle)
           throw new CliError(

@@ -10,6 +10,7 @@ import { CliError } from '../cli-error.js';
 import type { CommandContext } from '../command-context.js';
 import { assertKnownTarget, pickTarget, type ResolvedConfig } from '../config/load-config.js';
 import { ExitCode } from '../exit-codes.js';
+import { findJob, findWorkflow } from '../find-by-id.js';
 import { parseDuration } from '../format.js';
 import { parseJobFile, readDataFile } from '../job-file.js';
 import { jobDetails, jobsTable } from '../render/job-view.js';
@@ -246,12 +247,12 @@ export function registerJobCommands(program: Command, ctx: CommandContext): void
     .argument('<id>', 'job or workflow id')
     .action(async (id: string) => {
       await ctx.withQueue(async ({ queue }) => {
-        const job = await queue.get(id);
+        const job = await findJob(queue, id);
         if (job) {
           ctx.emit(job, () => ctx.out(jobDetails(job, ctx.c)));
           return;
         }
-        const wf = await queue.workflow(id);
+        const wf = await findWorkflow(queue, id);
         if (wf) {
           const { workflowDetails } = await import('../render/job-view.js');
           ctx.emit(wf, () => ctx.out(workflowDetails(wf, ctx.c)));
@@ -276,7 +277,7 @@ export function registerJobCommands(program: Command, ctx: CommandContext): void
       async (id: string, flags: { stderr?: boolean; follow?: boolean; interval?: number }) => {
         const stream = flags.stderr ? 'stderr' : 'stdout';
         await ctx.withQueue(async ({ queue }) => {
-          const first = await queue.get(id);
+          const first = await findJob(queue, id);
           if (!first) throw new CliError('E_QUEUE_JOB_NOT_FOUND', `logs: no job with id "${id}"`);
           let offset = 0;
           const chunks: string[] = [];
@@ -298,7 +299,7 @@ export function registerJobCommands(program: Command, ctx: CommandContext): void
             return;
           }
           for (;;) {
-            const job = await queue.get(id);
+            const job = await findJob(queue, id);
             if (!job) throw new CliError('E_QUEUE_JOB_NOT_FOUND', `logs: job "${id}" disappeared`);
             if (job.handle) {
               const r = await queue.tail(id, { stream, offset });
@@ -329,8 +330,22 @@ export function registerJobCommands(program: Command, ctx: CommandContext): void
         await ctx.withQueue(async ({ queue }) => {
           // Check every id first so a typo in the third id does not leave the first two changed.
           for (const id of ids) {
-            if (!(await queue.get(id)))
+            const job = await findJob(queue, id);
+            if (!job)
               throw new CliError('E_QUEUE_JOB_NOT_FOUND', `${name}: no job with id "${id}"`);
+            const finished = TERMINAL_JOB_STATES.has(job.state);
+            if (verb === 'cancel' && finished && job.state !== 'cancelled') {
+              throw new CliError(
+                'E_QUEUE_INVALID_STATE',
+                `cancel: job ${id} already ${job.state}: nothing to cancel`,
+              );
+            }
+            if (verb === 'retry' && (!finished || job.state === 'succeeded')) {
+              throw new CliError(
+                'E_QUEUE_INVALID_STATE',
+                `retry: job ${id} is ${job.state}: only failed, cancelled, timed-out or skipped jobs can be retried`,
+              );
+            }
           }
           const results: Job[] = [];
           for (const id of ids) results.push(await queue[verb](id));

@@ -29,20 +29,20 @@ export function registerRunCommand(program: Command, ctx: CommandContext): void 
       const { queue } = cq;
       const names = new Map<string, string>();
       if (!flags.quiet) {
+        // Names are looked up before logging; a chain keeps the lines in event order.
+        let chain: Promise<void> = Promise.resolve();
         queue.on('job:state', (e) => {
-          const name = names.get(e.jobId) ?? e.jobId;
-          log(
-            { event: e },
-            `${name} (${e.jobId})  ${e.from ?? 'new'} → ${e.to}  [${e.target}]${e.reason ? `  ${e.reason}` : ''}`,
-          );
-          if (!names.has(e.jobId)) {
-            void queue.get(e.jobId).then(
-              (j) => {
-                if (j) names.set(j.id, j.workflowKey ? `${j.workflowKey}` : j.name);
-              },
-              () => undefined,
+          chain = chain.then(async () => {
+            if (!names.has(e.jobId)) {
+              const j = await queue.get(e.jobId).catch(() => null);
+              if (j) names.set(j.id, j.workflowKey ?? j.name);
+            }
+            const name = names.get(e.jobId) ?? e.jobId;
+            log(
+              { event: e },
+              `${name} (${e.jobId})  ${e.from ?? 'new'} → ${e.to}  [${e.target}]${e.reason ? `  ${e.reason}` : ''}`,
             );
-          }
+          });
         });
         // The payload is typed loosely upstream (Extract over a union-typed `type`): read it as an event.
         queue.on('workflow:done', (e) => {

@@ -39,15 +39,16 @@ export async function checkTarget(
   type: TargetCheck['type'],
   transport: Transport,
   timeoutMs: number,
+  remote = type === 'ssh',
 ): Promise<TargetCheck> {
   const started = Date.now();
   const steps: string[] = [];
   try {
     const t = await run(transport, ['true'], timeoutMs);
-    steps.push(type === 'local' ? 'exec' : 'connect');
+    steps.push(remote ? 'connect' : 'exec');
     if (t.exitCode !== 0) throw new Error(`\`true\` exited ${t.exitCode}: ${t.stderr.trim()}`);
     steps.push('true');
-    let detail = type === 'local' ? 'this machine' : transport.description;
+    let detail = remote ? transport.description : 'this machine';
     if (type === 'slurm') {
       const s = await run(transport, ['sinfo', '--noheader', '--format=%P %a %D %t'], timeoutMs);
       if (s.exitCode !== 0) {
@@ -134,7 +135,13 @@ export function registerTargetsCommands(program: Command, ctx: CommandContext): 
           chosen.map((n) => {
             const w = wired.targets[n];
             if (!w) throw new Error(`unknown target ${n}`);
-            return checkTarget(n, w.config.type, w.transport, flags.timeout ?? 15_000);
+            return checkTarget(
+              n,
+              w.config.type,
+              w.transport,
+              flags.timeout ?? 15_000,
+              w.config.type !== 'local' && w.config.ssh !== undefined,
+            );
           }),
         );
       } finally {

@@ -9,6 +9,7 @@ import { CliError } from '../cli-error.js';
 import type { CommandContext } from '../command-context.js';
 import { assertKnownTarget, pickTarget } from '../config/load-config.js';
 import { ExitCode } from '../exit-codes.js';
+import { findWorkflow } from '../find-by-id.js';
 import { parseWorkflowFile, readDataFile } from '../job-file.js';
 import { countsSummary, workflowDetails } from '../render/job-view.js';
 import { waitForJobs } from '../wait-for.js';
@@ -51,7 +52,7 @@ export function registerWorkflowCommands(program: Command, ctx: CommandContext):
         if (!ctx.json) ctx.err(`submitted workflow ${wf.id} (${wf.name}); waiting`);
         const ids = Object.values(wf.jobs).map((j) => j.id);
         const done = await waitForJobs(ctx, queue, ids, wf.name);
-        const final = await queue.workflow(wf.id);
+        const final = await findWorkflow(queue, wf.id);
         if (!done || !final) {
           ctx.exitCode = ExitCode.INTERRUPTED;
           return;
@@ -67,7 +68,7 @@ export function registerWorkflowCommands(program: Command, ctx: CommandContext):
     .argument('<id>', 'workflow id')
     .action(async (id: string) => {
       await ctx.withQueue(async ({ queue }) => {
-        const wf = await queue.workflow(id);
+        const wf = await findWorkflow(queue, id);
         if (!wf) throw new CliError('E_NOT_FOUND', `workflow show: no workflow with id "${id}"`);
         ctx.emit(wf, () => ctx.out(workflowDetails(wf, ctx.c)));
       });
