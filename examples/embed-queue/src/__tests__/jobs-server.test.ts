@@ -116,7 +116,8 @@ describe('embed-queue HTTP service', () => {
     expect((await queue.counts()).total).toBe(before);
   });
 
-  it('answers 404 for an unknown job', async () => {
-    expect((await fetch(`${base}/jobs/nope`)).status).toBe(404);
+  it('answers 404 for an unknown job and 400 for a malformed id', async () => {
+    expect((await fetch(`${base}/jobs/999999`)).status).toBe(404);
+    expect((await fetch(`${base}/jobs/nope`)).status).toBe(400);
   });
 });
