@@ -14,7 +14,8 @@ export function normalizeDeps(
 ): Required<Dependency>[] {
   if (deps === undefined) return [];
   if (!Array.isArray(deps)) throw new ValidationError(field, 'must be an array');
-  return deps.map((d, i) => {
+  const byJob = new Map<string, Required<Dependency>>();
+  deps.forEach((d, i) => {
     const dep =
       typeof d === 'string'
         ? { job: d, condition: 'afterok' as const }
@@ -27,8 +28,17 @@ export function normalizeDeps(
         `must be one of ${CONDITIONS.join(', ')}`,
       );
     }
-    return dep as Required<Dependency>;
+    // The same parent twice is one edge; twice with different conditions is a mistake.
+    const before = byJob.get(dep.job);
+    if (before && before.condition !== dep.condition) {
+      throw new ValidationError(
+        `${field}[${i}]`,
+        `depends on "${dep.job}" twice with different conditions`,
+      );
+    }
+    byJob.set(dep.job, dep as Required<Dependency>);
   });
+  return [...byJob.values()];
 }
 
 /** Validates a workflow's graph and returns its keys in topological order (parents first). */

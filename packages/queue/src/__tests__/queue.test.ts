@@ -97,6 +97,30 @@ describeStores((makeStore) => {
     expect(jobs[1]!.dependsOn).toEqual([{ job: ok.id, condition: 'afterok' }]);
   });
 
+  it('merges a parent named twice and rejects it named twice with different conditions', async () => {
+    const p = await queue.enqueue(spec(), { target: 'a' });
+    const c = await queue.enqueue(spec(), { target: 'a', dependsOn: [p.id, { job: p.id }] });
+    expect(c.dependsOn).toEqual([{ job: p.id, condition: 'afterok' }]);
+    await expect(
+      queue.enqueue(spec(), {
+        target: 'a',
+        dependsOn: [p.id, { job: p.id, condition: 'afterany' }],
+      }),
+    ).rejects.toMatchObject({ code: 'E_VALIDATION', field: 'options.dependsOn[1]' });
+  });
+
+  it('keeps binary stage-in contents through the store', async () => {
+    runner.hold = true;
+    const bytes = new Uint8Array([0, 1, 2, 255]);
+    const job = await queue.enqueue(
+      { name: 'bin', argv: ['true'], inputs: [{ content: bytes, to: 'in.bin' }] },
+      { target: 'a' },
+    );
+    const stored = (await queue.get(job.id))!;
+    const input = stored.spec.inputs![0]!;
+    expect('content' in input && input.content).toEqual(bytes);
+  });
+
   it('returns the existing job for a repeated idempotency key', async () => {
     const first = await queue.enqueue(spec(), { target: 'a', idempotencyKey: 'k1' });
     const again = await queue.enqueue(spec('other'), { target: 'a', idempotencyKey: 'k1' });
