@@ -68,12 +68,15 @@ export const plainjob = {
             TYPE,
             Array.from({ length: count }, (_, j) => ({ tag: `f${i + j}` })),
           );
+          await new Promise((r) => setImmediate(r));
         }
-        // The worker's own claim and completion calls, without a worker loop around them.
-        for (;;) {
+        // The worker's own claim and completion calls, without a worker loop around them. They
+        // are synchronous: yield now and then so the bench's timers (and watchdog) keep running.
+        for (let k = 1; ; k++) {
           const claimed = queue.getAndMarkJobAsProcessing(TYPE);
           if (!claimed) break;
           queue.markJobAsDone(claimed.id);
+          if (k % batch === 0) await new Promise((r) => setImmediate(r));
         }
         return queue.countJobs({ type: TYPE, status: JobStatus.Done });
       },
