@@ -98,6 +98,8 @@ export class NoopRunner implements Runner {
   readonly jobs = new Map<string, NoopJob>();
   /** Every accepted submission, in order. */
   readonly submitted: string[] = [];
+  /** Every submit call's key, accepted or not (a second call for one key is a double submit). */
+  readonly calls: string[] = [];
   readonly cancelled: string[] = [];
   pollCalls = 0;
   /** Handles per poll call. */
@@ -116,6 +118,7 @@ export class NoopRunner implements Runner {
   }
 
   async submit(job: RunnerJob): Promise<RunnerHandle> {
+    this.calls.push(job.key);
     validateJobSpec(job.spec);
     if (this.jobs.has(job.key)) throw new Error(`[noop] duplicate key ${job.key}`);
     this.onSubmit?.(job);
