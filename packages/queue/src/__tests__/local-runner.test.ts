@@ -1,0 +1,106 @@
+// End to end with a real runner: LocalRunner (@crystalmath/runner-process) runs a workflow's
+// processes on this machine; a running process is cancelled for real; the poll interval a
+// runner demands is respected.
+
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { LocalRunner } from '@crystalmath/runner-process';
+import { afterEach, beforeEach, expect, it } from 'vitest';
+import type { Queue } from '../types.js';
+import { describeStores, open, type TestStore, tempDir } from './helpers.js';
+
+describeStores((makeStore) => {
+  let store: TestStore;
+  let dir: ReturnType<typeof tempDir>;
+  let runner: LocalRunner;
+  let queue: Queue;
+
+  beforeEach(async () => {
+    store = await makeStore();
+    dir = tempDir('cm-local-');
+    runner = new LocalRunner({ root: join(dir.dir, 'runs') });
+    queue = await open(store, {
+      targets: { here: { runner, maxConcurrent: 2 } },
+      scheduler: { pollIntervalMs: 50 },
+    });
+  });
+
+  afterEach(async () => {
+    await queue.close();
+    await runner.close?.();
+    await store.cleanup();
+    dir.cleanup();
+  });
+
+  it('runs a workflow of real processes to the end, with exit codes and skipped dependents', async () => {
+    const wf = await queue.submitWorkflow({
+      name: 'real',
+      target: 'here',
+      jobs: {
+        make: { spec: { name: 'make', script: 'echo 42 > value.txt' } },
+        use: {
+          spec: {
+            name: 'use',
+            script: 'test "$(cat value.txt 2>/dev/null || echo none)" = none && exit 0',
+          },
+          dependsOn: ['make'],
+        },
+        fail: { spec: { name: 'fail', argv: ['sh', '-c', 'exit 3'] } },
+        never: { spec: { name: 'never', argv: ['true'] }, dependsOn: ['fail'] },
+        cleanup: {
+          spec: { name: 'cleanup', argv: ['true'] },
+          dependsOn: [{ job: 'fail', condition: 'afternotok' }],
+        },
+      },
+    });
+    await queue.start();
+    await queue.drain({ timeoutMs: 60_000 });
+    const done = (await queue.workflow(wf.id))!;
+    expect(Object.fromEntries(Object.entries(done.jobs).map(([k, j]) => [k, j.state]))).toEqual({
+      make: 'succeeded',
+      use: 'succeeded', // its own directory: it does not see make's file
+      fail: 'failed',
+      never: 'skipped',
+      cleanup: 'succeeded',
+    });
+    expect(done.jobs.fail!.exitCode).toBe(3);
+    expect(done.jobs.make!.handle!.kind).toBe(runner.kind);
+    expect(done.done).toBe(true);
+  });
+
+  it('cancels a running process through the runner', async () => {
+    const marker = join(dir.dir, 'finished');
+    const job = await queue.enqueue(
+      { name: 'slow', script: `sleep 30; touch ${marker}` },
+      { target: 'here' },
+    );
+    await queue.start();
+    for (let i = 0; i < 200 && (await queue.get(job.id))!.state !== 'running'; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect((await queue.get(job.id))!.state).toBe('running');
+    const t0 = Date.now();
+    expect((await queue.cancel(job.id)).state).toBe('cancelled');
+    expect(Date.now() - t0).toBeLessThan(10_000);
+    // The runner reports the process gone once its signal took effect.
+    const handle = (await queue.get(job.id))!.handle!;
+    let state = '';
+    for (let i = 0; i < 100 && state !== 'cancelled'; i++) {
+      state = (await runner.poll([handle]))[0]!.state;
+      if (state !== 'cancelled') await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(state).toBe('cancelled');
+    expect(existsSync(marker)).toBe(false);
+  });
+
+  it('reads a job output through tail()', async () => {
+    const job = await queue.enqueue(
+      { name: 'talk', argv: ['echo', 'hello from the job'] },
+      { target: 'here' },
+    );
+    await queue.start();
+    await queue.drain({ ids: [job.id], timeoutMs: 30_000 });
+    const out = await queue.tail(job.id);
+    expect(out.data).toContain('hello from the job');
+  });
+});
