@@ -112,7 +112,8 @@ function makeSystem(dialect) {
             await queue.enqueueMany(tags.map((tag) => ({ spec: spec(tag), target: TARGET })));
           }
           await queue.start();
-          await queue.drain({ timeoutMs: env.cfg.fillTimeoutMs });
+          // A drain that runs out of time is reported by the caller as "only N of M finished".
+          await queue.drain({ timeoutMs: env.cfg.fillTimeoutMs }).catch(() => {});
           await queue.stop();
           const counts = await queue.counts();
           return counts.byState.succeeded;
