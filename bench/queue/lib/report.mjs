@@ -78,7 +78,11 @@ function cell(fig) {
 
 /** The printed report: one block per metric, one line per system. */
 export function renderTable(results, meta) {
-  const systems = [...results.values()].filter((r) => r.figures).map((r) => r.system);
+  const groupOrder = (s) => (s.group === 'sqlite' ? 0 : 1);
+  const systems = [...results.values()]
+    .filter((r) => r.figures)
+    .map((r) => r.system)
+    .sort((a, b) => groupOrder(a) - groupOrder(b));
   const labelWidth = Math.max(...systems.map((s) => s.label.length), 10);
   const lines = [];
   const hr = '-'.repeat(labelWidth + 62);
