@@ -10,6 +10,13 @@ export { checkTarget, type TargetCheck } from './commands/targets-commands.js';
 export {
   type CrystalMathConfigInput,
   configSchema,
+  localTargetSchema,
+  resourcesSchema,
+  slurmTargetSchema,
+  sshSchema,
+  sshTargetSchema,
+  storeSchema,
+  targetSchema,
   type ParsedConfig,
   type ResourcesConfig,
   type SshConfig,
@@ -28,6 +35,7 @@ export {
   type StoreConfig,
 } from './config/load-config.js';
 export { ExitCode, type ExitCodeValue, exitCodeFor } from './exit-codes.js';
+export { type Colors, colors } from './format.js';
 export {
   jobFileSchema,
   type ParsedJobFile,
