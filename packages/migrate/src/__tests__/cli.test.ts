@@ -1,17 +1,18 @@
 // The built bin, run as a user would, on temp databases: status, plan, up, baseline, exit codes.
 
 import { type SpawnSyncReturns, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { requireService } from '@crystalmath/testkit';
 import Database from 'better-sqlite3';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertBuilt, postgresScratch } from './helpers.js';
 
 const BIN = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
 const scratch = mkdtempSync(join(tmpdir(), 'cm-migrate-cli-'));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
 function run(...args: string[]): SpawnSyncReturns<string> {
   return spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 30_000 });

@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { Kysely, PostgresDialect, SqliteDialect, sql } from 'kysely';
 import pg from 'pg';
+import { afterAll } from 'vitest';
 import type { AnyKysely, Dialect } from '../index.js';
 import { postgresLockKey } from '../migrator.js';
 
@@ -34,6 +35,7 @@ export type MakeDb = () => Promise<TestDatabase>;
 // SQLite
 
 const scratch = mkdtempSync(join(tmpdir(), 'cm-migrate-'));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 let counter = 0;
 
 /** `journal`: 'wal' (WAL set on the file) or 'delete' (better-sqlite3's default rollback journal). */

@@ -1,12 +1,13 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isCrystalMathError } from '@crystalmath/core';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { forbiddenReason } from '../guard.js';
 import { codeMigrations, compareMigrationNames, folderMigrations } from '../index.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'cm-migrate-src-'));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 let n = 0;
 function folder(files: Record<string, string>): string {
   const dir = join(scratch, `f${n++}`);
