@@ -329,12 +329,12 @@ export class QueueImpl extends EventEmitter implements Queue {
     deps: NewJob['deps'],
   ): Promise<NewJob> {
     if (typeof o.target !== 'string' || !(await this.#targetKnown(o.target))) {
+      const stored = (await this.#store.targets()).map((t) => t.name);
+      const declared = [...new Set([...this.#targetNames, ...stored])];
       throw new QueueError(
         'E_QUEUE_UNKNOWN_TARGET',
-        `${field}.target: unknown target "${String(o.target)}"`,
-        {
-          details: { field: `${field}.target`, target: String(o.target) },
-        },
+        `${field}.target: unknown target "${String(o.target)}" (declared: ${declared.join(', ') || 'none'})`,
+        { details: { field: `${field}.target`, target: String(o.target), declared } },
       );
     }
     const priority = o.priority ?? 0;
@@ -459,6 +459,13 @@ export class QueueImpl extends EventEmitter implements Queue {
     const row = await this.#store.requestCancel(parseId(id), this.#clock.now());
     if (!row)
       throw new QueueError('E_QUEUE_JOB_NOT_FOUND', `no job ${id}`, { details: { job: id } });
+    if (isTerminal(row.state) && row.state !== 'cancelled') {
+      throw new QueueError(
+        'E_QUEUE_INVALID_STATE',
+        `job ${id} already ended ${row.state}: nothing to cancel`,
+        { details: { job: id, state: row.state } },
+      );
+    }
     const runner = this.#targets.get(row.target)?.runner;
     // A job in submitting is cancelled by the scheduler that records its handle; a job whose
     // target this process does not serve is cancelled by the scheduler that polls it.
@@ -615,6 +622,13 @@ export class QueueImpl extends EventEmitter implements Queue {
     const row = (await this.#store.getJobs([parseId(id)]))[0];
     if (!row)
       throw new QueueError('E_QUEUE_JOB_NOT_FOUND', `no job ${id}`, { details: { job: id } });
+    if (isTerminal(row.state) && row.state !== 'cancelled') {
+      throw new QueueError(
+        'E_QUEUE_INVALID_STATE',
+        `job ${id} already ended ${row.state}: nothing to cancel`,
+        { details: { job: id, state: row.state } },
+      );
+    }
     const runner = this.#targets.get(row.target)?.runner;
     if (row.handle === null || !runner?.tail) return { data: '', offset: options.offset ?? 0 };
     return runner.tail(JSON.parse(row.handle) as RunnerHandle, options);

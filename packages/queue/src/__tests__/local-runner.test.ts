@@ -27,7 +27,6 @@ describeStores((makeStore) => {
 
   afterEach(async () => {
     await queue.close();
-    await runner.close?.();
     await store.cleanup();
     dir.cleanup();
   });

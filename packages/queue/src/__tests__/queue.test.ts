@@ -300,6 +300,8 @@ describeStores((makeStore) => {
     expect((await queue.get(c.id))!.state).toBe('skipped');
     expect((await queue.get(a.id))!.state).toBe('ready');
     expect(await code(queue.cancel('424242'))).toBe('E_QUEUE_JOB_NOT_FOUND');
+    expect((await queue.cancel(b.id)).state).toBe('cancelled'); // idempotent
+    expect(await code(queue.cancel(c.id))).toBe('E_QUEUE_INVALID_STATE'); // skipped: already ended
   });
 
   it('cancel asks the runner to stop a running job', async () => {
