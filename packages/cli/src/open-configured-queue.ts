@@ -6,7 +6,6 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Logger, Queue, QueueStoreFactory, TargetOptions } from '@crystalmath/queue';
 import * as queueModule from '@crystalmath/queue';
-import { CliError } from './cli-error.js';
 import type { ResolvedConfig, StoreConfig } from './config/load-config.js';
 import { type WiredTargets, wireTargets } from './wire-targets.js';
 
@@ -27,16 +26,7 @@ export function storeFactory(store: StoreConfig): QueueStoreFactory {
     mkdirSync(dirname(store.path), { recursive: true });
     return queueModule.sqliteStore({ path: store.path });
   }
-  const pg = (queueModule as Record<string, unknown>).postgresStore;
-  if (typeof pg !== 'function') {
-    throw new CliError(
-      'E_CONFIG',
-      'store: PostgreSQL is not available in this version of @crystalmath/queue',
-    );
-  }
-  return (pg as (o: { connectionString: string }) => QueueStoreFactory)({
-    connectionString: store.url,
-  });
+  return queueModule.postgresStore({ connectionString: store.url });
 }
 
 /**
