@@ -210,7 +210,7 @@ export async function measureSystem(system, env) {
         const fillMs = now() - t0;
         if (finished < cfg.finished) {
           throw new Error(
-            `[bench] only ${finished} of ${cfg.finished} jobs finished while filling`,
+            `[bench] only ${finished} of ${cfg.finished} jobs finished within the ${cfg.fillTimeoutMs / 1000} s fill bound`,
           );
         }
         progress(`dispatch of a ${cfg.dispatch}-job backlog beside ${finished} finished jobs`);
