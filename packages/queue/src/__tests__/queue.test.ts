@@ -279,6 +279,28 @@ describeStores((makeStore) => {
     expect(childReady.at).toBe(parentEnd.at);
   });
 
+  it('a dependent whose parents end in the same transaction is skipped if any edge fails', async () => {
+    runner.hold = true;
+    // both orders of ending within the transaction
+    const bad0 = await queue.enqueue(spec('bad0'), { target: 'a' });
+    const ok = await queue.enqueue(spec('ok'), { target: 'a' });
+    const bad = await queue.enqueue(spec('bad'), { target: 'a' });
+    const child0 = await queue.enqueue(spec('child0'), {
+      target: 'a',
+      dependsOn: [bad0.id, ok.id],
+    });
+    const child = await queue.enqueue(spec('child'), { target: 'a', dependsOn: [ok.id, bad.id] });
+    const other = await queue.enqueue(spec('other'), { target: 'a', dependsOn: [bad.id, ok.id] });
+    await queue.tick();
+    runner.finish('succeeded', (k) => k.includes(`-${ok.id}-`));
+    runner.finish('failed', (k) => k.includes(`-${bad.id}-`) || k.includes(`-${bad0.id}-`));
+    await queue.tick(); // one poll ends both parents in one transaction
+    expect((await queue.get(child0.id))!.state).toBe('skipped');
+    expect((await queue.get(child.id))!.state).toBe('skipped');
+    expect((await queue.get(other.id))!.state).toBe('skipped');
+    expect(runner.calls.some((k) => k.includes(`-${child.id}-`))).toBe(false);
+  });
+
   it('under the continue policy, dependents run whatever their parents did', async () => {
     runner.outcome = () => 'failed';
     const wf = await queue.submitWorkflow({

@@ -136,3 +136,22 @@ export function decideStatus(
   }
   return { kind: 'move', to: 'failed', reason: why, set: { ...end, reason: why } };
 }
+
+/**
+ * What happens to a waiting dependent once one of its parents ended, judged on ALL its parents
+ * (several may have ended in the same transaction): `skip` when some ended parent's edge
+ * cannot hold, `ready` when every parent ended and every edge holds, else `wait`.
+ */
+export function decideDependent<
+  P extends { readonly state: JobState; readonly condition: EdgeCondition },
+>(
+  parents: readonly P[],
+  policy: FailurePolicy | null,
+): { decision: 'skip'; because: P } | { decision: 'ready' | 'wait' } {
+  let open = false;
+  for (const p of parents) {
+    if (!isTerminal(p.state)) open = true;
+    else if (!conditionHolds(p.condition, p.state, policy)) return { decision: 'skip', because: p };
+  }
+  return { decision: open ? 'wait' : 'ready' };
+}

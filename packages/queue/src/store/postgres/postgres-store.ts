@@ -18,7 +18,14 @@ import type {
   QueueEvent,
   QueueStoreFactory,
 } from '../../types.js';
-import { conditionHolds, decideStatus, isTerminal, LIVE_SQL, TERMINAL_SQL } from '../rules.js';
+import {
+  conditionHolds,
+  decideDependent,
+  decideStatus,
+  isTerminal,
+  LIVE_SQL,
+  TERMINAL_SQL,
+} from '../rules.js';
 import type {
   DepRow,
   InsertResult,
@@ -244,17 +251,17 @@ class Tx {
         next.id,
       );
       for (const child of children) {
-        if (!conditionHolds(child.condition, next.state, child.on_failure)) {
-          const why = `dependency ${next.id} ended ${next.state} (${child.condition})`;
-          await this.move(child.id, 'waiting', 'skipped', { ended_at: this.now, reason: why }, why);
-          continue;
-        }
-        const open = await this.get<{ n: number }>(
-          `select count(*) n from cm_deps d join cm_jobs p on p.id = d.parent_id
-           where d.job_id = $1 and p.state in ${OPEN_SQL}`,
+        // Judged on ALL its parents: another one may have ended in this same transaction.
+        const parents = await this.all<{ id: number; state: JobState; condition: EdgeCondition }>(
+          `select p.id, p.state, d.condition from cm_deps d join cm_jobs p on p.id = d.parent_id
+           where d.job_id = $1 order by p.id`,
           child.id,
         );
-        if (open?.n === 0) {
+        const d = decideDependent(parents, child.on_failure);
+        if (d.decision === 'skip') {
+          const why = `dependency ${d.because.id} ended ${d.because.state} (${d.because.condition})`;
+          await this.move(child.id, 'waiting', 'skipped', { ended_at: this.now, reason: why }, why);
+        } else if (d.decision === 'ready') {
           await this.move(child.id, 'waiting', 'ready', {
             run_at: Math.max(child.run_at, this.now),
             reason: null,

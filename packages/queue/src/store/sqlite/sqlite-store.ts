@@ -20,7 +20,14 @@ import type {
   QueueEvent,
   QueueStoreFactory,
 } from '../../types.js';
-import { conditionHolds, decideStatus, isTerminal, LIVE_SQL, TERMINAL_SQL } from '../rules.js';
+import {
+  conditionHolds,
+  decideDependent,
+  decideStatus,
+  isTerminal,
+  LIVE_SQL,
+  TERMINAL_SQL,
+} from '../rules.js';
 import type {
   DepRow,
   InsertResult,
@@ -321,32 +328,33 @@ export class SqliteStore implements QueueStore {
     return true;
   }
 
-  /** Releases or skips the dependents of every job ended in this transaction, transitively. */
+  /**
+   * Releases or skips the dependents of every job ended in this transaction, transitively, one
+   * wave of ended jobs at a time. A dependent is judged on all its parents (two may have ended
+   * in this same transaction), never on the one that woke it alone.
+   */
   #settle(now: number): void {
-    for (let next = this.#ended.pop(); next !== undefined; next = this.#ended.pop()) {
-      const children = this.#all<{
-        id: number;
-        run_at: number;
-        condition: EdgeCondition;
-        on_failure: FailurePolicy | null;
-      }>(
-        `select j.id, j.run_at, d.condition, w.on_failure from cm_deps d join cm_jobs j on j.id = d.job_id
-         left join cm_workflows w on w.id = j.workflow_id where d.parent_id = ? and j.state = 'waiting'`,
-        next.id,
+    while (this.#ended.length > 0) {
+      const wave = this.#ended;
+      this.#ended = [];
+      const children = this.#all<{ id: number; run_at: number; on_failure: FailurePolicy | null }>(
+        `select distinct j.id, j.run_at, w.on_failure from cm_deps d join cm_jobs j on j.id = d.job_id
+         left join cm_workflows w on w.id = j.workflow_id
+         where d.parent_id in (select value from json_each(?)) and j.state = 'waiting' order by j.id`,
+        JSON.stringify(wave.map((e) => e.id)),
       );
       for (const child of children) {
-        if (!conditionHolds(child.condition, next.state, child.on_failure)) {
-          const why = `dependency ${next.id} ended ${next.state} (${child.condition})`;
-          this.#move(child.id, 'waiting', 'skipped', now, { ended_at: now, reason: why }, why);
-          continue;
-        }
-        // Count open parents rather than keep a counter: a parent retried by hand reopens.
-        const open = this.#get<{ n: number }>(
-          `select count(*) n from cm_deps d join cm_jobs p on p.id = d.parent_id
-           where d.job_id = ? and p.state in ${OPEN_SQL}`,
+        const parents = this.#all<{ id: number; state: JobState; condition: EdgeCondition }>(
+          `select p.id, p.state, d.condition from cm_deps d join cm_jobs p on p.id = d.parent_id
+           where d.job_id = ? order by p.id`,
           child.id,
         );
-        if (open?.n === 0) {
+        const d = decideDependent(parents, child.on_failure);
+        if (d.decision === 'skip') {
+          const p = d.because;
+          const why = `dependency ${p.id} ended ${p.state} (${p.condition})`;
+          this.#move(child.id, 'waiting', 'skipped', now, { ended_at: now, reason: why }, why);
+        } else if (d.decision === 'ready') {
           const runAt = Math.max(child.run_at, now);
           this.#move(child.id, 'waiting', 'ready', now, { run_at: runAt, reason: null });
         }
