@@ -276,9 +276,28 @@ export function registerJobCommands(program: Command, ctx: CommandContext): void
     .action(
       async (id: string, flags: { stderr?: boolean; follow?: boolean; interval?: number }) => {
         const stream = flags.stderr ? 'stderr' : 'stdout';
-        await ctx.withQueue(async ({ queue }) => {
+        await ctx.withQueue(async ({ queue, wired }) => {
           const first = await findJob(queue, id);
           if (!first) throw new CliError('E_QUEUE_JOB_NOT_FOUND', `logs: no job with id "${id}"`);
+          const runner = wired.targets[first.target]?.runner;
+          // Read through the target's runner directly: runners are stateless, the handle is enough.
+          const tail = async (
+            job: Job,
+            from: number,
+          ): Promise<{ data: string; offset: number }> => {
+            if (!job.handle) return { data: '', offset: from };
+            if (!runner?.tail) {
+              throw new CliError(
+                'E_UNSUPPORTED',
+                `logs: the runner of target "${job.target}" cannot read output`,
+              );
+            }
+            return runner.tail(job.handle, {
+              stream,
+              offset: from,
+              ...(ctx.io.signal ? { signal: ctx.io.signal } : {}),
+            });
+          };
           let offset = 0;
           const chunks: string[] = [];
           const write = (data: string): void => {
@@ -292,7 +311,7 @@ export function registerJobCommands(program: Command, ctx: CommandContext): void
                 'E_QUEUE_INVALID_STATE',
                 `logs: job ${id} has not started yet (${first.state})`,
               );
-            const r = await queue.tail(id, { stream, offset });
+            const r = await tail(first, offset);
             write(r.data);
             if (ctx.json)
               ctx.out(JSON.stringify({ id, stream, data: chunks.join(''), offset: r.offset }));
@@ -301,11 +320,9 @@ export function registerJobCommands(program: Command, ctx: CommandContext): void
           for (;;) {
             const job = await findJob(queue, id);
             if (!job) throw new CliError('E_QUEUE_JOB_NOT_FOUND', `logs: job "${id}" disappeared`);
-            if (job.handle) {
-              const r = await queue.tail(id, { stream, offset });
-              write(r.data);
-              offset = r.offset;
-            }
+            const r = await tail(job, offset);
+            write(r.data);
+            offset = r.offset;
             if (TERMINAL_JOB_STATES.has(job.state)) break;
             if (ctx.io.signal?.aborted) {
               ctx.exitCode = ExitCode.INTERRUPTED;
