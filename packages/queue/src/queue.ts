@@ -622,13 +622,6 @@ export class QueueImpl extends EventEmitter implements Queue {
     const row = (await this.#store.getJobs([parseId(id)]))[0];
     if (!row)
       throw new QueueError('E_QUEUE_JOB_NOT_FOUND', `no job ${id}`, { details: { job: id } });
-    if (isTerminal(row.state) && row.state !== 'cancelled') {
-      throw new QueueError(
-        'E_QUEUE_INVALID_STATE',
-        `job ${id} already ended ${row.state}: nothing to cancel`,
-        { details: { job: id, state: row.state } },
-      );
-    }
     const runner = this.#targets.get(row.target)?.runner;
     if (row.handle === null || !runner?.tail) return { data: '', offset: options.offset ?? 0 };
     return runner.tail(JSON.parse(row.handle) as RunnerHandle, options);

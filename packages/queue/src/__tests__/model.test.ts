@@ -156,17 +156,23 @@ class Tick implements fc.AsyncCommand<Model, Real> {
   toString = () => 'tick';
 }
 
+/** The runner ends some live jobs, each with its own outcome (several end in one poll). */
 class Outcome implements fc.AsyncCommand<Model, Real> {
   constructor(
-    readonly outcome: RunnerState,
+    readonly outcomes: readonly RunnerState[],
     readonly mask: number,
   ) {}
   check = () => true;
   async run(_m: Model, r: Real): Promise<void> {
     let i = 0;
-    r.runner.finish(this.outcome, () => ((this.mask >> (i++ % 16)) & 1) === 1);
+    for (const key of r.runner.live()) {
+      if (((this.mask >> (i % 16)) & 1) === 1) {
+        r.runner.finish(this.outcomes[i % this.outcomes.length]!, (k) => k === key);
+      }
+      i++;
+    }
   }
-  toString = () => `runner(${this.outcome}, ${this.mask.toString(2)})`;
+  toString = () => `runner(${this.outcomes.join('/')}, ${this.mask.toString(2)})`;
 }
 
 class Fault implements fc.AsyncCommand<Model, Real> {
@@ -245,13 +251,16 @@ const commands = [
   fc.constant(new Tick()),
   fc
     .tuple(
-      fc.constantFrom<RunnerState>(
-        'succeeded',
-        'succeeded',
-        'failed',
-        'timeout',
-        'cancelled',
-        'lost',
+      fc.array(
+        fc.constantFrom<RunnerState>(
+          'succeeded',
+          'succeeded',
+          'failed',
+          'timeout',
+          'cancelled',
+          'lost',
+        ),
+        { minLength: 1, maxLength: 4 },
       ),
       fc.nat({ max: 0xffff }),
     )
