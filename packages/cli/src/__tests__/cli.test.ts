@@ -230,7 +230,7 @@ jobs:
     expect(list.stdout.match(/succeeded/g)).toHaveLength(4);
     const watch = await crystalmath(dir, ['watch', '--once', '--ascii', '--workflow', wfId]);
     expect(watch.code).toBe(0);
-    expect(watch.stdout).toMatch(/dag\s+\[#+\]\s+4\/4 .*done/);
+    expect(watch.stdout).toMatch(/dag #\d+\s+\[#+\]\s+4\/4 .*done/);
     expect(watch.stdout).toMatch(/aggregate {2}\w+ → succeeded/);
   });
 

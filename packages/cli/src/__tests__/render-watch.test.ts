@@ -1,7 +1,7 @@
 import type { Job, JobState, QueueEvent, Workflow } from '@crystalmath/queue';
 import { JOB_STATES } from '@crystalmath/queue';
 import { describe, expect, it } from 'vitest';
-import { bar, colors, formatDuration, parseDuration, table } from '../format.js';
+import { bar, colors, formatDuration, parseDuration, table, visibleLength } from '../format.js';
 import { renderWatch } from '../render/render-watch.js';
 
 const zero = (): Record<JobState, number> =>
@@ -82,10 +82,25 @@ describe('renderWatch', () => {
     );
     const text = lines.join('\n');
     expect(text).toContain('sqlite:/tmp/x.db');
-    expect(text).toMatch(/quickstart\s+\[#+-+\]\s+1\/3 .*running: calc-a/);
+    expect(text).toMatch(/quickstart #wf1\s+\[#+-+\]\s+1\/3 .*running: calc-a/);
     expect(text).toMatch(/local\s+\[#+-+\]\s+1\/4 active\s+1 waiting\s+1 ok/);
     expect(text).toMatch(/calc-a {2}queued → running {2}\[local\]/);
     expect(lines.every((l) => l.length <= 100)).toBe(true);
+    // A narrow terminal: every line is cut to the width, colours included, never wrapped.
+    const narrow = renderWatch(
+      {
+        at: 5_000,
+        store: 'sqlite:/a/very/long/path/to/the/queue.db',
+        counts: { total: 3, byState: counts, byTarget: { local: counts } },
+        targets: [{ name: 'local', maxConcurrent: 4, paused: true, active: 1 }],
+        workflows: [wf],
+        events,
+        jobNames: new Map(),
+      },
+      { width: 44, c: colors(true) },
+    );
+    expect(narrow.every((l) => visibleLength(l) <= 44)).toBe(true);
+    expect(narrow.join('\n')).toContain('\x1b[');
   });
 });
 

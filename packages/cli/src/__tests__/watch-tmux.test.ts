@@ -74,13 +74,13 @@ jobs:
       async () => {
         const s = screen(watch);
         frames.push(s);
-        return /relax\s+\[█+\]\s+5\/5.*done/.test(s) ? s : undefined;
+        return /relax #\d+\s+\[█+\]\s+5\/5.*done/.test(s) ? s : undefined;
       },
       60_000,
       'the workflow to reach 5/5 in watch',
     );
     // It was seen in progress, not only at the end: some frame showed jobs running.
-    expect(frames.some((f) => /relax\s+\[[█░]+\]\s+[0-4]\/5.*running: /.test(f))).toBe(true);
+    expect(frames.some((f) => /relax #\d+\s+\[[█░]+\]\s+[0-4]\/5.*running: /.test(f))).toBe(true);
     const last = frames.at(-1) ?? '';
     expect(last).toMatch(/aggregate {2}\w+ → succeeded/);
     expect(last).toMatch(/local\s+\[[█░]+\]\s+0\/3 active/);

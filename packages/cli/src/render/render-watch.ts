@@ -3,8 +3,16 @@
 // tested without a terminal, and so other front-ends can reuse it.
 
 import type { JobState, QueueCounts, QueueEvent, TargetInfo, Workflow } from '@crystalmath/queue';
-import { TERMINAL_JOB_STATES } from '@crystalmath/queue';
-import { bar, type Colors, clockTime, formatDuration, stateColor, truncate } from '../format.js';
+import { JOB_STATES as JOB_STATES_IN_ORDER, TERMINAL_JOB_STATES } from '@crystalmath/queue';
+import {
+  bar,
+  type Colors,
+  clockTime,
+  colors,
+  formatDuration,
+  stateColor,
+  truncate,
+} from '../format.js';
 import { countsSummary } from './job-view.js';
 
 /** Everything one frame of `watch` shows. */
@@ -41,48 +49,98 @@ function workflowElapsed(w: Workflow, now: number): number {
   return now - w.createdAt;
 }
 
-/** One line describing an event, e.g. `12:00:01  calc-a  running -> succeeded`. */
+function eventSegments(e: QueueEvent, names: ReadonlyMap<string, string>, c: Colors): Segment[] {
+  const time: Segment = [`  ${clockTime(e.at)}  `, c.dim];
+  switch (e.type) {
+    case 'job:state':
+      return [
+        time,
+        [`${names.get(e.jobId) ?? e.jobId}  ${e.from ?? 'new'} → `],
+        [e.to, stateColor(c, e.to)],
+        [`  [${e.target}]`, c.dim],
+        ...(e.reason ? ([[`  ${e.reason}`, c.dim]] as Segment[]) : []),
+      ];
+    case 'queue:paused':
+    case 'queue:resumed':
+      return [
+        time,
+        [
+          `${e.target ? `target ${e.target}` : 'queue'} ${e.type === 'queue:paused' ? 'paused' : 'resumed'}`,
+        ],
+      ];
+    case 'target:limit':
+      return [time, [`target ${e.target} limit ${e.maxConcurrent ?? 'unlimited'}`]];
+    case 'workflow:created':
+      return [time, [`workflow ${names.get(e.workflowId) ?? e.workflowId} created`]];
+    case 'workflow:done':
+      return [time, [`workflow ${names.get(e.workflowId) ?? e.workflowId} `], ['done', c.green]];
+    default:
+      return [time, [(e as { type: string }).type]];
+  }
+}
+
+/** One line describing an event, e.g. `12:00:01  calc-a  running → succeeded  [local]`. */
 export function describeEvent(
   e: QueueEvent,
   names: ReadonlyMap<string, string>,
   c: Colors,
 ): string {
-  const time = c.dim(clockTime(e.at));
-  switch (e.type) {
-    case 'job:state': {
-      const name = names.get(e.jobId) ?? e.jobId;
-      const reason = e.reason ? c.dim(`  ${e.reason}`) : '';
-      return `${time}  ${name}  ${e.from ?? 'new'} → ${stateColor(c, e.to)(e.to)}  ${c.dim(`[${e.target}]`)}${reason}`;
-    }
-    case 'queue:paused':
-    case 'queue:resumed':
-      return `${time}  ${e.target ? `target ${e.target}` : 'queue'} ${e.type === 'queue:paused' ? 'paused' : 'resumed'}`;
-    case 'target:limit':
-      return `${time}  target ${e.target} limit ${e.maxConcurrent ?? 'unlimited'}`;
-    case 'workflow:created':
-      return `${time}  workflow ${names.get(e.workflowId) ?? e.workflowId} created`;
-    case 'workflow:done':
-      return `${time}  workflow ${names.get(e.workflowId) ?? e.workflowId} ${c.green('done')}`;
-    default:
-      return `${time}  ${(e as { type: string }).type}`;
+  return fit(eventSegments(e, names, c), Number.MAX_SAFE_INTEGER).trimStart();
+}
+
+type Segment = readonly [text: string, color?: ((s: string) => string) | undefined];
+
+/** Joins segments, cutting the plain text at `width` visible characters before colouring. */
+function fit(segments: readonly Segment[], width: number): string {
+  let room = width;
+  let out = '';
+  for (const [text, color] of segments) {
+    if (room <= 0) break;
+    const piece = text.length > room ? truncate(text, room) : text;
+    room -= piece.length;
+    out += color ? color(piece) : piece;
   }
+  return out;
 }
 
 /** Renders a frame as lines of at most `width` visible characters (plus colour escapes). */
 export function renderWatch(s: WatchSnapshot, o: RenderWatchOptions): string[] {
   const { c } = o;
-  const width = Math.max(40, o.width);
-  const barWidth = Math.max(10, Math.min(30, Math.floor(width / 4)));
+  const width = Math.max(30, o.width);
+  const nameWidth = Math.max(8, Math.min(20, Math.floor(width / 5)));
+  const barWidth = Math.max(6, Math.min(30, Math.floor(width / 5)));
   const lines: string[] = [];
+  const countParts = JOB_STATES_IN_ORDER.filter((st) => (s.counts.byState[st] ?? 0) > 0);
   lines.push(
-    `${c.bold('crystalmath watch')}  ${c.dim(truncate(s.store, width - 40))}  ${clockTime(s.at)}${s.queuePaused ? `  ${c.yellow('QUEUE PAUSED')}` : ''}`,
+    fit(
+      [
+        ['crystalmath watch', c.bold],
+        [`  ${clockTime(s.at)}`],
+        ...(s.queuePaused ? ([['  QUEUE PAUSED', c.yellow]] as Segment[]) : []),
+        [`  ${s.store}`, c.dim],
+      ],
+      width,
+    ),
   );
-  lines.push(`jobs: ${s.counts.total} total · ${countsSummary(s.counts.byState, c)}`);
+  lines.push(
+    fit(
+      [
+        [`jobs: ${s.counts.total} total`],
+        ...countParts.flatMap((st, i): Segment[] => [
+          [i === 0 ? ' · ' : ', '],
+          [`${s.counts.byState[st]} ${st}`, stateColor(c, st)],
+        ]),
+      ],
+      width,
+    ),
+  );
   lines.push('');
 
   lines.push(c.bold('WORKFLOWS'));
   if (s.workflows.length === 0)
-    lines.push(c.dim('  none yet: submit one with `crystalmath workflow submit <file>`'));
+    lines.push(
+      fit([['  none yet: submit one with `crystalmath workflow submit <file>`', c.dim]], width),
+    );
   for (const w of s.workflows) {
     const jobs = Object.values(w.jobs);
     const total = jobs.length;
@@ -91,15 +149,26 @@ export function renderWatch(s: WatchSnapshot, o: RenderWatchOptions): string[] {
       (j) => j.state !== 'succeeded' && TERMINAL_JOB_STATES.has(j.state),
     ).length;
     const running = jobs.filter((j) => j.state === 'running').map((j) => j.workflowKey ?? j.name);
-    const status = w.done
+    const status: Segment = w.done
       ? bad > 0
-        ? c.red(`done, ${bad} not succeeded`)
-        : c.green('done')
+        ? [`done, ${bad} not succeeded`, c.red]
+        : ['done', c.green]
       : running.length > 0
-        ? c.yellow(`running: ${running.join(', ')}`)
-        : c.dim(countsSummary(w.counts, c));
-    const head = `  ${truncate(w.name, 20).padEnd(20)} ${bar(finished, total, barWidth, o.ascii)} ${`${finished}/${total}`.padStart(7)}  ${formatDuration(workflowElapsed(w, s.at)).padStart(6)}  `;
-    lines.push(head + truncate(status, Math.max(10, width - head.length)));
+        ? [`running: ${running.join(', ')}`, c.yellow]
+        : [countsSummary(w.counts, colors(false)), c.dim];
+    lines.push(
+      fit(
+        [
+          [`  ${truncate(`${w.name} #${w.id}`, nameWidth).padEnd(nameWidth)} `],
+          [bar(finished, total, barWidth, o.ascii)],
+          [
+            ` ${`${finished}/${total}`.padStart(5)} ${formatDuration(workflowElapsed(w, s.at)).padStart(6)}  `,
+          ],
+          status,
+        ],
+        width,
+      ),
+    );
   }
   lines.push('');
 
@@ -110,9 +179,19 @@ export function renderWatch(s: WatchSnapshot, o: RenderWatchOptions): string[] {
     const limit = t.maxConcurrent;
     const usage = limit === null ? `${t.active} active` : `${t.active}/${limit} active`;
     const gauge =
-      limit === null ? ''.padEnd(barWidth + 2) : bar(t.active, limit, barWidth, o.ascii);
+      limit === null ? ' '.repeat(barWidth + 2) : bar(t.active, limit, barWidth, o.ascii);
+    const failed = (by.failed ?? 0) + (by.timeout ?? 0);
     lines.push(
-      `  ${truncate(t.name, 20).padEnd(20)} ${gauge} ${usage.padStart(12)}  ${waiting} waiting  ${by.succeeded ?? 0} ok  ${(by.failed ?? 0) + (by.timeout ?? 0)} failed${t.paused ? `  ${c.yellow('PAUSED')}` : ''}`,
+      fit(
+        [
+          [`  ${truncate(t.name, nameWidth).padEnd(nameWidth)} `],
+          [gauge],
+          [` ${usage}  ${waiting} waiting  ${by.succeeded ?? 0} ok  `],
+          [`${failed} failed`, failed > 0 ? c.red : undefined],
+          ...(t.paused ? ([['  PAUSED', c.yellow]] as Segment[]) : []),
+        ],
+        width,
+      ),
     );
   }
   lines.push('');
@@ -121,6 +200,6 @@ export function renderWatch(s: WatchSnapshot, o: RenderWatchOptions): string[] {
   const room = o.height === undefined ? 12 : Math.max(3, o.height - lines.length - 1);
   const events = s.events.slice(-room);
   if (events.length === 0) lines.push(c.dim('  no events yet'));
-  for (const e of events) lines.push(`  ${describeEvent(e, s.jobNames, c)}`);
+  for (const e of events) lines.push(fit(eventSegments(e, s.jobNames, c), width));
   return lines;
 }
