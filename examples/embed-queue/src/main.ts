@@ -1,8 +1,11 @@
-// Runs the service: a queue in ./embed-queue.db (or $DB), local processes, the scheduler in
+// Runs the service: a queue in ./embed-queue.db (or $DB), local processes under the temp folder
+// (or $RUNS), the scheduler in
 // this process, HTTP on 127.0.0.1:$PORT (default 8080). Ctrl-C stops cleanly.
 //   curl -XPOST localhost:8080/jobs -d '{"spec":{"name":"hi","argv":["echo","hi"]}}'
 //   curl -N localhost:8080/events
 
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { openQueue, sqliteStore } from '@crystalmath/queue';
 import { LocalRunner } from '@crystalmath/runner-process';
 import { createJobsServer } from './jobs-server.js';
@@ -11,7 +14,7 @@ const queue = await openQueue({
   store: sqliteStore({ path: process.env.DB ?? 'embed-queue.db' }),
   targets: {
     local: {
-      runner: new LocalRunner({ root: process.env.RUNS ?? 'embed-queue-runs' }),
+      runner: new LocalRunner({ root: process.env.RUNS ?? join(tmpdir(), 'embed-queue-runs') }),
       maxConcurrent: 4,
     },
   },
