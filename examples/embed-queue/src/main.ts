@@ -1,6 +1,6 @@
 // Runs the service: a queue in ./embed-queue.db (or $DB), local processes under the temp folder
-// (or $RUNS), the scheduler in
-// this process, HTTP on 127.0.0.1:$PORT (default 8080). Ctrl-C stops cleanly.
+// (or $RUNS), the scheduler in this process, HTTP on 127.0.0.1:$PORT (default 8080). Ctrl-C
+// stops cleanly.
 //   curl -XPOST localhost:8080/jobs -d '{"spec":{"name":"hi","argv":["echo","hi"]}}'
 //   curl -N localhost:8080/events
 
