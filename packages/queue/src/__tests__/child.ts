@@ -25,12 +25,14 @@ export interface Child {
   readonly exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   stdout(): string;
   stderr(): string;
+  /** Tells a `waitForGo` child to start. */
+  go(): void;
 }
 
 export function spawnFixture(script: string, config: Record<string, unknown>): Child {
   const proc = spawn(process.execPath, [FIXTURES + script], {
     env: { ...process.env, CM_CHILD: JSON.stringify({ dist: DIST, ...config }) },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: [config.waitForGo ? 'pipe' : 'ignore', 'pipe', 'pipe'],
   });
   let out = '';
   let err = '';
@@ -55,6 +57,9 @@ export function spawnFixture(script: string, config: Record<string, unknown>): C
     exit,
     stdout: () => out,
     stderr: () => err,
+    go: () => {
+      proc.stdin?.write('go\n');
+    },
     waitFor: (line) =>
       new Promise<void>((resolve, reject) => {
         if (out.split('\n').includes(line)) return resolve();
@@ -81,6 +86,8 @@ export interface SchedulerChildConfig {
   readonly produceMax?: number;
   readonly runForMs?: number;
   readonly drainTimeoutMs?: number;
+  /** Load the package, print "loaded", then wait for a line on stdin before opening the queue. */
+  readonly waitForGo?: boolean;
 }
 
 export function spawnScheduler(config: SchedulerChildConfig): Child {

@@ -72,17 +72,25 @@ describeStores((makeStore, kind) => {
             durationMs: DURATION_MS,
           };
           let trials = 0;
-          const perLane = Math.ceil(trialsWanted / LANES);
-          while (trials < perLane && Date.now() < deadline) {
-            const child = spawnScheduler({
+          const perLane = Math.ceil(TRIALS / LANES);
+          // The next child loads the package while the current one runs: start-up, not the
+          // scheduler, is what a trial mostly costs.
+          const next = () =>
+            spawnScheduler({
               ...base,
               mode: 'run',
               produce: true,
               produceEveryMs: 3,
+              waitForGo: true,
             });
+          let child = next();
+          while (trials < perLane && Date.now() < deadline) {
+            await child.waitFor('loaded').catch(() => undefined);
+            child.go();
+            const following = next();
             if (Math.random() < 0.2) {
               // during start-up: opening, migrations, recovery
-              await new Promise((r) => setTimeout(r, Math.random() * 400));
+              await new Promise((r) => setTimeout(r, Math.random() * 150));
             } else {
               await child.waitFor('ready').catch(() => undefined);
               await new Promise((r) => setTimeout(r, Math.random() * 250));
@@ -90,9 +98,14 @@ describeStores((makeStore, kind) => {
             child.proc.kill('SIGKILL');
             await child.exit;
             trials++;
+            child = following;
           }
+          child.proc.kill('SIGKILL');
+          await child.exit;
           const last = spawnScheduler({ ...base, mode: 'drain', drainTimeoutMs: 120_000 });
+          const timer = setTimeout(() => last.proc.kill('SIGKILL'), 150_000);
           const end = await last.exit;
+          clearTimeout(timer);
           expect(end, last.stderr()).toEqual({ code: 0, signal: null });
           const entries = readJournal(journal) as JournalEntry[];
           dir.cleanup();

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { openQueue } from '../open-queue.js';
 import {
   assertBuilt,
+  type Child,
   duplicates,
   envInt,
   type JournalEntry,
@@ -32,6 +33,7 @@ describeStores((makeStore) => {
     'two schedulers on one database never submit a job twice nor exceed a target limit',
     async () => {
       const store = await makeStore();
+      const spawned: Child[] = [];
       try {
         const journal = join(dir.dir, `journal-${Date.now()}.log`);
         const base = {
@@ -51,11 +53,13 @@ describeStores((makeStore) => {
             runForMs: RUN_MS,
           }),
         );
+        spawned.push(...children);
         const ends = await Promise.all(children.map((c) => c.exit));
         for (const [i, end] of ends.entries()) {
           expect(end, children[i]!.stderr()).toEqual({ code: 0, signal: null });
         }
         const last = spawnScheduler({ ...base, ownerId: 'two-last', mode: 'drain' });
+        spawned.push(last);
         expect(await last.exit, last.stderr()).toEqual({ code: 0, signal: null });
 
         const entries = readJournal(journal) as JournalEntry[];
@@ -71,6 +75,7 @@ describeStores((makeStore) => {
         expect(counts.byState.succeeded).toBe(counts.total);
         expect(entries.length).toBe(counts.total);
       } finally {
+        for (const c of spawned) c.proc.kill('SIGKILL');
         await store.cleanup();
       }
     },
