@@ -4,8 +4,9 @@
 // must be terminal, and the journal must show each job submitted exactly once.
 //
 // CM_QUEUE_CRASH_TRIALS (default 200) kills in total, over CM_QUEUE_CRASH_LANES (default 4)
-// independent databases run side by side; CM_QUEUE_CRASH_MS bounds the whole test (default
-// 150 s; it fails rather than run fewer trials).
+// independent databases run side by side, each lane pre-loading its next child while the
+// current one runs; CM_QUEUE_CRASH_MS bounds the whole test (default 300 s; it fails rather
+// than run fewer trials).
 
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
