@@ -130,7 +130,15 @@ class Cancel implements fc.AsyncCommand<Model, Real> {
   constructor(readonly n: number) {}
   check = (m: Readonly<Model>) => m.order.length > 0;
   async run(m: Model, r: Real): Promise<void> {
-    await r.queue.cancel(pick(m.order, this.n)!);
+    const id = pick(m.order, this.n)!;
+    const before = (await r.queue.get(id))!;
+    try {
+      await r.queue.cancel(id);
+    } catch (error) {
+      // Only a job that already ended (other than cancelled) may refuse a cancel.
+      expect(error).toMatchObject({ code: 'E_QUEUE_INVALID_STATE' });
+      expect(isTerminal(before.state) && before.state !== 'cancelled').toBe(true);
+    }
   }
   toString = () => `cancel(${this.n})`;
 }
