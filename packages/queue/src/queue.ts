@@ -204,6 +204,7 @@ export class QueueImpl extends EventEmitter implements Queue {
     const deps: Required<{ job: string; condition: Job['dependsOn'][number]['condition'] }>[][] =
       [];
     const jobs: NewJob[] = [];
+    const known = await this.#knownTargets(items.map((item) => item?.target));
     for (const [i, item] of items.entries()) {
       const field = single ? 'options' : `items[${i}]`;
       if (typeof item !== 'object' || item === null)
@@ -211,18 +212,11 @@ export class QueueImpl extends EventEmitter implements Queue {
       validateJobSpec(item.spec, single ? 'spec' : `items[${i}].spec`);
       const d = normalizeDeps(item.dependsOn, `${field}.dependsOn`);
       deps.push(d);
-      jobs.push(
-        await this.#newJob(
-          item.spec,
-          item,
-          field,
-          null,
-          d.map((x, k) => ({
-            parent: parseId(x.job, `${field}.dependsOn[${k}].job`),
-            condition: x.condition,
-          })),
-        ),
-      );
+      const parents = d.map((x, k) => ({
+        parent: parseId(x.job, `${field}.dependsOn[${k}].job`),
+        condition: x.condition,
+      }));
+      jobs.push(this.#newJob(item.spec, item, field, null, parents, known));
     }
     const now = this.#clock.now();
     const result = await this.#store.insertJobs(jobs, null, now);
@@ -286,6 +280,9 @@ export class QueueImpl extends EventEmitter implements Queue {
     const order = topologicalOrder(def);
     const index = new Map(order.map((k, i) => [k, i]));
     const jobs: NewJob[] = [];
+    const known = await this.#knownTargets(
+      order.map((key) => def.jobs[key]?.target ?? def.target ?? ''),
+    );
     for (const key of order) {
       const j = def.jobs[key]!;
       const field = `workflow.jobs.${key}`;
@@ -296,15 +293,8 @@ export class QueueImpl extends EventEmitter implements Queue {
         parent: { index: index.get(d.job)! },
         condition: d.condition,
       }));
-      jobs.push(
-        await this.#newJob(
-          j.spec,
-          { ...j, target: j.target ?? def.target ?? '' },
-          field,
-          key,
-          deps,
-        ),
-      );
+      const target = j.target ?? def.target ?? '';
+      jobs.push(this.#newJob(j.spec, { ...j, target }, field, key, deps, known));
     }
     let metadata: string;
     try {
@@ -321,16 +311,16 @@ export class QueueImpl extends EventEmitter implements Queue {
     return (await this.workflow(String(workflowId)))!;
   }
 
-  async #newJob(
+  #newJob(
     spec: JobSpec,
     o: Omit<EnqueueOptions, 'dependsOn'>,
     field: string,
     workflowKey: string | null,
     deps: NewJob['deps'],
-  ): Promise<NewJob> {
-    if (typeof o.target !== 'string' || !(await this.#targetKnown(o.target))) {
-      const stored = (await this.#store.targets()).map((t) => t.name);
-      const declared = [...new Set([...this.#targetNames, ...stored])];
+    known: ReadonlySet<string>,
+  ): NewJob {
+    if (typeof o.target !== 'string' || !known.has(o.target)) {
+      const declared = [...known];
       throw new QueueError(
         'E_QUEUE_UNKNOWN_TARGET',
         `${field}.target: unknown target "${String(o.target)}" (declared: ${declared.join(', ') || 'none'})`,
@@ -415,9 +405,15 @@ export class QueueImpl extends EventEmitter implements Queue {
     };
   }
 
-  async #targetKnown(name: string): Promise<boolean> {
-    // Targets declared by another process (a producer that runs no scheduler) count too.
-    return this.#targets.has(name) || (await this.#store.targets()).some((t) => t.name === name);
+  /**
+   * The targets jobs may name: this process's, plus those another process declared (read only
+   * when a job names one this process does not know).
+   */
+  async #knownTargets(names: readonly unknown[]): Promise<ReadonlySet<string>> {
+    const local = new Set(this.#targetNames);
+    if (names.every((n) => typeof n === 'string' && local.has(n))) return local;
+    for (const t of await this.#store.targets()) local.add(t.name);
+    return local;
   }
 
   // ------------------------------------------------------------------ control

@@ -605,7 +605,7 @@ export class SqliteStore implements QueueStore {
   async targets(): Promise<TargetRow[]> {
     return this.#all<TargetRow>(
       `select t.name, t.max_concurrent, t.paused,
-        (select count(*) from cm_jobs j where j.state in ${LIVE_SQL} and j.target = t.name) active
+        (select count(*) from cm_jobs j where j.state in ${OPEN_SQL} and j.state in ${LIVE_SQL} and j.target = t.name) active
        from cm_targets t order by t.name`,
     );
   }
@@ -661,7 +661,7 @@ export class SqliteStore implements QueueStore {
       // Counted inside the write transaction: no other writer can claim between count and claim.
       const slots = this.#all<{ name: string; max_concurrent: number | null; active: number }>(
         `select t.name, t.max_concurrent,
-          (select count(*) from cm_jobs j where j.state in ${LIVE_SQL} and j.target = t.name) active
+          (select count(*) from cm_jobs j where j.state in ${OPEN_SQL} and j.state in ${LIVE_SQL} and j.target = t.name) active
          from cm_targets t where t.paused = 0 and t.name in (select value from json_each(?))
            and (select paused from cm_meta where id = 1) = 0`,
         JSON.stringify(targets),
@@ -675,7 +675,7 @@ export class SqliteStore implements QueueStore {
         const rows = this.#all<JobRow>(
           `update cm_jobs set state = 'submitting', attempt = attempt + 1, lease_owner = ?,
              lease_until = ?, updated_at = ?
-           where id in (select id from cm_jobs where state = 'ready' and target = ? and run_at <= ?
+           where id in (select id from cm_jobs where state in ${OPEN_SQL} and state = 'ready' and target = ? and run_at <= ?
                         order by priority desc, id limit ?)
              and state = 'ready'
            returning *`,
@@ -773,7 +773,7 @@ export class SqliteStore implements QueueStore {
   async liveJobs(targets: readonly string[]): Promise<JobRow[]> {
     if (targets.length === 0) return [];
     return this.#all<JobRow>(
-      `select * from cm_jobs where state in ('queued', 'running')
+      `select * from cm_jobs where state in ${OPEN_SQL} and state in ('queued', 'running')
          and target in (select value from json_each(?)) order by id`,
       JSON.stringify(targets),
     );
@@ -819,7 +819,7 @@ export class SqliteStore implements QueueStore {
   ): Promise<JobRow[]> {
     if (targets.length === 0) return [];
     return this.#all<JobRow>(
-      `select * from cm_jobs where state = 'submitting' and target in (select value from json_each(?))
+      `select * from cm_jobs where state in ${OPEN_SQL} and state = 'submitting' and target in (select value from json_each(?))
        and (lease_until < ? or lease_owner = ?) order by id`,
       JSON.stringify(targets),
       now,
