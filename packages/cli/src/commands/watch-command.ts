@@ -158,26 +158,19 @@ export function registerWatchCommand(program: Command, ctx: CommandContext): voi
         const stop = new AbortController();
         const onAbort = (): void => stop.abort();
         ctx.io.signal?.addEventListener('abort', onAbort, { once: true });
-        const follower = (async () => {
-          try {
-            for await (const e of queue.events({
-              after: state.lastSeq,
-              follow: true,
-              pollIntervalMs: Math.min(interval, 1000),
-              signal: stop.signal,
-            })) {
-              state.note(e);
-            }
-          } catch (err) {
-            if (!stop.signal.aborted) throw err;
-          }
-        })();
+        // Each frame reads the log up to now *after* reading job states. An event commits with
+        // its state change, so every state a frame shows has its event in the same frame.
+        const drain = async (): Promise<void> => {
+          for await (const e of queue.events({ after: state.lastSeq, follow: false })) state.note(e);
+        };
         const tty = ctx.io.stdout.isTTY === true;
         if (tty) ctx.io.stdout.write(ENTER);
         let last: string[] = [];
         try {
           for (;;) {
+            await drain(); // newly created workflows join this frame
             const snap = await snapshot(queue, state, store);
+            await drain();
             const frame = renderWatch(snap, {
               width: ctx.io.stdout.columns ?? 100,
               ...(ctx.io.stdout.rows !== undefined ? { height: ctx.io.stdout.rows } : {}),
@@ -196,7 +189,6 @@ export function registerWatchCommand(program: Command, ctx: CommandContext): voi
         } finally {
           stop.abort();
           ctx.io.signal?.removeEventListener('abort', onAbort);
-          await follower.catch(() => undefined);
           if (tty) ctx.io.stdout.write(LEAVE);
         }
         // Leave the last frame on the normal screen (and in logs when not a terminal).
