@@ -194,7 +194,14 @@ export type QueueEvent =
   | {
       readonly seq: number;
       readonly at: number;
-      readonly type: 'queue:paused' | 'queue:resumed';
+      readonly type: 'queue:paused';
+      /** The paused target, or null for the whole queue. */
+      readonly target: string | null;
+    }
+  | {
+      readonly seq: number;
+      readonly at: number;
+      readonly type: 'queue:resumed';
       readonly target: string | null;
     }
   | {
@@ -207,7 +214,13 @@ export type QueueEvent =
   | {
       readonly seq: number;
       readonly at: number;
-      readonly type: 'workflow:created' | 'workflow:done';
+      readonly type: 'workflow:created';
+      readonly workflowId: string;
+    }
+  | {
+      readonly seq: number;
+      readonly at: number;
+      readonly type: 'workflow:done';
       readonly workflowId: string;
     };
 

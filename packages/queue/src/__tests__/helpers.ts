@@ -249,3 +249,10 @@ export async function tickUntil(
   }
   if (!(await done())) throw new Error(`condition not reached after ${max} ticks`);
 }
+
+/** Everything an async iterable yields, e.g. the event log with `follow: false`. */
+export async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const item of items) out.push(item);
+  return out;
+}

@@ -17,7 +17,7 @@ import { NoopRunner, spec, tempDir } from './helpers.js';
 import { type ScratchDatabase, scratchDatabase } from './postgres-kind.js';
 
 const service = requireService('postgres');
-const SOAK_MS = Number(process.env.CM_QUEUE_PG_SOAK_MS ?? 20_000);
+const SOAK_MS = Number(process.env.CM_QUEUE_PG_SOAK_MS ?? 60_000);
 const CHILD = fileURLToPath(new URL('./fixtures/pg-scheduler-child.mjs', import.meta.url));
 const DIST = fileURLToPath(new URL('../../dist/index.js', import.meta.url));
 

@@ -5,9 +5,9 @@ import { isCrystalMathError } from '@crystalmath/core';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import type { Queue, QueueEvent } from '../types.js';
 import {
+  collect,
   describeStores,
   FaultRunner,
-  NoopRunner,
   open,
   spec,
   type TestStore,
@@ -121,12 +121,44 @@ describeStores((makeStore) => {
     expect('content' in input && input.content).toEqual(bytes);
   });
 
-  it('returns the existing job for a repeated idempotency key', async () => {
-    const first = await queue.enqueue(spec(), { target: 'a', idempotencyKey: 'k1' });
-    const again = await queue.enqueue(spec('other'), { target: 'a', idempotencyKey: 'k1' });
+  it('returns the existing job for a repeated idempotency key with the same definition', async () => {
+    const first = await queue.enqueue(
+      { name: 'job', argv: ['true'], env: { A: '1', B: '2' } },
+      { target: 'a', idempotencyKey: 'k1' },
+    );
+    // The same spec with its keys in another order is the same definition.
+    const again = await queue.enqueue(
+      { env: { B: '2', A: '1' }, argv: ['true'], name: 'job' },
+      { target: 'a', idempotencyKey: 'k1', priority: 3 },
+    );
     expect(again.id).toBe(first.id);
-    expect(again.name).toBe('job');
+    expect(again.priority).toBe(0);
     expect((await queue.counts()).total).toBe(1);
+  });
+
+  it('refuses a repeated idempotency key with another spec or target: E_QUEUE_DUPLICATE, nothing written', async () => {
+    const first = await queue.enqueue(spec(), { target: 'a', idempotencyKey: 'k1' });
+    const seqBefore = (await collect(queue.events({ follow: false }))).length;
+    for (const [s, target, what] of [
+      [spec('other'), 'a', 'spec'],
+      [spec(), 'b', 'target ("a")'],
+    ] as const) {
+      const error = await queue.enqueue(s, { target, idempotencyKey: 'k1' }).catch((e) => e);
+      expect(error).toMatchObject({
+        code: 'E_QUEUE_DUPLICATE',
+        details: { field: 'idempotencyKey', job: first.id },
+      });
+      expect(error.message).toContain(what);
+    }
+    // In a batch, the whole batch is refused.
+    await expect(
+      queue.enqueueMany([
+        { spec: spec('fresh'), target: 'a' },
+        { spec: spec('other'), target: 'a', idempotencyKey: 'k1' },
+      ]),
+    ).rejects.toMatchObject({ code: 'E_QUEUE_DUPLICATE' });
+    expect((await queue.counts()).total).toBe(1);
+    expect(await collect(queue.events({ follow: false }))).toHaveLength(seqBefore);
   });
 
   it('claims by priority, then first in first out', async () => {

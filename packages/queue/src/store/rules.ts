@@ -2,9 +2,11 @@
 // a runner status does to a job, which transitions are legal. Stores call these inside their
 // transactions; the model-based test checks the event log against LEGAL_TRANSITIONS.
 
+import { isDeepStrictEqual } from 'node:util';
 import type { RunnerStatus } from '@crystalmath/core';
+import { QueueError } from '../queue-error.js';
 import type { EdgeCondition, FailurePolicy, JobState } from '../types.js';
-import type { JobRow, RetryPolicy } from './store.js';
+import type { JobRow, NewJob, RetryPolicy } from './store.js';
 
 /** SQL list of the terminal states, for `state in ${TERMINAL_SQL}`. */
 export const TERMINAL_SQL = "('succeeded', 'failed', 'cancelled', 'timeout', 'skipped')";
@@ -154,4 +156,26 @@ export function decideDependent<
     else if (!conditionHolds(p.condition, p.state, policy)) return { decision: 'skip', because: p };
   }
   return { decision: open ? 'wait' : 'ready' };
+}
+
+/**
+ * An idempotency key found on an existing job: the same definition (spec and target) gets that
+ * job back; a different one is `E_QUEUE_DUPLICATE`, never a silent swap of one job for another.
+ * Specs compare as JSON values, so key order does not matter.
+ */
+export function assertSameDefinition(
+  found: { readonly id: number | string; readonly spec: string; readonly target: string },
+  job: NewJob,
+): void {
+  if (
+    found.target === job.target &&
+    isDeepStrictEqual(JSON.parse(found.spec), JSON.parse(job.spec))
+  )
+    return;
+  throw new QueueError(
+    'E_QUEUE_DUPLICATE',
+    `idempotencyKey "${job.idempotencyKey}" belongs to job ${found.id}, which has a different ` +
+      `${found.target === job.target ? 'spec' : `target ("${found.target}")`}`,
+    { details: { field: 'idempotencyKey', job: String(found.id) } },
+  );
 }

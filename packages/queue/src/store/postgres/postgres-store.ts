@@ -19,6 +19,7 @@ import type {
   QueueStoreFactory,
 } from '../../types.js';
 import {
+  assertSameDefinition,
   conditionHolds,
   decideDependent,
   decideStatus,
@@ -523,11 +524,12 @@ export class PostgresStore implements QueueStore {
       const policy = workflow?.onFailure ?? null;
       for (const job of jobs) {
         if (job.idempotencyKey !== null) {
-          const found = await tx.get<{ id: number; state: JobState }>(
-            'select id, state from cm_jobs where idempotency_key = $1',
+          const found = await tx.get<{ id: number; state: JobState; spec: string; target: string }>(
+            'select id, state, spec, target from cm_jobs where idempotency_key = $1',
             job.idempotencyKey,
           );
           if (found) {
+            assertSameDefinition(found, job);
             result.ids.push(found.id);
             result.states.push(found.state);
             result.existing.push(true);

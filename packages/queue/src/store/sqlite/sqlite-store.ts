@@ -21,6 +21,7 @@ import type {
   QueueStoreFactory,
 } from '../../types.js';
 import {
+  assertSameDefinition,
   conditionHolds,
   decideDependent,
   decideStatus,
@@ -431,11 +432,12 @@ export class SqliteStore implements QueueStore {
       const wf = result.workflowId;
       for (const job of jobs) {
         if (job.idempotencyKey !== null) {
-          const found = this.#get<{ id: number; state: JobState }>(
-            'select id, state from cm_jobs where idempotency_key = ?',
+          const found = this.#get<{ id: number; state: JobState; spec: string; target: string }>(
+            'select id, state, spec, target from cm_jobs where idempotency_key = ?',
             job.idempotencyKey,
           );
           if (found) {
+            assertSameDefinition(found, job);
             result.ids.push(found.id);
             result.states.push(found.state);
             result.existing.push(true);
