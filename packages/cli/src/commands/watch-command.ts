@@ -161,7 +161,8 @@ export function registerWatchCommand(program: Command, ctx: CommandContext): voi
         // Each frame reads the log up to now *after* reading job states. An event commits with
         // its state change, so every state a frame shows has its event in the same frame.
         const drain = async (): Promise<void> => {
-          for await (const e of queue.events({ after: state.lastSeq, follow: false })) state.note(e);
+          for await (const e of queue.events({ after: state.lastSeq, follow: false }))
+            state.note(e);
         };
         const tty = ctx.io.stdout.isTTY === true;
         if (tty) ctx.io.stdout.write(ENTER);
