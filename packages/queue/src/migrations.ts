@@ -55,6 +55,17 @@ function schema(dialect: Dialect): string[] {
 }
 
 /**
+ * SQLite evaluates a partial index's `state in (...)` through a temporary table on every row
+ * written, which halved the insert rate; the same predicate as an OR chain costs a few
+ * comparisons. PostgreSQL keeps `in (...)`: it has no such cost there.
+ */
+const OPEN_INDEX_SQLITE = [
+  'drop index cm_jobs_open',
+  `create index cm_jobs_open on cm_jobs (state, target, priority desc, id)
+     where state = 'waiting' or state = 'ready' or state = 'submitting' or state = 'queued' or state = 'running'`,
+];
+
+/**
  * The queue's migrations, for `@crystalmath/migrate`'s Migrator. Stores apply them on open; you
  * need this only to migrate a database ahead of time (e.g. in a deploy step).
  *
@@ -67,6 +78,13 @@ export const queueMigrations: MigrationSource = codeMigrations({
     checksumText: JSON.stringify({ sqlite: schema('sqlite'), postgres: schema('postgres') }),
     async up(db, ctx) {
       for (const stmt of schema(ctx.dialect)) await sql.raw(stmt).execute(db);
+    },
+  },
+  '0002_open_index_or_chain': {
+    checksumText: JSON.stringify({ sqlite: OPEN_INDEX_SQLITE, postgres: [] }),
+    async up(db, ctx) {
+      if (ctx.dialect !== 'sqlite') return;
+      for (const stmt of OPEN_INDEX_SQLITE) await sql.raw(stmt).execute(db);
     },
   },
 });

@@ -101,7 +101,13 @@ interface EventRow {
   reason: string | null;
 }
 
-const OPEN_SQL = "('waiting', 'ready', 'submitting', 'queued', 'running')";
+/**
+ * The open-jobs predicate on `column`, spelled exactly as the partial index `cm_jobs_open` is
+ * (migration 0002): an OR chain, not `IN (...)`, which SQLite evaluates through a temporary
+ * table on every row written (half the insert rate). Queries repeat it so the index is usable.
+ */
+const openJobs = (column = 'state'): string =>
+  `(${['waiting', 'ready', 'submitting', 'queued', 'running'].map((s) => `${column} = '${s}'`).join(' or ')})`;
 const JOB_COLUMNS = [
   'id',
   'name',
@@ -363,7 +369,7 @@ export class SqliteStore implements QueueStore {
     }
     for (const wf of this.#touchedWorkflows) {
       const open = this.#get(
-        `select 1 from cm_jobs where workflow_id = ? and state in ${OPEN_SQL} limit 1`,
+        `select 1 from cm_jobs where workflow_id = ? and ${openJobs()} limit 1`,
         wf,
       );
       if (
@@ -607,7 +613,7 @@ export class SqliteStore implements QueueStore {
   async targets(): Promise<TargetRow[]> {
     return this.#all<TargetRow>(
       `select t.name, t.max_concurrent, t.paused,
-        (select count(*) from cm_jobs j where j.state in ${OPEN_SQL} and j.state in ${LIVE_SQL} and j.target = t.name) active
+        (select count(*) from cm_jobs j where ${openJobs('j.state')} and j.state in ${LIVE_SQL} and j.target = t.name) active
        from cm_targets t order by t.name`,
     );
   }
@@ -663,7 +669,7 @@ export class SqliteStore implements QueueStore {
       // Counted inside the write transaction: no other writer can claim between count and claim.
       const slots = this.#all<{ name: string; max_concurrent: number | null; active: number }>(
         `select t.name, t.max_concurrent,
-          (select count(*) from cm_jobs j where j.state in ${OPEN_SQL} and j.state in ${LIVE_SQL} and j.target = t.name) active
+          (select count(*) from cm_jobs j where ${openJobs('j.state')} and j.state in ${LIVE_SQL} and j.target = t.name) active
          from cm_targets t where t.paused = 0 and t.name in (select value from json_each(?))
            and (select paused from cm_meta where id = 1) = 0`,
         JSON.stringify(targets),
@@ -677,7 +683,7 @@ export class SqliteStore implements QueueStore {
         const rows = this.#all<JobRow>(
           `update cm_jobs set state = 'submitting', attempt = attempt + 1, lease_owner = ?,
              lease_until = ?, updated_at = ?
-           where id in (select id from cm_jobs where state in ${OPEN_SQL} and state = 'ready' and target = ? and run_at <= ?
+           where id in (select id from cm_jobs where ${openJobs()} and state = 'ready' and target = ? and run_at <= ?
                         order by priority desc, id limit ?)
              and state = 'ready'
            returning *`,
@@ -775,7 +781,7 @@ export class SqliteStore implements QueueStore {
   async liveJobs(targets: readonly string[]): Promise<JobRow[]> {
     if (targets.length === 0) return [];
     return this.#all<JobRow>(
-      `select * from cm_jobs where state in ${OPEN_SQL} and state in ('queued', 'running')
+      `select * from cm_jobs where ${openJobs()} and state in ('queued', 'running')
          and target in (select value from json_each(?)) order by id`,
       JSON.stringify(targets),
     );
@@ -821,7 +827,7 @@ export class SqliteStore implements QueueStore {
   ): Promise<JobRow[]> {
     if (targets.length === 0) return [];
     return this.#all<JobRow>(
-      `select * from cm_jobs where state in ${OPEN_SQL} and state = 'submitting' and target in (select value from json_each(?))
+      `select * from cm_jobs where ${openJobs()} and state = 'submitting' and target in (select value from json_each(?))
        and (lease_until < ? or lease_owner = ?) order by id`,
       JSON.stringify(targets),
       now,
@@ -998,7 +1004,7 @@ export class SqliteStore implements QueueStore {
         `delete from cm_jobs where ended_at < ? and state in ${TERMINAL_SQL}
          and id < (select max(id) from cm_jobs)
          and not exists (select 1 from cm_deps d join cm_jobs c on c.id = d.job_id
-           where d.parent_id = cm_jobs.id and c.state in ${OPEN_SQL})`,
+           where d.parent_id = cm_jobs.id and ${openJobs('c.state')})`,
         before,
       ).changes;
       this.#run(
@@ -1032,9 +1038,9 @@ export class SqliteStore implements QueueStore {
   async allTerminal(ids: readonly number[] | null): Promise<boolean> {
     const open =
       ids === null
-        ? this.#get(`select 1 from cm_jobs where state in ${OPEN_SQL} limit 1`)
+        ? this.#get(`select 1 from cm_jobs where ${openJobs()} limit 1`)
         : this.#get(
-            `select 1 from cm_jobs where id in (select value from json_each(?)) and state in ${OPEN_SQL} limit 1`,
+            `select 1 from cm_jobs where id in (select value from json_each(?)) and ${openJobs()} limit 1`,
             JSON.stringify(ids),
           );
     return open === undefined;
