@@ -6,8 +6,9 @@
 //
 //   node bench/ssh-pool.mjs [--quick] [--pooled=300] [--fresh=40] [--seconds=3] [--root] [--out=file.json]
 
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg } from 'node:os';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -94,6 +95,52 @@ async function freshLatency() {
   return summary(times);
 }
 
+/**
+ * The peer a shell user has: OpenSSH's own multiplexing (`ssh -S socket`, a ControlMaster
+ * started once), one `ssh` process per command. Null when no `ssh` client is installed.
+ */
+async function opensshMuxLatency() {
+  if (spawnSync('ssh', ['-V']).error) return null;
+  const dir = mkdtempSync(join(tmpdir(), 'cm-bench-ssh-'));
+  const socket = join(dir, 'ctl');
+  const common = [
+    ['-p', String(host.port)],
+    ['-i', host.privateKeyPath],
+    ['-o', `UserKnownHostsFile=${host.knownHostsPath}`],
+    ['-o', 'StrictHostKeyChecking=yes'],
+    ['-o', 'BatchMode=yes'],
+    ['-o', 'IdentitiesOnly=yes'],
+    ['-F', '/dev/null'],
+  ].flat();
+  const target = `${host.username}@${host.host}`;
+  const master = spawn('ssh', [...common, '-M', '-S', socket, '-N', target], { stdio: 'ignore' });
+  const run = (argv) =>
+    new Promise((resolve, reject) => {
+      const child = spawn('ssh', argv, { stdio: 'ignore' });
+      child.on('error', reject);
+      child.on('exit', (code) => resolve(code));
+    });
+  try {
+    const ready = Date.now() + 10_000;
+    while ((await run([...common, '-S', socket, '-O', 'check', target])) !== 0) {
+      if (Date.now() > ready) return null;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const exec = () => run([...common, '-S', socket, target, 'true']);
+    for (let i = 0; i < 10; i++) await exec();
+    const times = [];
+    for (let i = 0; i < Math.min(POOLED, 200); i++) {
+      const t0 = performance.now();
+      if ((await exec()) !== 0) throw new Error('ssh -S exec failed');
+      times.push(performance.now() - t0);
+    }
+    return summary(times);
+  } finally {
+    master.kill();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 async function throughput(callers) {
   // 4 connections x 8 sessions: 32 callers never wait for a session.
   const pool = new SshPool({ max: 4 });
@@ -144,6 +191,16 @@ console.log(
   `  ratio (fresh / pooled, median): ${ratio.toFixed(1)}x faster pooled; p99 ${(fresh.p99 / pooled.p99).toFixed(1)}x`,
 );
 
+const mux = await opensshMuxLatency();
+if (mux) {
+  console.log(
+    `  OpenSSH ControlMaster    median ${ms(mux.median).padStart(10)}   p99 ${ms(mux.p99).padStart(10)}   (n=${mux.n}; one \`ssh -S\` process per command)`,
+  );
+  console.log(
+    `  ratio (ControlMaster / pooled, median): ${(mux.median / pooled.median).toFixed(1)}x faster pooled`,
+  );
+} else console.log('  OpenSSH ControlMaster: not run (no ssh client, or the master did not start)');
+
 console.log(`\nthroughput (pool of max 4 connections x 8 sessions, ${SECONDS} s per level)`);
 const levels = [];
 for (const callers of LEVELS) {
@@ -162,7 +219,7 @@ console.log(
 if (args.out) {
   writeFileSync(
     args.out,
-    `${JSON.stringify({ at: new Date().toISOString(), host: `${host.username}@${host.host}:${host.port}`, loadavg: loadavg(), pooled, fresh, ratio, throughput: levels }, null, 2)}\n`,
+    `${JSON.stringify({ at: new Date().toISOString(), host: `${host.username}@${host.host}:${host.port}`, loadavg: loadavg(), pooled, fresh, ratio, opensshControlMaster: mux, throughput: levels }, null, 2)}\n`,
   );
   console.log(`\nJSON written to ${args.out}`);
 }

@@ -36,7 +36,8 @@ const SYSTEMS = [
 // Counts sized so the whole default run stays under about 3 minutes on 2 cores; --quick is a
 // smoke run of a few seconds per system. Each can be overridden: --single=N, --finished=N, ...
 const FULL = {
-  single: 5_000,
+  single: 10_000,
+  enqueueWarmup: 500,
   bulk: 20_000,
   enqueueMaxMs: 3_000,
   batch: 1_000,
@@ -59,6 +60,7 @@ const FULL = {
 const QUICK = {
   ...FULL,
   single: 300,
+  enqueueWarmup: 50,
   bulk: 2_000,
   enqueueMaxMs: 1_000,
   batch: 500,
