@@ -4,10 +4,19 @@
 // take the target's row lock before counting its live jobs, and event rows are inserted last
 // under one advisory lock so their `seq` order is the commit order (see #commitEvents).
 
+import { createHash } from 'node:crypto';
 import { type RunnerHandle, ValidationError } from '@crystalmath/core';
 import { Migrator } from '@crystalmath/migrate';
 import { Kysely, PostgresDialect } from 'kysely';
-import type { Client, ClientConfig, Pool, PoolClient, PoolConfig } from 'pg';
+import type {
+  Client,
+  ClientConfig,
+  Pool,
+  PoolClient,
+  PoolConfig,
+  QueryConfig,
+  QueryResult,
+} from 'pg';
 import { queueMigrations } from '../../migrations.js';
 import { QueueError } from '../../queue-error.js';
 import type {
@@ -157,6 +166,47 @@ function sqlState(error: unknown): string | undefined {
   return typeof code === 'string' ? code : undefined;
 }
 
+const statementNames = new Map<string, string>();
+
+/**
+ * A named statement: PostgreSQL parses and plans it once per connection instead of on every
+ * call (the store's statements are a fixed set of texts; values are always parameters).
+ */
+function prepared(text: string, params: readonly Param[]): QueryConfig {
+  let name = statementNames.get(text);
+  if (name === undefined) {
+    // A bound on what a connection keeps: past it, statements go unnamed (parsed each time).
+    if (statementNames.size >= 500) return { text, values: params as unknown[] };
+    name = `cm_${createHash('sha1').update(text).digest('hex').slice(0, 20)}`;
+    statementNames.set(text, name);
+  }
+  return { name, text, values: params as unknown[] };
+}
+
+/** A guarded transition for `Tx.moveMany`. */
+interface Move {
+  readonly id: number;
+  readonly from: JobState;
+  readonly to: JobState;
+  readonly set?: Record<string, string | number | null>;
+  readonly reason?: string | null;
+}
+
+/** SQL types of the cm_jobs columns a transition may set, for typed `unnest` arrays. */
+const COLUMN_TYPES: Readonly<Record<string, string>> = {
+  handle: 'text',
+  runner_status: 'text',
+  reason: 'text',
+  lease_owner: 'text',
+  lease_until: 'bigint',
+  started_at: 'bigint',
+  ended_at: 'bigint',
+  run_at: 'bigint',
+  exit_code: 'integer',
+  attempt_base: 'integer',
+  cancel_requested: 'integer',
+};
+
 /** One write transaction: its client, the jobs it ended, the events it will write. */
 class Tx {
   readonly ended: { id: number; state: JobState; workflow_id: number | null }[] = [];
@@ -164,6 +214,8 @@ class Tx {
   readonly events: PendingEvent[] = [];
   /** Set when work became ready: NOTIFY on commit. */
   notify = false;
+  /** The rows of the `#write` preamble, run with BEGIN. */
+  preamble: Record<string, unknown>[] = [];
 
   constructor(
     readonly client: PoolClient,
@@ -173,7 +225,7 @@ class Tx {
 
   async all<T>(sql: string, ...params: Param[]): Promise<T[]> {
     this.onQuery?.(sql);
-    return (await this.client.query(sql, params as unknown[])).rows as T[];
+    return (await this.client.query(prepared(sql, params))).rows as T[];
   }
 
   async get<T>(sql: string, ...params: Param[]): Promise<T | undefined> {
@@ -182,7 +234,7 @@ class Tx {
 
   async run(sql: string, ...params: Param[]): Promise<number> {
     this.onQuery?.(sql);
-    return (await this.client.query(sql, params as unknown[])).rowCount ?? 0;
+    return (await this.client.query(prepared(sql, params))).rowCount ?? 0;
   }
 
   event(
@@ -226,6 +278,59 @@ class Tx {
     if (row.workflow_id !== null) this.touched.add(row.workflow_id);
     if (isTerminal(to)) this.ended.push({ id, state: to, workflow_id: row.workflow_id });
     return true;
+  }
+
+  /**
+   * Many guarded transitions in as few statements as there are distinct (from, to, columns)
+   * shapes: one `UPDATE ... FROM unnest(...)` each, instead of a round trip per job. Same
+   * result as calling `move` for each in order (events in the order given); returns the ids
+   * that moved.
+   */
+  async moveMany(items: readonly Move[]): Promise<Set<number>> {
+    const moved = new Set<number>();
+    const groups = new Map<string, Move[]>();
+    for (const m of items) {
+      const cols = Object.keys(m.set ?? {}).sort();
+      if (cols.some((c) => COLUMN_TYPES[c] === undefined)) {
+        if (await this.move(m.id, m.from, m.to, m.set, m.reason ?? null)) moved.add(m.id);
+        continue;
+      }
+      const key = `${m.from}>${m.to}>${cols.join(',')}`;
+      const group = groups.get(key) ?? [];
+      group.push(m);
+      groups.set(key, group);
+    }
+    const rowsById = new Map<number, { workflow_id: number | null; target: string }>();
+    for (const group of groups.values()) {
+      const { from, to } = group[0]!;
+      const cols = Object.keys(group[0]!.set ?? {}).sort();
+      const arrays: Param[] = [
+        group.map((m) => m.id),
+        ...cols.map((c) => group.map((m) => (m.set?.[c] ?? null) as string | number | null)),
+      ];
+      const types = ['bigint', ...cols.map((c) => COLUMN_TYPES[c]!)];
+      const rows = await this.all<{ id: number; workflow_id: number | null; target: string }>(
+        `update cm_jobs j set state = $1, updated_at = $2${cols.map((c) => `, ${c} = u.${c}`).join('')}
+         from unnest(${types.map((t, i) => `$${i + 4}::${t}[]`).join(', ')}) as u(id${cols.map((c) => `, ${c}`).join('')})
+         where j.id = u.id and j.state = $3
+         returning j.id, j.workflow_id, j.target`,
+        to,
+        this.now,
+        from,
+        ...arrays,
+      );
+      for (const r of rows) rowsById.set(Number(r.id), r);
+    }
+    for (const m of items) {
+      const row = rowsById.get(m.id);
+      if (row === undefined) continue;
+      moved.add(m.id);
+      this.event('job:state', m.id, row.workflow_id, row.target, m.from, m.to, m.reason ?? null);
+      if (row.workflow_id !== null) this.touched.add(row.workflow_id);
+      if (isTerminal(m.to))
+        this.ended.push({ id: m.id, state: m.to, workflow_id: row.workflow_id });
+    }
+    return moved;
   }
 
   /** The row, locked for this transaction (so a read-then-write cannot race another writer). */
@@ -398,7 +503,7 @@ export class PostgresStore implements QueueStore {
     this.#assertOpen();
     this.#onQuery?.(sql);
     try {
-      return (await this.#pool.query(sql, params as unknown[])).rows as T[];
+      return (await this.#pool.query(prepared(sql, params))).rows as T[];
     } catch (error) {
       throw storeError(error);
     }
@@ -413,7 +518,12 @@ export class PostgresStore implements QueueStore {
    * its events written before it commits. Run again from the start after a deadlock or a
    * unique-key race (another process inserted the same idempotency key first).
    */
-  async #write<T>(now: number, fn: (tx: Tx) => Promise<T>): Promise<T> {
+  /**
+   * One transaction around `fn`, retried on deadlock, serialization and unique violations.
+   * `preamble` (SQL text without parameters) goes out with BEGIN in one round trip, its rows in
+   * `tx.preamble`; NOTIFY goes out with COMMIT. Round trips are what a PostgreSQL write costs.
+   */
+  async #write<T>(now: number, fn: (tx: Tx) => Promise<T>, preamble?: string): Promise<T> {
     this.#assertOpen();
     for (let attempt = 1; ; attempt++) {
       let client: PoolClient;
@@ -425,14 +535,21 @@ export class PostgresStore implements QueueStore {
       let broken = false;
       try {
         this.#onQuery?.('begin');
-        await client.query('begin');
         const tx = new Tx(client, now, this.#onQuery);
+        if (preamble === undefined) await client.query('begin');
+        else {
+          this.#onQuery?.(preamble);
+          const results = (await client.query(`begin; ${preamble}`)) as unknown as QueryResult[];
+          tx.preamble = results[1]?.rows ?? [];
+        }
         const result = await fn(tx);
         await tx.settle();
         const seq = await this.#commitEvents(tx);
-        if (tx.notify) await tx.run(`select pg_notify('${NOTIFY_CHANNEL}', '')`);
         this.#onQuery?.('commit');
-        await client.query('commit');
+        if (tx.notify) {
+          this.#onQuery?.('notify');
+          await client.query(`select pg_notify('${NOTIFY_CHANNEL}', ''); commit`);
+        } else await client.query('commit');
         if (seq > this.#lastSeq) this.#lastSeq = seq;
         return result;
       } catch (error) {
@@ -488,139 +605,193 @@ export class PostgresStore implements QueueStore {
     workflow: NewWorkflow | null,
     now: number,
   ): Promise<InsertResult> {
-    return this.#write(now, async (tx) => {
-      const result: InsertResult = { ids: [], states: [], existing: [], workflowId: null };
-      if (workflow?.idempotencyKey) {
-        const wf = await tx.get<{ id: number }>(
-          'select id from cm_workflows where idempotency_key = $1',
-          workflow.idempotencyKey,
-        );
-        if (wf) {
-          const rows = await tx.all<{ id: number; state: JobState }>(
-            'select id, state from cm_jobs where workflow_id = $1 order by id',
-            wf.id,
+    const draw = `select nextval(pg_get_serial_sequence('cm_jobs', 'id')) id from generate_series(1, ${jobs.length})`;
+    return this.#write(
+      now,
+      async (tx) => {
+        const result: InsertResult = { ids: [], states: [], existing: [], workflowId: null };
+        if (workflow?.idempotencyKey) {
+          const wf = await tx.get<{ id: number }>(
+            'select id from cm_workflows where idempotency_key = $1',
+            workflow.idempotencyKey,
           );
-          return {
-            ids: rows.map((r) => r.id),
-            states: rows.map((r) => r.state),
-            existing: rows.map(() => true),
-            workflowId: wf.id,
-          };
+          if (wf) {
+            const rows = await tx.all<{ id: number; state: JobState }>(
+              'select id, state from cm_jobs where workflow_id = $1 order by id',
+              wf.id,
+            );
+            return {
+              ids: rows.map((r) => r.id),
+              states: rows.map((r) => r.state),
+              existing: rows.map(() => true),
+              workflowId: wf.id,
+            };
+          }
         }
-      }
-      if (workflow) {
-        const wf = await tx.get<{ id: number }>(
-          `insert into cm_workflows (name, on_failure, idempotency_key, metadata, created_at)
+        if (workflow) {
+          const wf = await tx.get<{ id: number }>(
+            `insert into cm_workflows (name, on_failure, idempotency_key, metadata, created_at)
            values ($1, $2, $3, $4, $5) returning id`,
-          workflow.name,
-          workflow.onFailure,
-          workflow.idempotencyKey,
-          workflow.metadata,
-          now,
-        );
-        result.workflowId = wf!.id;
-        tx.event('workflow:created', null, result.workflowId, null, null, null, null);
-      }
-      const policy = workflow?.onFailure ?? null;
-      for (const job of jobs) {
-        if (job.idempotencyKey !== null) {
-          const found = await tx.get<{ id: number; state: JobState; spec: string; target: string }>(
-            'select id, state, spec, target from cm_jobs where idempotency_key = $1',
-            job.idempotencyKey,
+            workflow.name,
+            workflow.onFailure,
+            workflow.idempotencyKey,
+            workflow.metadata,
+            now,
           );
-          if (found) {
-            assertSameDefinition(found, job);
-            result.ids.push(found.id);
-            result.states.push(found.state);
-            result.existing.push(true);
-            continue;
-          }
+          result.workflowId = wf!.id;
+          tx.event('workflow:created', null, result.workflowId, null, null, null, null);
         }
-        let pending = 0;
-        let skip: string | null = null;
-        const parents: { id: number; condition: EdgeCondition }[] = [];
-        for (const dep of job.deps) {
-          let parentId: number;
-          let parentState: JobState | undefined;
-          if (typeof dep.parent === 'number') {
-            parentId = dep.parent;
-            // FOR SHARE: a transaction ending this parent waits for our commit, then sees the
-            // new dependent when it settles (or we wait for it and see the parent ended).
-            parentState = (
-              await tx.get<{ state: JobState }>(
-                'select state from cm_jobs where id = $1 for share',
-                parentId,
-              )
-            )?.state;
-            if (parentState === undefined) {
-              throw new QueueError(
-                'E_QUEUE_UNKNOWN_DEPENDENCY',
-                `dependency ${parentId} does not exist`,
-                { details: { field: 'dependsOn', job: String(parentId) } },
-              );
+        const policy = workflow?.onFailure ?? null;
+        // A constant number of statements whatever the batch size: existing idempotency keys and
+        // existing parents are read in one query each, ids come from the sequence in one, and
+        // jobs, edges and tags go in as one `unnest` INSERT each.
+        const keys = [...new Set(jobs.map((j) => j.idempotencyKey).filter((k) => k !== null))];
+        const byKey = new Map(
+          keys.length === 0
+            ? []
+            : (
+                await tx.all<{
+                  id: number;
+                  state: JobState;
+                  spec: string;
+                  target: string;
+                  idempotency_key: string;
+                }>(
+                  'select id, state, spec, target, idempotency_key from cm_jobs where idempotency_key = any($1::text[])',
+                  keys,
+                )
+              ).map((r) => [r.idempotency_key, r]),
+        );
+        // FOR SHARE, in id order: a transaction ending one of these parents waits for our commit,
+        // then sees the new dependent when it settles (or we wait for it and see the parent ended).
+        const parentIds = [
+          ...new Set(
+            jobs.flatMap((j) => j.deps.map((d) => d.parent)).filter((p) => typeof p === 'number'),
+          ),
+        ].sort((a, b) => a - b);
+        const parentState = new Map(
+          parentIds.length === 0
+            ? []
+            : (
+                await tx.all<{ id: number; state: JobState }>(
+                  'select id, state from cm_jobs where id = any($1::bigint[]) order by id for share',
+                  parentIds,
+                )
+              ).map((r) => [Number(r.id), r.state]),
+        );
+        const fresh = jobs.filter((j) => j.idempotencyKey === null || !byKey.has(j.idempotencyKey));
+        // Ids were drawn with BEGIN, one per job (a job that turns out to exist leaves a gap, as
+        // any rolled-back insert does); ascending, so the batch keeps its order.
+        const ids = tx.preamble.map((r) => Number(r.id)).sort((a, b) => a - b);
+        const rows: (NewJob & { id: number; state: JobState; reason: string | null })[] = [];
+        const deps: { job: number; parent: number; condition: EdgeCondition }[] = [];
+        const tags: { job: number; tag: string }[] = [];
+        const batchKeys = new Map<
+          string,
+          { id: number; state: JobState; spec: string; target: string }
+        >();
+        for (const job of jobs) {
+          if (job.idempotencyKey !== null) {
+            const found = byKey.get(job.idempotencyKey) ?? batchKeys.get(job.idempotencyKey);
+            if (found) {
+              assertSameDefinition(found, job);
+              result.ids.push(Number(found.id));
+              result.states.push(found.state);
+              result.existing.push(true);
+              continue;
             }
-          } else {
-            const index = dep.parent.index;
-            const known = result.ids[index];
-            if (known === undefined)
-              throw new QueueError(
-                'E_QUEUE_UNKNOWN_DEPENDENCY',
-                `dependency index ${index} is not an earlier job`,
-              );
-            parentId = known;
-            parentState = result.states[index];
           }
-          parents.push({ id: parentId, condition: dep.condition });
-          if (parentState === undefined || !isTerminal(parentState)) pending++;
-          else if (!conditionHolds(dep.condition, parentState, policy))
-            skip ??= `dependency ${parentId} ended ${parentState} (${dep.condition})`;
+          const id = ids[rows.length]!;
+          let pending = 0;
+          let skip: string | null = null;
+          for (const dep of job.deps) {
+            let parentId: number;
+            let state: JobState | undefined;
+            if (typeof dep.parent === 'number') {
+              parentId = dep.parent;
+              state = parentState.get(parentId);
+              if (state === undefined) {
+                throw new QueueError(
+                  'E_QUEUE_UNKNOWN_DEPENDENCY',
+                  `dependency ${parentId} does not exist`,
+                  { details: { field: 'dependsOn', job: String(parentId) } },
+                );
+              }
+            } else {
+              const index = dep.parent.index;
+              const known = result.ids[index];
+              if (known === undefined)
+                throw new QueueError(
+                  'E_QUEUE_UNKNOWN_DEPENDENCY',
+                  `dependency index ${index} is not an earlier job`,
+                );
+              parentId = known;
+              state = result.states[index];
+            }
+            deps.push({ job: id, parent: parentId, condition: dep.condition });
+            if (state === undefined || !isTerminal(state)) pending++;
+            else if (!conditionHolds(dep.condition, state, policy))
+              skip ??= `dependency ${parentId} ended ${state} (${dep.condition})`;
+          }
+          const state: JobState = skip !== null ? 'skipped' : pending > 0 ? 'waiting' : 'ready';
+          rows.push({ ...job, id, state, reason: skip });
+          for (const tag of new Set(job.tags)) tags.push({ job: id, tag });
+          if (job.idempotencyKey !== null)
+            batchKeys.set(job.idempotencyKey, { id, state, spec: job.spec, target: job.target });
+          tx.event('job:state', id, result.workflowId, job.target, null, state, skip);
+          if (result.workflowId !== null) tx.touched.add(result.workflowId);
+          result.ids.push(id);
+          result.states.push(state);
+          result.existing.push(false);
         }
-        const state: JobState = skip !== null ? 'skipped' : pending > 0 ? 'waiting' : 'ready';
-        const inserted = await tx.get<{ id: number }>(
-          `insert into cm_jobs (name, state, target, priority, spec, workflow_id, workflow_key,
-             max_attempts, backoff, run_at, idempotency_key, tags, metadata, reason, created_at, updated_at, ended_at)
-           values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) returning id`,
-          job.name,
-          state,
-          job.target,
-          job.priority,
-          job.spec,
-          result.workflowId,
-          job.workflowKey,
-          job.maxAttempts,
-          job.backoff,
-          job.runAt,
-          job.idempotencyKey,
-          job.tags.length === 0 ? '[]' : JSON.stringify(job.tags),
-          job.metadata,
-          skip,
-          now,
-          now,
-          state === 'skipped' ? now : null,
-        );
-        const id = inserted!.id;
-        for (const p of parents)
+        if (rows.length > 0) {
+          const col = <T>(f: (r: (typeof rows)[number]) => T): T[] => rows.map(f);
           await tx.run(
-            'insert into cm_deps (job_id, parent_id, condition) values ($1, $2, $3)',
-            id,
-            p.id,
-            p.condition,
+            `insert into cm_jobs (id, name, state, target, priority, spec, workflow_id, workflow_key,
+             max_attempts, backoff, run_at, idempotency_key, tags, metadata, reason, created_at, updated_at, ended_at)
+           select id, name, state, target, priority, spec, $1::bigint, workflow_key, max_attempts, backoff,
+             run_at, idempotency_key, tags, metadata, reason, $2::bigint, $2::bigint,
+             case when state = 'skipped' then $2::bigint end
+           from unnest($3::bigint[], $4::text[], $5::text[], $6::text[], $7::integer[], $8::text[],
+             $9::text[], $10::integer[], $11::text[], $12::bigint[], $13::text[], $14::text[], $15::text[], $16::text[])
+             as u(id, name, state, target, priority, spec, workflow_key, max_attempts, backoff, run_at,
+               idempotency_key, tags, metadata, reason)`,
+            result.workflowId,
+            now,
+            col((r) => r.id),
+            col((r) => r.name),
+            col((r) => r.state),
+            col((r) => r.target),
+            col((r) => r.priority),
+            col((r) => r.spec),
+            col((r) => r.workflowKey),
+            col((r) => r.maxAttempts),
+            col((r) => r.backoff),
+            col((r) => r.runAt),
+            col((r) => r.idempotencyKey),
+            col((r) => (r.tags.length === 0 ? '[]' : JSON.stringify(r.tags))),
+            col((r) => r.metadata),
+            col((r) => r.reason),
           );
-        const tags = [...new Set(job.tags)];
+        }
+        if (deps.length > 0)
+          await tx.run(
+            `insert into cm_deps (job_id, parent_id, condition)
+           select * from unnest($1::bigint[], $2::bigint[], $3::text[])`,
+            deps.map((d) => d.job),
+            deps.map((d) => d.parent),
+            deps.map((d) => d.condition),
+          );
         if (tags.length > 0)
           await tx.run(
-            'insert into cm_tags (job_id, tag) select $1, t from unnest($2::text[]) t',
-            id,
-            tags,
+            'insert into cm_tags (job_id, tag) select * from unnest($1::bigint[], $2::text[])',
+            tags.map((t) => t.job),
+            tags.map((t) => t.tag),
           );
-        tx.event('job:state', id, result.workflowId, job.target, null, state, skip);
-        if (result.workflowId !== null) tx.touched.add(result.workflowId);
-        result.ids.push(id);
-        result.states.push(state);
-        result.existing.push(false);
-      }
-      return result;
-    });
+        return result;
+      },
+      draw,
+    );
   }
 
   // ---------------------------------------------------------------- read
@@ -846,8 +1017,18 @@ export class PostgresStore implements QueueStore {
     return this.#write(now, async (tx) => {
       const toCancel: SubmittedResult[] = [];
       const sorted = [...results].sort((a, b) => a.id - b.id);
+      // Locked in id order, like every multi-row lock here, so writers cannot deadlock.
+      const rows = new Map(
+        (
+          await tx.all<JobRow>(
+            'select * from cm_jobs where id = any($1::bigint[]) order by id for update',
+            sorted.map((r) => r.id),
+          )
+        ).map((r) => [Number(r.id), r]),
+      );
+      const moves: Move[] = [];
       for (const r of sorted) {
-        const row = await tx.lockRow(r.id);
+        const row = rows.get(r.id);
         if (row === undefined) continue;
         if (row.state !== 'submitting' || row.attempt !== r.attempt || row.lease_owner !== owner) {
           // Another scheduler recovered the claim: it adopted this very submission (same job key)
@@ -855,14 +1036,20 @@ export class PostgresStore implements QueueStore {
           if (row.state === 'cancelled' && row.attempt === r.attempt) toCancel.push(r);
           continue;
         }
-        await tx.move(r.id, 'submitting', 'queued', {
-          handle: JSON.stringify(r.handle),
-          lease_owner: null,
-          lease_until: null,
-          reason: null,
+        moves.push({
+          id: r.id,
+          from: 'submitting',
+          to: 'queued',
+          set: {
+            handle: JSON.stringify(r.handle),
+            lease_owner: null,
+            lease_until: null,
+            reason: null,
+          },
         });
         if (row.cancel_requested) toCancel.push(r);
       }
+      await tx.moveMany(moves);
       // In the caller's order, as the SQLite store returns them.
       return results.filter((r) => toCancel.includes(r));
     });
@@ -918,6 +1105,9 @@ export class PostgresStore implements QueueStore {
           )
         ).map((r) => [r.id, r]),
       );
+      const moves: Move[] = [];
+      const notes: { id: number; state: JobState; runnerStatus: string; reason: string | null }[] =
+        [];
       for (const u of updates) {
         const row = rows.get(u.id);
         if (
@@ -927,18 +1117,28 @@ export class PostgresStore implements QueueStore {
         )
           continue;
         const d = decideStatus(row, u.status, retry, now);
-        if (d.kind === 'move') await tx.move(row.id, row.state, d.to, d.set, d.reason);
-        else if (d.kind === 'note') {
-          await tx.run(
-            'update cm_jobs set runner_status = $1, reason = $2, updated_at = $3 where id = $4 and state = $5',
-            d.runnerStatus,
-            d.reason,
-            now,
-            row.id,
-            row.state,
-          );
-        }
+        if (d.kind === 'move')
+          moves.push({ id: row.id, from: row.state, to: d.to, set: d.set, reason: d.reason });
+        else if (d.kind === 'note')
+          notes.push({
+            id: row.id,
+            state: row.state,
+            runnerStatus: d.runnerStatus,
+            reason: d.reason,
+          });
       }
+      await tx.moveMany(moves);
+      if (notes.length > 0)
+        await tx.run(
+          `update cm_jobs j set runner_status = u.runner_status, reason = u.reason, updated_at = $1
+           from unnest($2::bigint[], $3::text[], $4::text[], $5::text[]) as u(id, state, runner_status, reason)
+           where j.id = u.id and j.state = u.state`,
+          now,
+          notes.map((n) => n.id),
+          notes.map((n) => n.state),
+          notes.map((n) => n.runnerStatus),
+          notes.map((n) => n.reason),
+        );
     });
   }
 
