@@ -25,9 +25,8 @@ import { readJournal } from './fixtures/journal-runner.mjs';
 import { describeStores, NoopRunner, type TestStore, tempDir } from './helpers.js';
 
 const TRIALS = envInt('CM_QUEUE_CRASH_TRIALS', 200);
-// PostgreSQL: fewer kills by default (each trial costs a connection pool and a migration check);
-// the 200-kill acceptance runs on the SQLite file store. CM_QUEUE_CRASH_TRIALS_PG raises it.
-const TRIALS_PG = envInt('CM_QUEUE_CRASH_TRIALS_PG', 60);
+// The 200-kill acceptance on both stores; CM_QUEUE_CRASH_TRIALS_PG sets PostgreSQL's apart.
+const TRIALS_PG = envInt('CM_QUEUE_CRASH_TRIALS_PG', TRIALS);
 const LANES = envInt('CM_QUEUE_CRASH_LANES', 4);
 const BUDGET_MS = envInt('CM_QUEUE_CRASH_MS', 300_000);
 const TARGETS = { x: 2, y: 4 };
@@ -73,7 +72,7 @@ describeStores((makeStore, kind) => {
             durationMs: DURATION_MS,
           };
           let trials = 0;
-          const perLane = Math.ceil(TRIALS / LANES);
+          const perLane = Math.ceil(trialsWanted / LANES);
           // The next child loads the package while the current one runs: start-up, not the
           // scheduler, is what a trial mostly costs.
           const next = () =>

@@ -161,6 +161,22 @@ describeStores((makeStore) => {
     expect(await collect(queue.events({ follow: false }))).toHaveLength(seqBefore);
   });
 
+  it('one key twice in one batch: one job for the same definition, E_QUEUE_DUPLICATE for another', async () => {
+    const [a, b] = await queue.enqueueMany([
+      { spec: spec('x'), target: 'a', idempotencyKey: 'batch' },
+      { spec: spec('x'), target: 'a', idempotencyKey: 'batch' },
+    ]);
+    expect(b!.id).toBe(a!.id);
+    expect((await queue.counts()).total).toBe(1);
+    await expect(
+      queue.enqueueMany([
+        { spec: spec('y'), target: 'a', idempotencyKey: 'batch2' },
+        { spec: spec('z'), target: 'a', idempotencyKey: 'batch2' },
+      ]),
+    ).rejects.toMatchObject({ code: 'E_QUEUE_DUPLICATE' });
+    expect((await queue.counts()).total).toBe(1);
+  });
+
   it('claims by priority, then first in first out', async () => {
     runner.hold = true;
     const low = await queue.enqueue(spec('low'), { target: 'b', priority: 0 });

@@ -436,16 +436,22 @@ export class SqliteStore implements QueueStore {
       const deps: Param[] = [];
       const tags: Param[] = [];
       const wf = result.workflowId;
+      // Keys first used earlier in this same batch (their rows are inserted at the end).
+      const batchKeys = new Map<
+        string,
+        { id: number; state: JobState; spec: string; target: string }
+      >();
       for (const job of jobs) {
         if (job.idempotencyKey !== null) {
           const found = this.#get<{ id: number; state: JobState; spec: string; target: string }>(
             'select id, state, spec, target from cm_jobs where idempotency_key = ?',
             job.idempotencyKey,
           );
-          if (found) {
-            assertSameDefinition(found, job);
-            result.ids.push(found.id);
-            result.states.push(found.state);
+          const hit = found ?? batchKeys.get(job.idempotencyKey);
+          if (hit) {
+            assertSameDefinition(hit, job);
+            result.ids.push(hit.id);
+            result.states.push(hit.state);
             result.existing.push(true);
             continue;
           }
@@ -508,6 +514,8 @@ export class SqliteStore implements QueueStore {
           state === 'skipped' ? now : null,
         );
         for (const tag of new Set(job.tags)) tags.push(id, tag);
+        if (job.idempotencyKey !== null)
+          batchKeys.set(job.idempotencyKey, { id, state, spec: job.spec, target: job.target });
         this.#event(now, 'job:state', id, wf, job.target, null, state, skip);
         result.ids.push(id);
         result.states.push(state);
