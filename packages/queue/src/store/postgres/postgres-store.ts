@@ -344,36 +344,63 @@ class Tx {
    * parents of one child serialise there, and the second counts after the first committed.
    */
   async settle(): Promise<void> {
-    for (let next = this.ended.pop(); next !== undefined; next = this.ended.pop()) {
+    // Round by round, every job ended so far at once: two queries per round, not per job.
+    while (this.ended.length > 0) {
+      const ended = this.ended.splice(0).map((e) => e.id);
       const children = await this.all<{
         id: number;
         run_at: number;
-        condition: EdgeCondition;
         on_failure: FailurePolicy | null;
       }>(
-        `select j.id, j.run_at, d.condition, w.on_failure from cm_deps d join cm_jobs j on j.id = d.job_id
-         left join cm_workflows w on w.id = j.workflow_id where d.parent_id = $1 and j.state = 'waiting'
+        `select j.id, j.run_at, w.on_failure from cm_jobs j
+         left join cm_workflows w on w.id = j.workflow_id
+         where j.id in (select d.job_id from cm_deps d where d.parent_id = any($1::bigint[]))
+           and j.state = 'waiting'
          order by j.id for update of j`,
-        next.id,
+        ended,
       );
+      if (children.length === 0) continue;
+      // Judged on ALL their parents: another one may have ended in this same transaction.
+      const parents = new Map<
+        number,
+        { id: number; state: JobState; condition: EdgeCondition }[]
+      >();
+      for (const p of await this.all<{
+        job_id: number;
+        id: number;
+        state: JobState;
+        condition: EdgeCondition;
+      }>(
+        `select d.job_id, p.id, p.state, d.condition from cm_deps d join cm_jobs p on p.id = d.parent_id
+         where d.job_id = any($1::bigint[]) order by d.job_id, p.id`,
+        children.map((c) => c.id),
+      )) {
+        const list = parents.get(Number(p.job_id)) ?? [];
+        list.push(p);
+        parents.set(Number(p.job_id), list);
+      }
+      const moves: Move[] = [];
       for (const child of children) {
-        // Judged on ALL its parents: another one may have ended in this same transaction.
-        const parents = await this.all<{ id: number; state: JobState; condition: EdgeCondition }>(
-          `select p.id, p.state, d.condition from cm_deps d join cm_jobs p on p.id = d.parent_id
-           where d.job_id = $1 order by p.id`,
-          child.id,
-        );
-        const d = decideDependent(parents, child.on_failure);
+        const d = decideDependent(parents.get(Number(child.id)) ?? [], child.on_failure);
         if (d.decision === 'skip') {
           const why = `dependency ${d.because.id} ended ${d.because.state} (${d.because.condition})`;
-          await this.move(child.id, 'waiting', 'skipped', { ended_at: this.now, reason: why }, why);
+          moves.push({
+            id: child.id,
+            from: 'waiting',
+            to: 'skipped',
+            set: { ended_at: this.now, reason: why },
+            reason: why,
+          });
         } else if (d.decision === 'ready') {
-          await this.move(child.id, 'waiting', 'ready', {
-            run_at: Math.max(child.run_at, this.now),
-            reason: null,
+          moves.push({
+            id: child.id,
+            from: 'waiting',
+            to: 'ready',
+            set: { run_at: Math.max(Number(child.run_at), this.now), reason: null },
           });
         }
       }
+      await this.moveMany(moves); // skipped ones join `ended` for the next round
     }
     for (const wf of [...this.touched].sort((a, b) => a - b)) {
       const open = await this.get(
