@@ -605,12 +605,14 @@ export class PostgresStore implements QueueStore {
    */
   async #commitEvents(tx: Tx): Promise<number> {
     if (tx.events.length === 0) return 0;
-    await tx.run('select pg_advisory_xact_lock($1)', EVENTS_LOCK);
     const col = <K extends keyof PendingEvent>(k: K) => tx.events.map((e) => e[k]);
+    // The lock in the same statement: every row inserted is joined with the lock's one row, so
+    // the lock is held before the first `seq` is drawn, whatever order the planner picks.
     const rows = await tx.all<{ seq: number }>(
-      `insert into cm_events (at, type, job_id, workflow_id, target, from_state, to_state, reason)
+      `with l as materialized (select pg_advisory_xact_lock($9) locked)
+       insert into cm_events (at, type, job_id, workflow_id, target, from_state, to_state, reason)
        select at, type, job_id, workflow_id, target, from_state, to_state, reason
-       from unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[])
+       from l, unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[])
          with ordinality as e(at, type, job_id, workflow_id, target, from_state, to_state, reason, ord)
        order by ord returning seq`,
       col('at'),
@@ -621,6 +623,7 @@ export class PostgresStore implements QueueStore {
       col('from_state'),
       col('to_state'),
       col('reason'),
+      EVENTS_LOCK,
     );
     return rows.reduce((m, r) => Math.max(m, r.seq), 0);
   }
