@@ -986,13 +986,14 @@ export class PostgresStore implements QueueStore {
   ): Promise<JobRow[]> {
     if (targets.length === 0 || limit <= 0) return [];
     return this.#write(now, async (tx) => {
-      const meta = await tx.get<{ paused: number }>('select paused from cm_meta where id = 1');
-      if (meta === undefined || meta.paused !== 0) return [];
       // The targets' rows locked, in name order: claims of one target serialise here, and the
       // live count below (a fresh snapshot under READ COMMITTED) includes every earlier claim.
+      // None when the whole queue is paused.
       const slots = await tx.all<{ name: string; max_concurrent: number | null }>(
-        `select name, max_concurrent from cm_targets where paused = 0 and name = any($1::text[])
-         order by name for update`,
+        `select name, max_concurrent from cm_targets
+         where paused = 0 and name = any($1::text[])
+           and exists (select 1 from cm_meta where id = 1 and paused = 0)
+         order by name for update of cm_targets`,
         targets,
       );
       const claimed: JobRow[] = [];
