@@ -104,6 +104,55 @@ describe('renderWatch', () => {
   });
 });
 
+describe('watch event names', () => {
+  it('names job 1 and workflow 1 apart (their ids overlap)', () => {
+    const counts = {
+      waiting: 0,
+      ready: 0,
+      submitting: 0,
+      queued: 0,
+      running: 0,
+      succeeded: 1,
+      failed: 0,
+      cancelled: 0,
+      timeout: 0,
+      skipped: 0,
+    };
+    const lines = renderWatch(
+      {
+        at: 5_000,
+        store: 'sqlite:/tmp/x.db',
+        counts: { total: 1, byState: counts, byTarget: { local: counts } },
+        targets: [],
+        workflows: [],
+        events: [
+          {
+            seq: 1,
+            at: 1_000,
+            type: 'job:state',
+            jobId: '1',
+            workflowId: null,
+            target: 'local',
+            from: 'queued',
+            to: 'succeeded',
+            reason: null,
+          },
+          { seq: 2, at: 2_000, type: 'workflow:created', workflowId: '1' },
+        ],
+        jobNames: new Map([
+          ['1', 'echo'],
+          ['w:1', 'relax'],
+        ]),
+      },
+      { width: 100, c: colors(false), ascii: true },
+    );
+    const text = lines.join('\n');
+    expect(text).toMatch(/echo {2}queued → succeeded/);
+    expect(text).toContain('workflow relax created');
+    expect(text).not.toMatch(/relax {2}queued/);
+  });
+});
+
 describe('format helpers', () => {
   it('parses durations with units and rejects garbage', () => {
     expect(parseDuration('7d')).toBe(7 * 86_400_000);

@@ -66,7 +66,7 @@ async function snapshot(queue: Queue, state: WatchState, store: string): Promise
   ]);
   const present = workflows.filter((w): w is Workflow => w !== null);
   for (const w of present) {
-    state.names.set(w.id, w.name);
+    state.names.set(`w:${w.id}`, w.name); // job and workflow ids overlap
     for (const j of Object.values(w.jobs)) state.names.set(j.id, j.workflowKey ?? j.name);
   }
   // Name the jobs of recent events that belong to no tracked workflow (bounded by KEEP_EVENTS).

@@ -25,7 +25,7 @@ export interface WatchSnapshot {
   readonly workflows: readonly Workflow[];
   /** Most recent last. */
   readonly events: readonly QueueEvent[];
-  /** Job names for event lines, by job id. */
+  /** Names for event lines: jobs by id, workflows by `w:<id>` (ids of the two overlap). */
   readonly jobNames: ReadonlyMap<string, string>;
   /** Whether the whole queue is paused, when known. */
   readonly queuePaused?: boolean;
@@ -71,9 +71,13 @@ function eventSegments(e: QueueEvent, names: ReadonlyMap<string, string>, c: Col
     case 'target:limit':
       return [time, [`target ${e.target} limit ${e.maxConcurrent ?? 'unlimited'}`]];
     case 'workflow:created':
-      return [time, [`workflow ${names.get(e.workflowId) ?? e.workflowId} created`]];
+      return [time, [`workflow ${names.get(`w:${e.workflowId}`) ?? e.workflowId} created`]];
     case 'workflow:done':
-      return [time, [`workflow ${names.get(e.workflowId) ?? e.workflowId} `], ['done', c.green]];
+      return [
+        time,
+        [`workflow ${names.get(`w:${e.workflowId}`) ?? e.workflowId} `],
+        ['done', c.green],
+      ];
     default:
       return [time, [(e as { type: string }).type]];
   }
