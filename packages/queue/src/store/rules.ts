@@ -179,3 +179,64 @@ export function assertSameDefinition(
     { details: { field: 'idempotencyKey', job: String(found.id) } },
   );
 }
+
+/**
+ * A new job's edges and first state: `skipped` (with the reason) when a parent already ended in
+ * a way its edge does not accept, `waiting` while a parent is open, else `ready`. Parents are
+ * existing jobs (`stateOf` gives their state, undefined when there is none) or earlier jobs of
+ * the same batch (`{ index }` into `batch`). An unknown parent is `E_QUEUE_UNKNOWN_DEPENDENCY`.
+ */
+export function planNewJob(
+  job: NewJob,
+  batch: { readonly ids: readonly number[]; readonly states: readonly JobState[] },
+  stateOf: (id: number) => JobState | undefined,
+  policy: FailurePolicy | null,
+): {
+  state: JobState;
+  skip: string | null;
+  parents: { id: number; condition: EdgeCondition }[];
+} {
+  let pending = 0;
+  let skip: string | null = null;
+  const parents: { id: number; condition: EdgeCondition }[] = [];
+  for (const dep of job.deps) {
+    let id: number;
+    let state: JobState | undefined;
+    if (typeof dep.parent === 'number') {
+      id = dep.parent;
+      state = stateOf(id);
+      if (state === undefined)
+        throw new QueueError('E_QUEUE_UNKNOWN_DEPENDENCY', `dependency ${id} does not exist`, {
+          details: { field: 'dependsOn', job: String(id) },
+        });
+    } else {
+      const known = batch.ids[dep.parent.index];
+      if (known === undefined)
+        throw new QueueError(
+          'E_QUEUE_UNKNOWN_DEPENDENCY',
+          `dependency index ${dep.parent.index} is not an earlier job`,
+        );
+      id = known;
+      state = batch.states[dep.parent.index];
+    }
+    parents.push({ id, condition: dep.condition });
+    if (state === undefined || !isTerminal(state)) pending++;
+    else if (!conditionHolds(dep.condition, state, policy))
+      skip ??= `dependency ${id} ended ${state} (${dep.condition})`;
+  }
+  const state: JobState = skip !== null ? 'skipped' : pending > 0 ? 'waiting' : 'ready';
+  return { state, skip, parents };
+}
+
+/** What `insertJobs` returns for a workflow whose idempotency key already exists. */
+export function existingWorkflow(
+  workflowId: number,
+  rows: readonly { readonly id: number; readonly state: JobState }[],
+): { ids: number[]; states: JobState[]; existing: boolean[]; workflowId: number } {
+  return {
+    ids: rows.map((r) => Number(r.id)),
+    states: rows.map((r) => r.state),
+    existing: rows.map(() => true),
+    workflowId,
+  };
+}

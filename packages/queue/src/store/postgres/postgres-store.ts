@@ -32,8 +32,10 @@ import {
   conditionHolds,
   decideDependent,
   decideStatus,
+  existingWorkflow,
   isTerminal,
   LIVE_SQL,
+  planNewJob,
   TERMINAL_SQL,
 } from '../rules.js';
 import type {
@@ -650,12 +652,7 @@ export class PostgresStore implements QueueStore {
               'select id, state from cm_jobs where workflow_id = $1 order by id',
               wf.id,
             );
-            return {
-              ids: rows.map((r) => r.id),
-              states: rows.map((r) => r.state),
-              existing: rows.map(() => true),
-              workflowId: wf.id,
-            };
+            return existingWorkflow(wf.id, rows);
           }
         }
         if (workflow) {
@@ -709,7 +706,6 @@ export class PostgresStore implements QueueStore {
                 )
               ).map((r) => [Number(r.id), r.state]),
         );
-        const fresh = jobs.filter((j) => j.idempotencyKey === null || !byKey.has(j.idempotencyKey));
         // Ids were drawn with BEGIN, one per job (a job that turns out to exist leaves a gap, as
         // any rolled-back insert does); ascending, so the batch keeps its order.
         const ids = tx.preamble.map((r) => Number(r.id)).sort((a, b) => a - b);
@@ -732,38 +728,13 @@ export class PostgresStore implements QueueStore {
             }
           }
           const id = ids[rows.length]!;
-          let pending = 0;
-          let skip: string | null = null;
-          for (const dep of job.deps) {
-            let parentId: number;
-            let state: JobState | undefined;
-            if (typeof dep.parent === 'number') {
-              parentId = dep.parent;
-              state = parentState.get(parentId);
-              if (state === undefined) {
-                throw new QueueError(
-                  'E_QUEUE_UNKNOWN_DEPENDENCY',
-                  `dependency ${parentId} does not exist`,
-                  { details: { field: 'dependsOn', job: String(parentId) } },
-                );
-              }
-            } else {
-              const index = dep.parent.index;
-              const known = result.ids[index];
-              if (known === undefined)
-                throw new QueueError(
-                  'E_QUEUE_UNKNOWN_DEPENDENCY',
-                  `dependency index ${index} is not an earlier job`,
-                );
-              parentId = known;
-              state = result.states[index];
-            }
-            deps.push({ job: id, parent: parentId, condition: dep.condition });
-            if (state === undefined || !isTerminal(state)) pending++;
-            else if (!conditionHolds(dep.condition, state, policy))
-              skip ??= `dependency ${parentId} ended ${state} (${dep.condition})`;
-          }
-          const state: JobState = skip !== null ? 'skipped' : pending > 0 ? 'waiting' : 'ready';
+          const { state, skip, parents } = planNewJob(
+            job,
+            result,
+            (parent) => parentState.get(parent),
+            policy,
+          );
+          for (const p of parents) deps.push({ job: id, parent: p.id, condition: p.condition });
           rows.push({ ...job, id, state, reason: skip });
           for (const tag of new Set(job.tags)) tags.push({ job: id, tag });
           if (job.idempotencyKey !== null)

@@ -25,8 +25,10 @@ import {
   conditionHolds,
   decideDependent,
   decideStatus,
+  existingWorkflow,
   isTerminal,
   LIVE_SQL,
+  planNewJob,
   TERMINAL_SQL,
 } from '../rules.js';
 import type {
@@ -406,12 +408,7 @@ export class SqliteStore implements QueueStore {
             'select id, state from cm_jobs where workflow_id = ? order by id',
             wf.id,
           );
-          return {
-            ids: rows.map((r) => r.id),
-            states: rows.map((r) => r.state),
-            existing: rows.map(() => true),
-            workflowId: wf.id,
-          };
+          return existingWorkflow(wf.id, rows);
         }
       }
       if (workflow) {
@@ -457,42 +454,14 @@ export class SqliteStore implements QueueStore {
           }
         }
         const id = nextId++;
-        let pending = 0;
-        let skip: string | null = null;
-        for (const dep of job.deps) {
-          let parentId: number;
-          let parentState: JobState | undefined;
-          if (typeof dep.parent === 'number') {
-            parentId = dep.parent;
-            parentState = this.#get<{ state: JobState }>(
-              'select state from cm_jobs where id = ?',
-              parentId,
-            )?.state;
-            if (parentState === undefined) {
-              throw new QueueError(
-                'E_QUEUE_UNKNOWN_DEPENDENCY',
-                `dependency ${parentId} does not exist`,
-                { details: { field: 'dependsOn', job: String(parentId) } },
-              );
-            }
-          } else {
-            const known = result.ids[dep.parent.index];
-            if (known === undefined) {
-              throw new QueueError(
-                'E_QUEUE_UNKNOWN_DEPENDENCY',
-                `dependency index ${dep.parent.index} is not an earlier job`,
-              );
-            }
-            parentId = known;
-            parentState = result.states[dep.parent.index];
-          }
-          deps.push(id, parentId, dep.condition);
-          if (parentState === undefined || !isTerminal(parentState)) pending++;
-          else if (!conditionHolds(dep.condition, parentState, policy)) {
-            skip ??= `dependency ${parentId} ended ${parentState} (${dep.condition})`;
-          }
-        }
-        const state: JobState = skip !== null ? 'skipped' : pending > 0 ? 'waiting' : 'ready';
+        const { state, skip, parents } = planNewJob(
+          job,
+          result,
+          (parent) =>
+            this.#get<{ state: JobState }>('select state from cm_jobs where id = ?', parent)?.state,
+          policy,
+        );
+        for (const p of parents) deps.push(id, p.id, p.condition);
         rows.push(
           id,
           job.name,
