@@ -41,6 +41,8 @@ import {
   type TargetOptions,
   type Workflow,
   type WorkflowDefinition,
+  type WorkflowListOptions,
+  type WorkflowPage,
 } from './types.js';
 
 /** Retry delays when `backoff` is not given: 5 s, 10 s, 20 s, ... up to 10 min, +-20 %. */
@@ -580,6 +582,38 @@ export class QueueImpl extends EventEmitter implements Queue {
     };
   }
 
+  /** Workflows, newest first, a page at a time (one query per page). */
+  async workflows(options: WorkflowListOptions = {}): Promise<WorkflowPage> {
+    this.#assertOpen();
+    const limit = options.limit ?? 20;
+    if (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1 || limit > 1000) {
+      throw new ValidationError('limit', 'must be an integer from 1 to 1000');
+    }
+    let before = Number.MAX_SAFE_INTEGER;
+    if (options.cursor !== undefined) {
+      const text =
+        typeof options.cursor === 'string'
+          ? Buffer.from(options.cursor, 'base64url').toString()
+          : '';
+      const m = /^w:([0-9]{1,15})$/.exec(text);
+      if (!m) throw new ValidationError('cursor', 'is not a cursor returned by workflows()');
+      before = Number(m[1]);
+    }
+    const rows = await this.#store.listWorkflows(before, limit + 1);
+    const page = rows.slice(0, limit);
+    return {
+      workflows: page.map((w) => ({
+        id: String(w.id),
+        name: w.name,
+        onFailure: w.on_failure,
+        createdAt: Number(w.created_at),
+        doneAt: w.done_at === null ? null : Number(w.done_at),
+      })),
+      nextCursor:
+        rows.length > limit ? Buffer.from(`w:${page.at(-1)!.id}`).toString('base64url') : null,
+    };
+  }
+
   async targets(): Promise<TargetInfo[]> {
     this.#assertOpen();
     return (await this.#store.targets()).map((t) => ({
@@ -595,6 +629,14 @@ export class QueueImpl extends EventEmitter implements Queue {
     let seq = options.after ?? 0;
     if (typeof seq !== 'number' || !Number.isInteger(seq) || seq < 0)
       throw new ValidationError('after', 'must be a non-negative integer');
+    if (options.tail !== undefined) {
+      const tail = options.tail;
+      if (typeof tail !== 'number' || !Number.isInteger(tail) || tail < 0)
+        throw new ValidationError('tail', 'must be a non-negative integer');
+      if (options.after !== undefined)
+        throw new ValidationError('tail', 'cannot be combined with after');
+      seq = Math.max(0, (await this.#store.lastEventSeq()) - tail);
+    }
     const follow = options.follow ?? true;
     const interval = options.pollIntervalMs ?? 200;
     for (;;) {

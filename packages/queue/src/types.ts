@@ -145,6 +145,30 @@ export interface Workflow {
   readonly done: boolean;
 }
 
+/** A workflow without its jobs, for listings: `queue.workflows()`. */
+export interface WorkflowSummary {
+  readonly id: string;
+  readonly name: string;
+  readonly onFailure: FailurePolicy;
+  readonly createdAt: number;
+  /** When its last job ended (every job terminal), or null while it runs. */
+  readonly doneAt: number | null;
+}
+
+export interface WorkflowListOptions {
+  /** Page size, 1 to 1000. Default 20. */
+  readonly limit?: number;
+  /** Opaque cursor from the previous page. */
+  readonly cursor?: string;
+}
+
+export interface WorkflowPage {
+  /** Newest first. */
+  readonly workflows: readonly WorkflowSummary[];
+  /** Pass as `cursor` for the next (older) page; null at the end. */
+  readonly nextCursor: string | null;
+}
+
 export interface TargetOptions {
   /** The runner this target uses: a name from `openQueue({ runners })` or a Runner instance. */
   readonly runner: string | Runner;
@@ -239,6 +263,11 @@ export interface QueueEventMap {
 export interface EventsOptions {
   /** Yield events with `seq` greater than this. Default 0 (from the start). */
   readonly after?: number;
+  /**
+   * Start with about the last `tail` events instead of the whole log (like `tail -n`; seq
+   * numbers may have gaps, so it can be fewer). Not with `after`.
+   */
+  readonly tail?: number;
   /** Keep waiting for new events (default true); false ends at the current end of the log. */
   readonly follow?: boolean;
   /** How often to look for new rows when following from another process. Default 200 ms. */
@@ -323,6 +352,8 @@ export interface Queue {
   list(filter?: ListFilter): Promise<ListPage>;
   counts(): Promise<QueueCounts>;
   workflow(id: string): Promise<Workflow | null>;
+  /** Workflows without their jobs, newest first, a page at a time. */
+  workflows(options?: WorkflowListOptions): Promise<WorkflowPage>;
   targets(): Promise<TargetInfo[]>;
   /** The persisted event log as an async iterator; works from any process on the same store. */
   events(options?: EventsOptions): AsyncIterableIterator<QueueEvent>;

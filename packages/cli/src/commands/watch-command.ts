@@ -1,6 +1,7 @@
 // `crystalmath watch`: a live view of the queue from any terminal. It reads the store only:
-// the persisted event log (followed from the last sequence number seen) for recent events and
-// newly created workflows, plus counts, targets and tracked workflows once per refresh. It never
+// the most recent workflows and the tail of the persisted event log to start, then the log
+// (followed from the last sequence number seen) for recent events and newly created
+// workflows, plus counts, targets and tracked workflows once per refresh. It never
 // starts a scheduler, so it can run beside `crystalmath run` in another terminal or machine.
 
 import type { Queue, QueueEvent, Workflow } from '@crystalmath/queue';
@@ -40,18 +41,18 @@ class WatchState {
     this.workflowIds.push(...pinned);
   }
 
+  /** Shows this workflow, dropping the oldest shown past the maximum. */
+  track(id: string): void {
+    if (this.workflowIds.includes(id)) return;
+    this.workflowIds.push(id);
+    if (this.workflowIds.length > this.maxWorkflows) this.workflowIds.shift();
+  }
+
   note(e: QueueEvent): void {
     this.lastSeq = Math.max(this.lastSeq, e.seq);
     this.events.push(e);
     if (this.events.length > KEEP_EVENTS) this.events.splice(0, this.events.length - KEEP_EVENTS);
-    if (
-      e.type === 'workflow:created' &&
-      this.pinned.length === 0 &&
-      !this.workflowIds.includes(e.workflowId)
-    ) {
-      this.workflowIds.push(e.workflowId);
-      if (this.workflowIds.length > this.maxWorkflows) this.workflowIds.shift();
-    }
+    if (e.type === 'workflow:created' && this.pinned.length === 0) this.track(e.workflowId);
     if ((e.type === 'queue:paused' || e.type === 'queue:resumed') && e.target === null) {
       this.queuePaused = e.type === 'queue:paused';
     }
@@ -115,8 +116,13 @@ export function registerWatchCommand(program: Command, ctx: CommandContext): voi
           if (!(await findWorkflow(queue, id)))
             throw new CliError('E_NOT_FOUND', `watch: no workflow with id "${id}"`);
         }
-        // Catch up with the log so far, then follow it from where the catch-up ended.
-        for await (const e of queue.events({ follow: false })) state.note(e);
+        // The most recent workflows from the store, and the tail of the log: a constant amount
+        // of reading however long the store's history. Then follow the log from there.
+        if ((flags.workflow ?? []).length === 0) {
+          const { workflows } = await queue.workflows({ limit: flags.max ?? 5 });
+          for (const w of [...workflows].reverse()) state.track(w.id);
+        }
+        for await (const e of queue.events({ follow: false, tail: KEEP_EVENTS })) state.note(e);
 
         if (ctx.json && !flags.once) {
           // Scripts get the event stream itself: one JSON object per line.

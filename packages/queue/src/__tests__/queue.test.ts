@@ -177,6 +177,50 @@ describeStores((makeStore) => {
     expect((await queue.counts()).total).toBe(1);
   });
 
+  it('lists workflows newest first, page by page, with their end time once done', async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const w = await queue.submitWorkflow({
+        name: `w${i}`,
+        target: 'a',
+        jobs: { only: { spec: spec(`w${i}`) } },
+      });
+      ids.push(w.id);
+    }
+    const first = await queue.workflows({ limit: 2 });
+    expect(first.workflows.map((w) => w.name)).toEqual(['w4', 'w3']);
+    expect(
+      first.workflows.every((w) => w.doneAt === null && w.onFailure === 'skip-dependents'),
+    ).toBe(true);
+    const second = await queue.workflows({ limit: 2, cursor: first.nextCursor! });
+    expect(second.workflows.map((w) => w.id)).toEqual([ids[2], ids[1]]);
+    const last = await queue.workflows({ limit: 2, cursor: second.nextCursor! });
+    expect(last.workflows.map((w) => w.id)).toEqual([ids[0]]);
+    expect(last.nextCursor).toBeNull();
+    await tickUntil(queue, async () => (await queue.counts()).byState.succeeded === 5);
+    const done = await queue.workflows();
+    expect(done.workflows.every((w) => typeof w.doneAt === 'number')).toBe(true);
+    await expect(queue.workflows({ cursor: 'nope' })).rejects.toMatchObject({
+      code: 'E_VALIDATION',
+      field: 'cursor',
+    });
+    await expect(queue.workflows({ limit: 0 })).rejects.toMatchObject({ field: 'limit' });
+  });
+
+  it('events({ tail }) starts with the last events of the log', async () => {
+    await queue.enqueueMany(
+      Array.from({ length: 10 }, (_, i) => ({ spec: spec(`t${i}`), target: 'a' })),
+    );
+    const all = await collect(queue.events({ follow: false }));
+    const tail = await collect(queue.events({ follow: false, tail: 3 }));
+    expect(tail).toEqual(all.slice(-3));
+    expect(await collect(queue.events({ follow: false, tail: 0 }))).toEqual([]);
+    await expect(collect(queue.events({ tail: -1 }))).rejects.toMatchObject({ field: 'tail' });
+    await expect(collect(queue.events({ tail: 2, after: 1 }))).rejects.toMatchObject({
+      field: 'tail',
+    });
+  });
+
   it('claims by priority, then first in first out', async () => {
     runner.hold = true;
     const low = await queue.enqueue(spec('low'), { target: 'b', priority: 0 });

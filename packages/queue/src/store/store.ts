@@ -158,6 +158,11 @@ export interface QueueStore {
   counts(): Promise<{ state: JobState; target: string; n: number }[]>;
   workflowRow(id: number): Promise<WorkflowRow | null>;
   workflowJobs(id: number): Promise<JobRow[]>;
+  /** Workflows with id below `beforeId`, newest first. */
+  listWorkflows(
+    beforeId: number,
+    limit: number,
+  ): Promise<(WorkflowRow & { done_at: number | null })[]>;
 
   /** Creates missing targets; a `maxConcurrent`/`paused` given here overrides the stored one. */
   ensureTargets(

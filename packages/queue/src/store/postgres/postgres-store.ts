@@ -845,6 +845,17 @@ export class PostgresStore implements QueueStore {
     );
   }
 
+  async listWorkflows(
+    beforeId: number,
+    limit: number,
+  ): Promise<(WorkflowRow & { done_at: number | null })[]> {
+    return this.#all(
+      'select id, name, on_failure, created_at, done_at from cm_workflows where id < $1 order by id desc limit $2',
+      beforeId,
+      limit,
+    );
+  }
+
   async workflowJobs(id: number): Promise<JobRow[]> {
     return this.#all<JobRow>('select * from cm_jobs where workflow_id = $1 order by id', id);
   }
