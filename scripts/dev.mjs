@@ -93,6 +93,8 @@ if (task === 'quickstart') {
   pnpmMust(['turbo', 'run', 'build']);
   let status = pnpm(['turbo', 'run', 'typecheck']);
   status ||= run(pnpmBin, [...pnpmPre, 'exec', 'biome', 'check', '.']);
+  // Each published package as a consumer would install it (exports, types, files).
+  status ||= pnpm(['turbo', 'run', 'publint']);
   const started = testbedUp();
   try {
     const concurrency = process.env.CM_TEST_CONCURRENCY ?? '2';
