@@ -2,6 +2,7 @@
 // that must exist exactly once (shell quoting, path confinement, job validation).
 
 export * from './errors.js';
+export { globToRegExp } from './glob.js';
 export * from './job.js';
 export { LocalTransport, type LocalTransportOptions } from './local/local-transport.js';
 export * from './quote.js';

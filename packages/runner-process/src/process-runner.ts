@@ -9,6 +9,7 @@ import {
   type CollectResult,
   CrystalMathError,
   type ErrorCode,
+  globToRegExp,
   isCrystalMathError,
   isValidJobKey,
   type Runner,
@@ -27,7 +28,6 @@ import {
   ValidationError,
   validateJobSpec,
 } from '@crystalmath/core';
-import { globToRegExp } from './glob-to-regexp.js';
 import { POLL_SCRIPT, type PollTarget, parsePollOutput, pollInput } from './poll-script.js';
 import {
   handleData,

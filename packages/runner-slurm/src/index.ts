@@ -1,8 +1,9 @@
 // @crystalmath/runner-slurm: SLURM through sbatch/squeue/sacct/scancel over any Transport,
 // with the script generator and the output parsers as pure, separately usable functions.
 
+// The outputs-glob reading of every runner, kept here for existing importers.
+export { globToRegExp } from '@crystalmath/core';
 export { formatWalltime, parseSlurmDuration } from './format-walltime.js';
-export { globToRegExp } from './glob-to-regexp.js';
 export {
   isKnownSlurmState,
   mapSlurmState,

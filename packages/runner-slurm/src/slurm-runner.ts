@@ -8,6 +8,7 @@ import {
   AbortError,
   type CollectResult,
   CrystalMathError,
+  globToRegExp,
   isCrystalMathError,
   isTerminalRunnerState,
   isValidJobKey,
@@ -26,7 +27,6 @@ import {
   throwIfAborted,
   ValidationError,
 } from '@crystalmath/core';
-import { globToRegExp } from './glob-to-regexp.js';
 import { parseSacct } from './parse-sacct.js';
 import { countArrayTasks, firstArrayTask, parseSbatchParsable } from './parse-slurm-job-id.js';
 import { parseSqueue } from './parse-squeue.js';

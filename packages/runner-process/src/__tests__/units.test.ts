@@ -1,4 +1,4 @@
-// Pure parts: globs, UTF-8 boundaries, exit records, poll output parsing, and the generated
+// Pure parts: UTF-8 boundaries, exit records, poll output parsing, and the generated
 // wrapper checked by real shells (dash and bash parse it; values survive a round trip).
 
 import { execFileSync } from 'node:child_process';
@@ -8,7 +8,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { JobSpec } from '@crystalmath/core';
 import { describe, expect, it } from 'vitest';
-import { globToRegExp } from '../glob-to-regexp.js';
 import {
   POLL_SCRIPT,
   type PollTarget,
@@ -18,24 +17,6 @@ import {
 } from '../poll-script.js';
 import { renderWrapper, sleepSeconds } from '../render-wrapper.js';
 import { completeUtf8Length } from '../utf8.js';
-
-describe('globToRegExp', () => {
-  it.each([
-    ['*.out', 'scf.out', true],
-    ['*.out', 'a/scf.out', false],
-    ['**/*.out', 'scf.out', true],
-    ['**/*.out', 'a/b/scf.out', true],
-    ['out/**', 'out/a/b', true],
-    ['file?.txt', 'file1.txt', true],
-    ['file?.txt', 'file/.txt', false],
-    ['[ab].txt', 'a.txt', true],
-    ['[!ab].txt', 'a.txt', false],
-    ['a+b(c).txt', 'a+b(c).txt', true],
-    ['$x.txt', '$x.txt', true],
-  ])('%s matches %s: %s', (glob, path, expected) => {
-    expect(globToRegExp(glob).test(path)).toBe(expected);
-  });
-});
 
 describe('completeUtf8Length', () => {
   it('stops before a cut multi-byte character and keeps whole ones', () => {

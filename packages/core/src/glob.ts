@@ -1,5 +1,7 @@
-// Output globs to regular expressions over relative POSIX paths: `*` and `?` stay within one
-// path segment, `**` spans segments, `[...]` is a character class. Everything else is literal.
+// The one reading of a JobSpec's `outputs` globs, shared by every runner: matched here against
+// relative POSIX paths listed on the target, never handed to a remote shell. `*` and `?` stay
+// within one path segment, `**` spans segments, `[...]` (`[!...]`) is a character class.
+// Everything else is literal.
 
 /**
  * Compiles a glob such as `out/**\/*.txt` into an anchored RegExp for relative paths.
