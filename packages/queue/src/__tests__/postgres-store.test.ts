@@ -11,7 +11,7 @@ import { requireService } from '@crystalmath/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openQueue } from '../open-queue.js';
 import { PostgresStore, postgresStore } from '../store/postgres/postgres-store.js';
-import type { StoreFactory } from '../store/store.js';
+import type { NewJob, StoreFactory } from '../store/store.js';
 import type { Job, Queue } from '../types.js';
 import { NoopRunner, spec, tempDir } from './helpers.js';
 import { type ScratchDatabase, scratchDatabase } from './postgres-kind.js';
@@ -20,6 +20,22 @@ const service = requireService('postgres');
 const SOAK_MS = Number(process.env.CM_QUEUE_PG_SOAK_MS ?? 60_000);
 const CHILD = fileURLToPath(new URL('./fixtures/pg-scheduler-child.mjs', import.meta.url));
 const DIST = fileURLToPath(new URL('../../dist/index.js', import.meta.url));
+
+/** A store-level job row to insert: no dependencies unless given. */
+const newJob = (target: string): NewJob => ({
+  name: 'j',
+  target,
+  priority: 0,
+  spec: '{}',
+  workflowKey: null,
+  maxAttempts: 1,
+  backoff: null,
+  runAt: 0,
+  idempotencyKey: null,
+  tags: [],
+  metadata: '{}',
+  deps: [],
+});
 
 let n = 0;
 const schemaName = () => `t_${process.pid}_${n++}`;
@@ -64,20 +80,7 @@ describe.skipIf(!service)('PostgreSQL store', () => {
     try {
       const [first] = stores;
       await first!.ensureTargets([{ name: 'a', maxConcurrent: 3 }]);
-      const job = {
-        name: 'j',
-        target: 'a',
-        priority: 0,
-        spec: '{}',
-        workflowKey: null,
-        maxAttempts: 1,
-        backoff: null,
-        runAt: 0,
-        idempotencyKey: null,
-        tags: [],
-        metadata: '{}',
-        deps: [],
-      };
+      const job = newJob('a');
       await first!.insertJobs(
         Array.from({ length: 40 }, () => job),
         null,
@@ -105,20 +108,7 @@ describe.skipIf(!service)('PostgreSQL store', () => {
     const writers = await Promise.all([1, 2, 3].map(() => openStore(schema)));
     const reader = await openStore(schema, 1);
     try {
-      const job = {
-        name: 'j',
-        target: 'a',
-        priority: 0,
-        spec: '{}',
-        workflowKey: null,
-        maxAttempts: 1,
-        backoff: null,
-        runAt: 0,
-        idempotencyKey: null,
-        tags: [],
-        metadata: '{}',
-        deps: [],
-      };
+      const job = newJob('a');
       const seen: number[] = [];
       let done = false;
       const follow = (async () => {
@@ -157,19 +147,7 @@ describe.skipIf(!service)('PostgreSQL store', () => {
     };
     try {
       await a.ensureTargets([{ name: 't' }]);
-      const base = {
-        name: 'j',
-        target: 't',
-        priority: 0,
-        spec: '{}',
-        workflowKey: null,
-        maxAttempts: 1,
-        backoff: null,
-        runAt: 0,
-        idempotencyKey: null,
-        tags: [],
-        metadata: '{}',
-      };
+      const base = newJob('t');
       let w = wakes;
       const { ids } = await a.insertJobs(
         [
