@@ -3,6 +3,7 @@
 // sshd fault helpers and free ports. Consumed as TypeScript source by vitest: no build.
 
 export { freePort, type WaitForPortOptions, waitForPort, waitForPortClosed } from './net.js';
+export { type TestbedSshConnection, testbedSshTransport } from './ssh-transport.js';
 export {
   type PrivateSshd,
   privateSshd,

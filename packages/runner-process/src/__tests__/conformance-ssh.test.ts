@@ -5,63 +5,22 @@
 
 import type { RunnerHandle, Transport } from '@crystalmath/core';
 import { runnerConformance, testJobKey, waitForTerminal } from '@crystalmath/core/testing';
-import { requireService } from '@crystalmath/testkit';
+import { testbedSshTransport } from '@crystalmath/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SshRunner } from '../index.js';
 
-/** The part of @crystalmath/ssh-pool this file uses. */
-interface SshPoolModule {
-  readonly SshPool: new (options?: object) => { close(): Promise<void> };
-  readonly SshTransport: new (options: {
-    readonly pool: unknown;
-    readonly host: {
-      readonly host: string;
-      readonly port: number;
-      readonly username: string;
-      readonly privateKeyPath: string;
-      readonly knownHostsPath: string;
-    };
-  }) => Transport;
-}
-
-const ssh = requireService('ssh');
-const specifier = '@crystalmath/ssh-pool';
-const loaded = (await import(/* @vite-ignore */ specifier).catch((err: unknown) => {
-  if (process.env.CI) throw err;
-  return undefined;
-})) as Partial<SshPoolModule> | undefined;
-const sshPool =
-  typeof loaded?.SshPool === 'function' && typeof loaded.SshTransport === 'function'
-    ? (loaded as SshPoolModule)
-    : undefined;
-if (ssh && !sshPool) {
-  if (process.env.CI) throw new Error(`[runner-process] ${specifier} has no SshPool/SshTransport`);
-  console.warn(`[runner-process] SSH tests skipped: ${specifier} is not built yet`);
-}
-
-function connect(): { transport: Transport; close: () => Promise<void> } {
-  if (!ssh || !sshPool) throw new Error('unreachable: ssh service or ssh-pool missing');
-  const pool = new sshPool.SshPool({});
-  const transport = new sshPool.SshTransport({
-    pool,
-    host: {
-      host: ssh.host,
-      port: ssh.port,
-      username: ssh.user,
-      privateKeyPath: ssh.privateKeyPath,
-      knownHostsPath: ssh.knownHostsPath,
-    },
-  });
-  return { transport, close: () => pool.close() };
-}
+const connect = await testbedSshTransport<Transport>(
+  'runner-process',
+  (s) => import(/* @vite-ignore */ s),
+);
 
 const uniqueRoot = (): string => `cm-rp-ssh-${Date.now().toString(36)}`;
 
-describe.skipIf(!ssh || !sshPool)('SshRunner over SshTransport', () => {
+describe.skipIf(!connect)('SshRunner over SshTransport', () => {
   runnerConformance(
     'process (ssh)',
     async () => {
-      const { transport, close } = connect();
+      const { transport, close } = connect!();
       // Relative to cmtest's login directory.
       const root = uniqueRoot();
       const runner = new SshRunner({ transport, root, killGraceMs: 1_000 });
@@ -83,7 +42,7 @@ describe.skipIf(!ssh || !sshPool)('SshRunner over SshTransport', () => {
     const root = uniqueRoot();
 
     beforeAll(() => {
-      ({ transport, close } = connect());
+      ({ transport, close } = connect!());
       runner = new SshRunner({ transport, root, killGraceMs: 300 });
     });
     afterAll(async () => {

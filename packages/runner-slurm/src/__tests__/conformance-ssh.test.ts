@@ -5,60 +5,20 @@
 
 import type { Transport } from '@crystalmath/core';
 import { runnerConformance } from '@crystalmath/core/testing';
-import { requireService } from '@crystalmath/testkit';
+import { testbedSshTransport } from '@crystalmath/testkit';
 import { describe } from 'vitest';
 import { JobRegistry, makeRunner, slurm } from './slurm-fixture.js';
 
-/** The part of @crystalmath/ssh-pool this suite uses. */
-interface SshPoolModule {
-  readonly SshPool: new (options?: object) => { close(): Promise<void> };
-  readonly SshTransport: new (options: {
-    readonly pool: unknown;
-    readonly host: {
-      readonly host: string;
-      readonly port: number;
-      readonly username: string;
-      readonly privateKeyPath: string;
-      readonly knownHostsPath: string;
-    };
-  }) => Transport;
-}
+const connect = await testbedSshTransport<Transport>(
+  'runner-slurm',
+  (s) => import(/* @vite-ignore */ s),
+);
 
-const ssh = requireService('ssh');
-const specifier = '@crystalmath/ssh-pool';
-const loaded = (await import(/* @vite-ignore */ specifier).catch((err: unknown) => {
-  if (process.env.CI) throw err;
-  console.warn(
-    `[runner-slurm] SSH conformance skipped: ${specifier} is not built (${String(err)})`,
-  );
-  return undefined;
-})) as Partial<SshPoolModule> | undefined;
-const sshPool =
-  typeof loaded?.SshPool === 'function' && typeof loaded.SshTransport === 'function'
-    ? (loaded as SshPoolModule)
-    : undefined;
-if (loaded !== undefined && sshPool === undefined) {
-  const msg = `[runner-slurm] SSH conformance skipped: ${specifier} exports no SshPool/SshTransport yet`;
-  if (process.env.CI) throw new Error(msg);
-  console.warn(msg);
-}
-
-describe.skipIf(!slurm || !ssh || !sshPool)('SlurmRunner over SshTransport', () => {
+describe.skipIf(!slurm || !connect)('SlurmRunner over SshTransport', () => {
   runnerConformance(
     'slurm (ssh)',
     async () => {
-      if (!ssh || !sshPool) throw new Error('unreachable: ssh service or ssh-pool missing');
-      const pool = new sshPool.SshPool({});
-      const transport = new sshPool.SshTransport({
-        pool,
-        host: {
-          host: ssh.host,
-          port: ssh.port,
-          username: ssh.user,
-          privateKeyPath: ssh.privateKeyPath,
-          knownHostsPath: ssh.knownHostsPath,
-        },
-      });
+      const { transport, close } = connect!();
       // Relative to cmtest's home: a directory cmtest owns and slurmd can see.
       const root = `cm-slurm-conf-${Date.now().toString(36)}`;
       const jobs = new JobRegistry();
@@ -68,7 +28,7 @@ describe.skipIf(!slurm || !ssh || !sshPool)('SlurmRunner over SshTransport', () 
         cleanup: async () => {
           await jobs.cancelAll(transport);
           await transport.remove(root).catch(() => undefined);
-          await pool.close();
+          await close();
         },
       };
     },
