@@ -7,6 +7,14 @@ export * from './job.js';
 export { LocalTransport, type LocalTransportOptions } from './local/local-transport.js';
 export * from './quote.js';
 export * from './runner.js';
+export {
+  completeUtf8Length,
+  type DownloadMatchingOptions,
+  downloadMatching,
+  outputPatterns,
+  readTail,
+  tailOptions,
+} from './runner-files.js';
 export * from './safe-path.js';
 export * from './status.js';
 export type * from './transport.js';

@@ -3,27 +3,29 @@
 // calls: the handle and the files in `<root>/<jobKey>/.cm/` are all a new process needs.
 
 import { randomBytes } from 'node:crypto';
-import { mkdir, stat } from 'node:fs/promises';
-import { dirname, join, posix } from 'node:path';
+import { posix } from 'node:path';
 import {
   type CollectResult,
   CrystalMathError,
+  downloadMatching,
   type ErrorCode,
-  globToRegExp,
   isCrystalMathError,
   isValidJobKey,
+  outputPatterns,
   type Runner,
   type RunnerCallOptions,
   type RunnerCapabilities,
   type RunnerHandle,
   type RunnerJob,
   type RunnerStatus,
+  readTail,
   resolveInside,
   safeRelativePath,
   shJoin,
   shQuote,
   type TailResult,
   type Transport,
+  tailOptions,
   throwIfAborted,
   ValidationError,
   validateJobSpec,
@@ -37,7 +39,6 @@ import {
 } from './process-handle.js';
 import { renderWrapper } from './render-wrapper.js';
 import { DETACH_CMD, INTERNAL_DIR, STAT_FN } from './shell-snippets.js';
-import { completeUtf8Length } from './utf8.js';
 
 /** Options of `new ProcessRunner(...)`. */
 export interface ProcessRunnerOptions {
@@ -513,8 +514,7 @@ export class ProcessRunner implements Runner {
     const h = this.#parse(handle);
     if (typeof dest !== 'string' || dest === '')
       throw new ValidationError('dest', 'must be a path');
-    const globs = options?.globs ?? h.data.outputs ?? [];
-    const patterns = globs.map((g, i) => globToRegExp(safeRelativePath(g, `globs[${i}]`)));
+    const patterns = outputPatterns(options?.globs ?? h.data.outputs ?? []);
     if (patterns.length === 0) return { files: [], bytes: 0 };
     const r = await this.#exec(
       `cd -- ${shQuote(h.jobDir)} && find . -path ./${X} -prune -o -type f -print0`,
@@ -529,33 +529,16 @@ export class ProcessRunner implements Runner {
         { details: { jobKey: h.jobKey } },
       );
     }
-    const files: string[] = [];
-    let bytes = 0;
-    const signal = options?.signal === undefined ? {} : { signal: options.signal };
-    for (const raw of r.stdout.split('\0')) {
-      if (raw === '') continue;
-      let rel: string;
-      try {
-        rel = safeRelativePath(raw.replace(/^\.\//, ''), 'file');
-      } catch {
-        continue; // a name that cannot be placed safely under dest
-      }
-      if (!patterns.some((p) => p.test(rel))) continue;
-      const local = join(dest, ...rel.split('/'));
-      try {
-        await mkdir(dirname(local), { recursive: true });
-        await this.#transport.download(`${h.jobDir}/${rel}`, local, signal);
-        bytes += (await stat(local)).size;
-      } catch (err) {
-        if (isCrystalMathError(err, 'E_ABORTED')) throw err;
-        throw new CrystalMathError('E_RUNNER_COLLECT', `[runner-process] cannot copy ${rel}`, {
-          cause: err,
-          details: { jobKey: h.jobKey, file: rel },
-        });
-      }
-      files.push(rel);
-    }
-    return { files, bytes };
+    return downloadMatching({
+      transport: this.#transport,
+      dir: h.jobDir,
+      listing: r.stdout,
+      patterns,
+      dest,
+      signal: options?.signal,
+      label: 'runner-process',
+      details: { jobKey: h.jobKey },
+    });
   }
 
   async cleanup(handle: RunnerHandle, options?: RunnerCallOptions): Promise<void> {
@@ -596,25 +579,7 @@ export class ProcessRunner implements Runner {
   ): Promise<TailResult> {
     throwIfAborted(options?.signal, 'tail');
     const h = this.#parse(handle);
-    const offset = options?.offset ?? 0;
-    if (!Number.isSafeInteger(offset) || offset < 0) {
-      throw new ValidationError('offset', 'must be a non-negative integer');
-    }
-    const stream = options?.stream ?? 'stdout';
-    if (stream !== 'stdout' && stream !== 'stderr') {
-      throw new ValidationError('stream', 'must be stdout or stderr');
-    }
-    let buf: Buffer;
-    try {
-      buf = await this.#transport.readFile(`${h.jobDir}/${X}/${stream}`, {
-        offset,
-        ...(options?.signal === undefined ? {} : { signal: options.signal }),
-      });
-    } catch (err) {
-      if (isCrystalMathError(err, 'E_NOT_FOUND')) return { data: '', offset };
-      throw err;
-    }
-    const end = completeUtf8Length(buf);
-    return { data: buf.subarray(0, end).toString('utf8'), offset: offset + end };
+    const { offset, stream } = tailOptions(options);
+    return readTail(this.#transport, `${h.jobDir}/${X}/${stream}`, offset, options?.signal);
   }
 }

@@ -1,29 +1,27 @@
-// The SLURM Runner: sbatch to submit, one squeue (+ one accounting call) per poll for every
-// tracked job, scancel to cancel, over any Transport. Stateless between calls: the handle and
-// the job directory on the cluster hold everything, so a restarted process re-attaches.
-
-import { mkdir, stat } from 'node:fs/promises';
-import { dirname, join, posix } from 'node:path';
+import { posix } from 'node:path';
 import {
   AbortError,
   type CollectResult,
   CrystalMathError,
-  globToRegExp,
+  downloadMatching,
   isCrystalMathError,
   isTerminalRunnerState,
   isValidJobKey,
   type JsonValue,
+  outputPatterns,
   type Runner,
   type RunnerCallOptions,
   type RunnerCapabilities,
   type RunnerHandle,
   type RunnerJob,
   type RunnerStatus,
+  readTail,
   safeRelativePath,
   shJoin,
   shQuote,
   type TailResult,
   type Transport,
+  tailOptions,
   throwIfAborted,
   ValidationError,
 } from '@crystalmath/core';
@@ -609,8 +607,7 @@ export class SlurmRunner implements Runner {
   ): Promise<CollectResult> {
     throwIfAborted(options?.signal, 'collect');
     const j = this.#parseHandle(handle);
-    const globs = options?.globs ?? j.data.outputs ?? [];
-    const patterns = globs.map((g, i) => globToRegExp(safeRelativePath(g, `globs[${i}]`)));
+    const patterns = outputPatterns(options?.globs ?? j.data.outputs ?? []);
     if (patterns.length === 0) return { files: [], bytes: 0 };
     const r = await this.#exec(
       {
@@ -628,35 +625,16 @@ export class SlurmRunner implements Runner {
         },
       );
     }
-    const files: string[] = [];
-    let bytes = 0;
-    for (const raw of r.stdout.split('\0')) {
-      if (raw === '') continue;
-      let rel: string;
-      try {
-        rel = safeRelativePath(raw.replace(/^\.\//, ''), 'file');
-      } catch {
-        continue; // a name we could not place safely under dest
-      }
-      if (!patterns.some((p) => p.test(rel))) continue;
-      const local = join(dest, ...rel.split('/'));
-      await mkdir(dirname(local), { recursive: true });
-      try {
-        await this.#transport.download(
-          `${j.jobDir}/${rel}`,
-          local,
-          options?.signal === undefined ? {} : { signal: options.signal },
-        );
-      } catch (err) {
-        throw new CrystalMathError('E_RUNNER_COLLECT', `[runner-slurm] cannot download ${rel}`, {
-          cause: err,
-          details: { file: rel },
-        });
-      }
-      bytes += (await stat(local)).size;
-      files.push(rel);
-    }
-    return { files, bytes };
+    return downloadMatching({
+      transport: this.#transport,
+      dir: j.jobDir,
+      listing: r.stdout,
+      patterns,
+      dest,
+      signal: options?.signal,
+      label: 'runner-slurm',
+      details: { jobDir: j.jobDir },
+    });
   }
 
   async cleanup(handle: RunnerHandle, options?: RunnerCallOptions): Promise<void> {
@@ -678,38 +656,11 @@ export class SlurmRunner implements Runner {
   ): Promise<TailResult> {
     throwIfAborted(options?.signal, 'tail');
     const j = this.#parseHandle(handle);
-    const offset = options?.offset ?? 0;
-    if (!Number.isInteger(offset) || offset < 0)
-      throw new ValidationError('offset', 'must be a non-negative integer');
+    const { offset, stream } = tailOptions(options);
     const id = j.data.arrayFirst === undefined ? j.jobId : `${j.jobId}_${j.data.arrayFirst}`;
-    const file = `${j.jobDir}/slurm-${id}.${options?.stream === 'stderr' ? 'err' : 'out'}`;
-    let buf: Buffer;
-    try {
-      buf = await this.#transport.readFile(file, {
-        offset,
-        ...(options?.signal === undefined ? {} : { signal: options.signal }),
-      });
-    } catch (err) {
-      if (isCrystalMathError(err, 'E_NOT_FOUND')) return { data: '', offset };
-      throw err;
-    }
-    const end = completeUtf8Length(buf);
-    return { data: buf.subarray(0, end).toString('utf8'), offset: offset + end };
+    const file = `${j.jobDir}/slurm-${id}.${stream === 'stderr' ? 'err' : 'out'}`;
+    return readTail(this.#transport, file, offset, options?.signal);
   }
-}
-
-/** Bytes of `buf` up to the last complete UTF-8 character, so a split character waits for the next read. */
-function completeUtf8Length(buf: Buffer): number {
-  let i = buf.length - 1;
-  let back = 0;
-  while (i >= 0 && back < 4 && ((buf[i] as number) & 0xc0) === 0x80) {
-    i--;
-    back++;
-  }
-  if (i < 0) return buf.length;
-  const lead = buf[i] as number;
-  const need = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : lead >= 0xc0 ? 2 : 1;
-  return need > back + 1 ? i : buf.length;
 }
 
 /** sbatch answered but its job id could not be read: the job directory must be kept. */

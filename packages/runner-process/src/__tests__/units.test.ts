@@ -1,4 +1,4 @@
-// Pure parts: UTF-8 boundaries, exit records, poll output parsing, and the generated
+// Pure parts: exit records, poll output parsing, and the generated
 // wrapper checked by real shells (dash and bash parse it; values survive a round trip).
 
 import { execFileSync } from 'node:child_process';
@@ -16,24 +16,6 @@ import {
   pollInput,
 } from '../poll-script.js';
 import { renderWrapper, sleepSeconds } from '../render-wrapper.js';
-import { completeUtf8Length } from '../utf8.js';
-
-describe('completeUtf8Length', () => {
-  it('stops before a cut multi-byte character and keeps whole ones', () => {
-    const bytes = Buffer.from('aé✓😀', 'utf8'); // 1 + 2 + 3 + 4 bytes
-    expect(completeUtf8Length(bytes)).toBe(10);
-    for (const [cut, whole] of [
-      [2, 1],
-      [4, 3],
-      [5, 3],
-      [7, 6],
-      [9, 6],
-    ] as const) {
-      expect(completeUtf8Length(bytes.subarray(0, cut))).toBe(whole);
-    }
-    expect(completeUtf8Length(Buffer.alloc(0))).toBe(0);
-  });
-});
 
 describe('exit records and poll output', () => {
   it('parses every exit state with its code, signal and times', () => {

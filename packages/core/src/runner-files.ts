@@ -1,0 +1,121 @@
+// What every runner's `collect` and `tail` do once they know where a job's files are: match the
+// listed files against the outputs globs and copy them down, and read an output file from an
+// offset in whole UTF-8 characters. Written once here so runners (and custom ones) agree.
+
+import { mkdir, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { CrystalMathError, isCrystalMathError, ValidationError } from './errors.js';
+import { globToRegExp } from './glob.js';
+import type { CollectResult, TailResult } from './runner.js';
+import { safeRelativePath } from './safe-path.js';
+import type { Transport } from './transport.js';
+
+/** Length of the longest prefix of `buf` that does not end inside a UTF-8 sequence. */
+export function completeUtf8Length(buf: Uint8Array): number {
+  const n = buf.length;
+  // Look back at most 3 bytes for the start of a sequence that is cut short.
+  for (let back = 1; back <= Math.min(3, n); back++) {
+    const b = buf[n - back] as number;
+    if ((b & 0xc0) === 0x80) continue; // continuation byte: keep looking
+    const need = b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : b >= 0xc0 ? 2 : 1;
+    return need > back ? n - back : n;
+  }
+  return n;
+}
+
+export interface DownloadMatchingOptions {
+  readonly transport: Transport;
+  /** The job directory on the target. */
+  readonly dir: string;
+  /** `find . -type f -print0` run in `dir`: NUL-separated `./relative/path` names. */
+  readonly listing: string;
+  /** From `outputPatterns(globs)`. */
+  readonly patterns: readonly RegExp[];
+  /** Local folder the files are copied under, with their relative paths. */
+  readonly dest: string;
+  readonly signal?: AbortSignal | undefined;
+  /** Message prefix, e.g. `runner-slurm`. */
+  readonly label: string;
+  /** Added to the details of an `E_RUNNER_COLLECT` error. */
+  readonly details?: Readonly<Record<string, unknown>>;
+}
+
+/**
+ * The compiled outputs globs of a collect call (each confined with `safeRelativePath`); throws
+ * `E_VALIDATION` naming `globs[i]`.
+ */
+export function outputPatterns(globs: readonly string[]): RegExp[] {
+  return globs.map((g, i) => globToRegExp(safeRelativePath(g, `globs[${i}]`)));
+}
+
+/**
+ * Copies each listed file whose relative path matches a glob from the target to `dest`.
+ * Names that cannot be placed safely under `dest` are passed over. A failed copy is
+ * `E_RUNNER_COLLECT` naming the file; an abort stays `E_ABORTED`.
+ */
+export async function downloadMatching(o: DownloadMatchingOptions): Promise<CollectResult> {
+  if (typeof o.dest !== 'string' || o.dest === '')
+    throw new ValidationError('dest', 'must be a path');
+  const files: string[] = [];
+  let bytes = 0;
+  const signal = o.signal === undefined ? {} : { signal: o.signal };
+  for (const raw of o.listing.split('\0')) {
+    if (raw === '') continue;
+    let rel: string;
+    try {
+      rel = safeRelativePath(raw.replace(/^\.\//, ''), 'file');
+    } catch {
+      continue; // a name that cannot be placed safely under dest
+    }
+    if (!o.patterns.some((p) => p.test(rel))) continue;
+    const local = join(o.dest, ...rel.split('/'));
+    try {
+      await mkdir(dirname(local), { recursive: true });
+      await o.transport.download(`${o.dir}/${rel}`, local, signal);
+      bytes += (await stat(local)).size;
+    } catch (err) {
+      if (isCrystalMathError(err, 'E_ABORTED')) throw err;
+      throw new CrystalMathError('E_RUNNER_COLLECT', `[${o.label}] cannot copy ${rel}`, {
+        cause: err,
+        details: { ...o.details, file: rel },
+      });
+    }
+    files.push(rel);
+  }
+  return { files, bytes };
+}
+
+/** `tail` options checked: offset a non-negative integer, stream stdout or stderr. */
+export function tailOptions(options?: { readonly stream?: unknown; readonly offset?: unknown }): {
+  offset: number;
+  stream: 'stdout' | 'stderr';
+} {
+  const offset = options?.offset ?? 0;
+  if (typeof offset !== 'number' || !Number.isSafeInteger(offset) || offset < 0)
+    throw new ValidationError('offset', 'must be a non-negative integer');
+  const stream = options?.stream ?? 'stdout';
+  if (stream !== 'stdout' && stream !== 'stderr')
+    throw new ValidationError('stream', 'must be stdout or stderr');
+  return { offset, stream };
+}
+
+/**
+ * New text of `path` on the target from `offset`, in whole UTF-8 characters (a character cut by
+ * the read waits for the next call); a file not there yet reads as empty.
+ */
+export async function readTail(
+  transport: Transport,
+  path: string,
+  offset: number,
+  signal?: AbortSignal,
+): Promise<TailResult> {
+  let buf: Buffer;
+  try {
+    buf = await transport.readFile(path, { offset, ...(signal === undefined ? {} : { signal }) });
+  } catch (err) {
+    if (isCrystalMathError(err, 'E_NOT_FOUND')) return { data: '', offset };
+    throw err;
+  }
+  const end = completeUtf8Length(buf);
+  return { data: buf.subarray(0, end).toString('utf8'), offset: offset + end };
+}
