@@ -93,6 +93,28 @@ function decodeSpec(text: string): JobSpec {
   }) as JobSpec;
 }
 
+/** A page size from 1 to 1000 (`limit`), or the default. */
+function pageLimit(limit: unknown, fallback: number): number {
+  const n = limit ?? fallback;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 1000)
+    throw new ValidationError('limit', 'must be an integer from 1 to 1000');
+  return n;
+}
+
+/** An opaque page cursor: the last id of a page, tagged with what it pages (`j`, `w`). */
+function makeCursor(kind: string, id: number): string {
+  return Buffer.from(`${kind}:${id}`).toString('base64url');
+}
+
+/** The id in a cursor `makeCursor(kind, ...)` made, or undefined for none; E_VALIDATION otherwise. */
+function readCursor(cursor: unknown, kind: string, from: string): number | undefined {
+  if (cursor === undefined) return undefined;
+  const text = typeof cursor === 'string' ? Buffer.from(cursor, 'base64url').toString() : '';
+  const m = new RegExp(`^${kind}:([0-9]{1,15})$`).exec(text);
+  if (!m) throw new ValidationError('cursor', `is not a cursor returned by ${from}`);
+  return Number(m[1]);
+}
+
 function message(error: unknown): string {
   if (isCrystalMathError(error)) return `${error.code}: ${error.message}`;
   return error instanceof Error ? error.message : String(error);
@@ -522,10 +544,7 @@ export class QueueImpl extends EventEmitter implements Queue {
 
   async list(filter: ListFilter = {}): Promise<ListPage> {
     this.#assertOpen();
-    const limit = filter.limit ?? 100;
-    if (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1 || limit > 1000) {
-      throw new ValidationError('limit', 'must be an integer from 1 to 1000');
-    }
+    const limit = pageLimit(filter.limit, 100);
     if (filter.state !== undefined) {
       const states = Array.isArray(filter.state) ? filter.state : [filter.state];
       for (const s of states)
@@ -533,19 +552,11 @@ export class QueueImpl extends EventEmitter implements Queue {
           throw new ValidationError('state', `unknown state "${String(s)}"`);
     }
     if (filter.workflow !== undefined) parseId(filter.workflow, 'workflow');
-    let after = 0;
-    if (filter.cursor !== undefined) {
-      const text =
-        typeof filter.cursor === 'string' ? Buffer.from(filter.cursor, 'base64url').toString() : '';
-      const m = /^j:([0-9]{1,15})$/.exec(text);
-      if (!m) throw new ValidationError('cursor', 'is not a cursor returned by list()');
-      after = Number(m[1]);
-    }
+    const after = readCursor(filter.cursor, 'j', 'list()') ?? 0;
     const rows = await this.#store.list(filter, after, limit + 1);
     const page = rows.slice(0, limit);
     const jobs = await this.#toJobs(page);
-    const nextCursor =
-      rows.length > limit ? Buffer.from(`j:${page.at(-1)!.id}`).toString('base64url') : null;
+    const nextCursor = rows.length > limit ? makeCursor('j', page.at(-1)!.id) : null;
     return { jobs, nextCursor };
   }
 
@@ -585,20 +596,8 @@ export class QueueImpl extends EventEmitter implements Queue {
   /** Workflows, newest first, a page at a time (one query per page). */
   async workflows(options: WorkflowListOptions = {}): Promise<WorkflowPage> {
     this.#assertOpen();
-    const limit = options.limit ?? 20;
-    if (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1 || limit > 1000) {
-      throw new ValidationError('limit', 'must be an integer from 1 to 1000');
-    }
-    let before = Number.MAX_SAFE_INTEGER;
-    if (options.cursor !== undefined) {
-      const text =
-        typeof options.cursor === 'string'
-          ? Buffer.from(options.cursor, 'base64url').toString()
-          : '';
-      const m = /^w:([0-9]{1,15})$/.exec(text);
-      if (!m) throw new ValidationError('cursor', 'is not a cursor returned by workflows()');
-      before = Number(m[1]);
-    }
+    const limit = pageLimit(options.limit, 20);
+    const before = readCursor(options.cursor, 'w', 'workflows()') ?? Number.MAX_SAFE_INTEGER;
     const rows = await this.#store.listWorkflows(before, limit + 1);
     const page = rows.slice(0, limit);
     return {
@@ -609,8 +608,7 @@ export class QueueImpl extends EventEmitter implements Queue {
         createdAt: Number(w.created_at),
         doneAt: w.done_at === null ? null : Number(w.done_at),
       })),
-      nextCursor:
-        rows.length > limit ? Buffer.from(`w:${page.at(-1)!.id}`).toString('base64url') : null,
+      nextCursor: rows.length > limit ? makeCursor('w', page.at(-1)!.id) : null,
     };
   }
 
