@@ -42,6 +42,10 @@ export type ErrorCode =
   | 'E_RUNNER_CANCEL'
   | 'E_RUNNER_HANDLE'
   | 'E_RUNNER_COLLECT'
+  // for any runner adapter, first- or third-party: a scheduler command failed, or its output
+  // had an unexpected shape (the SLURM runner predates them and keeps its own two codes)
+  | 'E_RUNNER_COMMAND'
+  | 'E_RUNNER_PARSE'
   | 'E_SLURM_COMMAND'
   | 'E_SLURM_PARSE'
   // queue
