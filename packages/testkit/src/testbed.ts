@@ -46,10 +46,37 @@ export interface PostgresService {
   readonly connectionString: string;
 }
 
+/**
+ * Debian's Grid Engine: sge_qmaster and one sge_execd on this host, one queue. The clients need
+ * no environment (Debian's wrapper finds the cell); root cannot submit (`min_uid 1000`), so jobs
+ * are submitted as `user`.
+ */
+export interface SgeService {
+  /** SGE_ROOT (`/var/lib/gridengine`). */
+  readonly root: string;
+  /** SGE_CELL (`default`). */
+  readonly cell: string;
+  /** The host name qmaster and execd run under. */
+  readonly host: string;
+  /** The one cluster queue (`all.q`). */
+  readonly queue: string;
+  /** A parallel environment with `allocation_rule $pe_slots` (`smp`). */
+  readonly pe: string;
+  /** A project jobs may name with `-P`. */
+  readonly project: string;
+  /** Slots of the queue on this host (2). */
+  readonly slots: number;
+  /** The unprivileged user (uid >= 1000) that submits: `cmtest`, the ssh service's user. */
+  readonly user: string;
+  readonly qmasterPidFile: string;
+  readonly execdPidFile: string;
+}
+
 export interface TestbedServices {
   readonly ssh: SshService;
   readonly slurm: SlurmService;
   readonly postgres: PostgresService;
+  readonly sge: SgeService;
 }
 
 export type ServiceName = keyof TestbedServices;
@@ -61,7 +88,7 @@ export type Testbed = { readonly [K in ServiceName]?: TestbedServices[K] } & {
 };
 
 const DEFAULT_DIR = '/tmp/crystalmath-testbed';
-const SERVICES: readonly ServiceName[] = ['ssh', 'slurm', 'postgres'];
+const SERVICES: readonly ServiceName[] = ['ssh', 'slurm', 'postgres', 'sge'];
 
 export function testbedDir(): string {
   return process.env.CRYSTALMATH_TESTBED_DIR || DEFAULT_DIR;
@@ -132,4 +159,10 @@ export function requireService<K extends ServiceName>(name: K): TestbedServices[
 export function slurmEnv(): { readonly SLURM_CONF?: string } {
   const slurm = loadTestbed().slurm;
   return slurm ? { SLURM_CONF: slurm.conf } : {};
+}
+
+/** `{ SGE_ROOT, SGE_CELL }` to add to a LocalTransport's env; empty when Grid Engine is not up. */
+export function sgeEnv(): { readonly SGE_ROOT?: string; readonly SGE_CELL?: string } {
+  const sge = loadTestbed().sge;
+  return sge ? { SGE_ROOT: sge.root, SGE_CELL: sge.cell } : {};
 }

@@ -14,6 +14,7 @@ const run = promisify(execFile);
 const ssh = requireService('ssh');
 const slurm = requireService('slurm');
 const pg = requireService('postgres');
+const sge = requireService('sge');
 const isRoot = process.getuid?.() === 0;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -243,5 +244,46 @@ describe.skipIf(!pg)('PostgreSQL on loopback', () => {
   it('refuses a wrong password', async () => {
     const wrong = cfg.connectionString.replace(`:${cfg.password}@`, ':not-the-password@');
     expect(await exitCode('psql', [wrong, '-X', '-tA', '-c', 'select 1'])).not.toBe(0);
+  });
+});
+
+describe.skipIf(!sge || !isRoot)('Grid Engine (qmaster + execd)', () => {
+  it('runs a qsub job as the normal user and records it in qacct', async () => {
+    const cfg = sge!;
+    const dir = mkdtempSync(join(tmpdir(), 'cm-testkit-sge-'));
+    const asUser = (argv: string[]) =>
+      run('runuser', ['-u', cfg.user, '--', ...argv], { cwd: dir, timeout: 30_000 });
+    try {
+      await run('chmod', ['0777', dir]);
+      writeFileSync(join(dir, 'job.sh'), '#!/bin/sh\necho hi\n');
+      const { stdout } = await asUser([
+        'qsub',
+        '-terse',
+        '-cwd',
+        '-o',
+        'out.txt',
+        '-j',
+        'y',
+        'job.sh',
+      ]);
+      const id = stdout.trim();
+      expect(id).toMatch(/^\d+$/);
+      // qacct has the record a second or so after the job ends (flush_time 1 s): poll it.
+      const deadline = Date.now() + 60_000;
+      let acct = '';
+      while (Date.now() < deadline) {
+        acct = await asUser(['qacct', '-j', id]).then(
+          (r) => r.stdout,
+          () => '',
+        );
+        if (/^exit_status\s+0\b/m.test(acct)) break;
+        await sleep(500);
+      }
+      expect(acct).toMatch(/^failed\s+0\b/m);
+      expect(acct).toMatch(/^exit_status\s+0\b/m);
+      expect(readFileSync(join(dir, 'out.txt'), 'utf8')).toBe('hi\n');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
