@@ -43,6 +43,9 @@ export const NASTY_STRINGS: readonly string[] = [
   'ünïcödé ✓ 雪',
   "'; rm -rf / #",
   '\r\n',
+  // A line that a batch scheduler reading directives anywhere in a script (Grid Engine's `#$`)
+  // would obey: a runner that lets it through puts the job in a directory that does not exist.
+  '\n#$ -wd /nonexistent-cm\n#SBATCH --chdir=/nonexistent-cm\n',
 ];
 
 /** Registers the Transport conformance suite under `describe(name)`. */
