@@ -15,6 +15,7 @@ export {
   type ResourcesConfig,
   resourcesSchema,
   type SshConfig,
+  sgeTargetSchema,
   slurmTargetSchema,
   sshSchema,
   sshTargetSchema,

@@ -1,10 +1,11 @@
 // Turns the validated configuration into live pieces: one Transport and one Runner per target
-// (LocalRunner, SshRunner over a shared SshPool, SlurmRunner locally or over SSH). The CLI is
+// (LocalRunner, SshRunner over a shared SshPool, SlurmRunner and SgeRunner locally or over SSH). The CLI is
 // the only place in CrystalMath that wires concrete packages together. Nothing here connects:
 // SSH connections open on first use, so read-only commands never touch the network.
 
 import { LocalTransport, type Runner, type Transport } from '@crystalmath/core';
 import { LocalRunner, SshRunner } from '@crystalmath/runner-process';
+import { type SgeDefaults, SgeRunner } from '@crystalmath/runner-sge';
 import { type SlurmDefaults, SlurmRunner } from '@crystalmath/runner-slurm';
 import type { SshPool } from '@crystalmath/ssh-pool';
 import type { SshConfig, TargetConfig } from './config/config-schema.js';
@@ -58,6 +59,15 @@ export async function wireTargets(config: ResolvedConfig): Promise<WiredTargets>
     } else if (t.type === 'ssh') {
       transport = await sshTransport(t.ssh);
       runner = new SshRunner({ transport, root: t.root ?? '.crystalmath/runs' });
+    } else if (t.type === 'sge') {
+      transport = t.ssh ? await sshTransport(t.ssh) : local;
+      runner = new SgeRunner({
+        transport,
+        root: t.root,
+        ...(t.defaults ? { defaults: t.defaults as SgeDefaults } : {}),
+        ...(t.pollIntervalMs !== undefined ? { pollMinIntervalMs: t.pollIntervalMs } : {}),
+        ...(t.deleteErrorJobs !== undefined ? { deleteErrorJobs: t.deleteErrorJobs } : {}),
+      });
     } else {
       transport = t.ssh ? await sshTransport(t.ssh) : local;
       runner = new SlurmRunner({

@@ -117,6 +117,33 @@ targets:
     expect(err.message).toMatch(/targets\.c\.defaults\.partition/);
   });
 
+  it('reads a Grid Engine target and checks its defaults with the Grid Engine rules', async () => {
+    const cfg = await configFrom(
+      'crystalmath.config.yaml',
+      `targets:
+  ge:
+    type: sge
+    root: ge-runs
+    pollIntervalMs: 30000
+    deleteErrorJobs: false
+    defaults: { partition: all.q, parallelEnvironment: smp, project: chem, walltimeSeconds: 3600 }
+`,
+    );
+    const dirOf = cfg.file.slice(0, cfg.file.lastIndexOf('/'));
+    expect(cfg.targets.ge).toMatchObject({
+      type: 'sge',
+      root: join(dirOf, 'ge-runs'),
+      deleteErrorJobs: false,
+      defaults: { parallelEnvironment: 'smp', project: 'chem' },
+    });
+    const err = await configError(
+      'crystalmath.config.yaml',
+      'targets:\n  ge: { type: sge, root: /x, defaults: { qos: high } }\n',
+    );
+    expect(err.code).toBe('E_CONFIG');
+    expect(err.message).toMatch(/targets\.ge\.defaults\.qos/);
+  });
+
   it('rejects a defaultTarget that is not declared', async () => {
     const err = await configError(
       'crystalmath.config.yaml',

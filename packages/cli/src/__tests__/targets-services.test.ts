@@ -1,5 +1,6 @@
 // `targets check` and job runs against the testbed's real services: the sshd on 127.0.0.1:2222
-// (key login, verified host key), and the one-node SLURM (locally and over SSH).
+// (key login, verified host key), the one-node SLURM (locally and over SSH), and Grid Engine
+// (over SSH as the testbed's user: Grid Engine refuses root's jobs, and these tests run as root).
 
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -10,6 +11,7 @@ import { crystalmath, project } from './cli-helpers.js';
 
 const ssh = requireService('ssh');
 const slurm = requireService('slurm');
+const sge = requireService('sge');
 const dirs: string[] = [];
 afterAll(async () => {
   await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
@@ -111,6 +113,46 @@ targets:
       const job = JSON.parse(r.stdout) as { state: string; handle: { kind: string } };
       expect(job.state).toBe('succeeded');
       expect(job.handle.kind).toBe('slurm');
+    } finally {
+      stop.abort();
+      expect((await run).code).toBe(0);
+    }
+  }, 120_000);
+});
+
+describe.skipIf(!sge || !ssh)('Grid Engine targets (testbed, over SSH)', () => {
+  it('targets check lists the queues with qconf', async () => {
+    const dir = await newProject(
+      `targets:\n  ge: { type: sge, ssh: ${sshBlock()}, root: cm-cli-sge-runs }\n`,
+    );
+    const r = await crystalmath(dir, ['targets', 'check', '--json']);
+    expect(r.code, r.stderr + r.stdout).toBe(0);
+    const out = JSON.parse(r.stdout) as { targets: { steps: string[]; detail: string }[] };
+    expect(out.targets[0]?.steps).toEqual(['connect', 'true', 'qconf']);
+    expect(out.targets[0]?.detail).toContain(sge?.queue);
+  });
+
+  it('runs a job on Grid Engine with `run` and `submit --wait`', async () => {
+    const dir = await newProject(`scheduler: { tickMs: 100, pollIntervalMs: 500 }
+targets:
+  ge: { type: sge, ssh: ${sshBlock()}, root: cm-cli-sge-runs, pollIntervalMs: 500, maxConcurrent: 2, defaults: { partition: ${sge?.queue}, walltimeSeconds: 120 } }
+`);
+    const stop = new AbortController();
+    const run = crystalmath(dir, ['run'], { signal: stop.signal });
+    try {
+      const r = await crystalmath(dir, [
+        'submit',
+        '--wait',
+        '--json',
+        '--',
+        'sh',
+        '-c',
+        'echo "$JOB_ID"',
+      ]);
+      expect(r.code, r.stderr).toBe(0);
+      const job = JSON.parse(r.stdout) as { state: string; handle: { kind: string } };
+      expect(job.state).toBe('succeeded');
+      expect(job.handle.kind).toBe('sge');
     } finally {
       stop.abort();
       expect((await run).code).toBe(0);

@@ -33,6 +33,13 @@ targets:
   #   maxConcurrent: 50
   #   pollIntervalMs: 30000    # one squeue per 30 s: be kind to the cluster
   #   defaults: { partition: debug, walltimeSeconds: 3600, cpusPerTask: 4 }
+
+  # gridengine:                # a Grid Engine cluster, reached over SSH (omit ssh: on a submit host)
+  #   type: sge
+  #   ssh: { host: login.gridengine.example.org, user: alice }
+  #   root: /scratch/alice/crystalmath
+  #   pollIntervalMs: 30000    # one qstat per 30 s
+  #   defaults: { partition: all.q, parallelEnvironment: smp, walltimeSeconds: 3600 }
 `;
 
 /** Registers `init`. */

@@ -22,8 +22,10 @@ const collect = (value: string, previous: string[] = []): string[] => [...previo
 /** Target defaults under the job's own resources (the job wins field by field). */
 export function withTargetDefaults(spec: JobSpec, config: ResolvedConfig, target: string): JobSpec {
   const defaults = config.targets[target]?.defaults;
-  // SLURM targets apply their defaults in the runner (which knows its site); others here.
-  if (!defaults || config.targets[target]?.type === 'slurm') return spec;
+  // SLURM and Grid Engine targets apply their defaults in the runner (which knows its site);
+  // others here.
+  const type = config.targets[target]?.type;
+  if (!defaults || type === 'slurm' || type === 'sge') return spec;
   const resources = { ...defaults, ...spec.resources } as Resources;
   return { ...spec, resources };
 }

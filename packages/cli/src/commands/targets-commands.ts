@@ -15,9 +15,9 @@ import { intOption } from './options.js';
 /** The result of checking one target. */
 export interface TargetCheck {
   readonly name: string;
-  readonly type: 'local' | 'ssh' | 'slurm';
+  readonly type: 'local' | 'ssh' | 'slurm' | 'sge';
   readonly ok: boolean;
-  /** Steps that passed, in order: `connect`, `true`, `sinfo`. */
+  /** Steps that passed, in order: `connect`, `true`, `sinfo` (SLURM) or `qconf` (Grid Engine). */
   readonly steps: readonly string[];
   readonly ms: number;
   /** A one-line description: what answered, or what failed. */
@@ -59,6 +59,17 @@ export async function checkTarget(
       steps.push('sinfo');
       const partitions = s.stdout.trim().split('\n').filter(Boolean);
       detail = `${detail}; partitions: ${partitions.map((l) => l.split(' ').slice(0, 2).join(' ')).join(', ') || 'none'}`;
+    }
+    if (type === 'sge') {
+      const q = await run(transport, ['qconf', '-sql'], timeoutMs);
+      if (q.exitCode !== 0) {
+        throw new Error(
+          `qconf -sql exited ${q.exitCode}: ${(q.stderr || q.stdout).trim().split('\n')[0]}`,
+        );
+      }
+      steps.push('qconf');
+      const queues = q.stdout.trim().split('\n').filter(Boolean);
+      detail = `${detail}; queues: ${queues.join(', ') || 'none'}`;
     }
     return { name, type, ok: true, steps, ms: Date.now() - started, detail };
   } catch (err) {

@@ -1,5 +1,5 @@
 // The schema of `crystalmath.config.{json,yaml}`: where the queue lives and which targets
-// (this machine, SSH hosts, SLURM clusters) jobs may run on. zod gives the one-line errors
+// (this machine, SSH hosts, SLURM and Grid Engine clusters) jobs may run on. zod gives the one-line errors
 // that name the offending field; unknown keys are rejected so a typo is never ignored.
 
 import { z } from 'zod';
@@ -9,7 +9,10 @@ const name = z
   .string()
   .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'letters, digits and ._- (at most 64)');
 
-/** Typed resources, as in core's `Resources` plus SLURM's `gres`. Checked again by core. */
+/**
+ * Typed resources, as in core's `Resources` plus SLURM's `gres` and Grid Engine's
+ * `parallelEnvironment` and `project`. Checked again by core and by the target's runner.
+ */
 export const resourcesSchema = z.strictObject({
   nodes: positiveInt.optional(),
   tasks: positiveInt.optional(),
@@ -27,6 +30,8 @@ export const resourcesSchema = z.strictObject({
   array: z.string().optional(),
   extraDirectives: z.array(z.string()).optional(),
   gres: z.string().optional(),
+  parallelEnvironment: z.string().optional(),
+  project: z.string().optional(),
 });
 
 /**
@@ -91,10 +96,24 @@ export const slurmTargetSchema = z.strictObject({
   ...common,
 });
 
+export const sgeTargetSchema = z.strictObject({
+  type: z.literal('sge'),
+  /** Reach the submit host over SSH; omit to run qsub/qstat on this machine. */
+  ssh: sshSchema.optional(),
+  /** Directory for job folders on a file system the execution hosts see. */
+  root: z.string().min(1),
+  /** Smallest interval between two qstat calls, in ms (cluster etiquette). Default 5 000. */
+  pollIntervalMs: positiveInt.optional(),
+  /** qdel jobs found in error state (`Eqw`) once their reason is read. Default true. */
+  deleteErrorJobs: z.boolean().optional(),
+  ...common,
+});
+
 export const targetSchema = z.discriminatedUnion('type', [
   localTargetSchema,
   sshTargetSchema,
   slurmTargetSchema,
+  sgeTargetSchema,
 ]);
 
 export const storeSchema = z.union([
@@ -136,7 +155,7 @@ export function describeZodIssue(error: z.ZodError): string {
   if (issue.code === 'unrecognized_keys')
     message = `unknown key(s) ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
   if (issue.code === 'invalid_union' && 'discriminator' in issue && issue.discriminator)
-    message = 'type must be one of "local", "ssh", "slurm"';
+    message = 'type must be one of "local", "ssh", "slurm", "sge"';
   const more = error.issues.length > 1 ? ` (and ${error.issues.length - 1} more)` : '';
   return `${path.replace(/\.\[/g, '[') || '(top level)'}: ${message}${more}`;
 }

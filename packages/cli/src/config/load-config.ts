@@ -8,6 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { isCrystalMathError } from '@crystalmath/core';
+import { type SgeResources, validateSgeResources } from '@crystalmath/runner-sge';
 import { type SlurmResources, validateSlurmResources } from '@crystalmath/runner-slurm';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { CliError } from '../cli-error.js';
@@ -127,7 +128,13 @@ export function resolveConfig(value: unknown, file: string): ResolvedConfig {
   const targets: Record<string, TargetConfig> = {};
   for (const [name, t] of Object.entries(cfg.targets)) {
     try {
-      validateSlurmResources(t.defaults as SlurmResources | undefined, `targets.${name}.defaults`);
+      if (t.type === 'sge')
+        validateSgeResources(t.defaults as SgeResources | undefined, `targets.${name}.defaults`);
+      else
+        validateSlurmResources(
+          t.defaults as SlurmResources | undefined,
+          `targets.${name}.defaults`,
+        );
     } catch (err) {
       if (isCrystalMathError(err)) throw new CliError('E_CONFIG', `${label}: ${err.message}`);
       throw err;
