@@ -45,10 +45,13 @@ export function buildPollScript(input: PollScriptInput): string {
     `[ -n "$cm_out" ] && printf '%s\\n' "$cm_out"`,
     '[ "$cm_rc" -eq 0 ] || exit 0',
     // Our jobs in error state: the <state> line follows its <JB_job_number> in each <job_list>.
-    `cm_err=$(printf '%s\\n' "$cm_out" | awk -v ids=' ${ids.join(' ')} ' '`,
-    '  /<JB_job_number>/ { id = $0; gsub(/[^0-9]/, "", id) }',
-    '  /<state>[^<]*E/ { if (index(ids, " " id " ") > 0 && !(id in seen)) { seen[id] = 1; printf "%s%s", sep, id; sep = "," } }',
-    "')",
+    // The tracked ids live in a shell variable, not in an argument: thousands of them would
+    // pass the kernel's 128 KiB limit on one argument.
+    `cm_ids=' ${ids.join(' ')} '`,
+    'cm_err=',
+    `for cm_id in $(printf '%s\\n' "$cm_out" | awk '/<JB_job_number>/ { id = $0; gsub(/[^0-9]/, "", id) } /<state>[^<]*E/ { print id }' | sort -u); do`,
+    '  case "$cm_ids" in *" $cm_id "*) cm_err="${cm_err}${cm_err:+,}$cm_id" ;; esac',
+    'done',
     'if [ -n "$cm_err" ]; then',
     `  printf '${MARK}errors\\n'`,
     `  ${shQuote(c.qstat)} -j "$cm_err" 2>/dev/null`,
