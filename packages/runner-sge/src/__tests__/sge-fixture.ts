@@ -4,7 +4,6 @@
 
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -31,8 +30,8 @@ const isRoot = process.getuid?.() === 0;
  */
 export function localSgeTransport(): Transport {
   const user = sge?.user ?? 'cmtest';
-  const home = mkdtempSync(join(tmpdir(), 'cm-sge-home-'));
-  chmodSync(home, 0o755);
+  // Relative paths and the commands' working directory: /tmp, which the user can enter.
+  const home = tmpdir();
   if (!isRoot) {
     return new LocalTransport({ home, baseEnv: { ...process.env, ...sgeEnv() } });
   }
