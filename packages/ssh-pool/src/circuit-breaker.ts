@@ -76,6 +76,11 @@ export class CircuitBreaker {
     }
   }
 
+  /** Keeps `error` as the last one without counting a failure (same round as a counted one). */
+  recordError(error: unknown): void {
+    this.#lastError = error;
+  }
+
   failure(error: unknown, now = Date.now()): void {
     this.#failures++;
     this.#lastError = error;

@@ -335,8 +335,16 @@ async function connectHop(
       }
       reject(typed);
     };
+    // How far it got names the fault: nothing listening answers, a server that accepts TCP
+    // but never speaks SSH, a slow key exchange, or a slow authentication.
+    let stage = sock ? 'waiting for the SSH greeting' : 'TCP connect';
     const timer = setTimeout(() => {
-      fail(new SshTimeoutError(`${hop.label}: not connected within ${timeoutMs} ms`));
+      fail(
+        new SshTimeoutError(
+          `${hop.label}: not connected within ${timeoutMs} ms (connectTimeoutMs; stopped at: ${stage})`,
+          { details: { host: hop.label, timeoutMs, stage } },
+        ),
+      );
     }, timeoutMs);
     const onAbort = (): void => fail(new AbortError(`[ssh-pool] connect to ${hop.label} aborted`));
     options.signal?.addEventListener('abort', onAbort, { once: true });
@@ -355,6 +363,9 @@ async function connectHop(
       resolve({ client, socket });
     });
     client.on('error', (error) => fail(error));
+    client.once('handshake', () => {
+      stage = 'authentication';
+    });
     client.once('close', () =>
       fail(
         Object.assign(new Error('connection closed during the handshake'), { code: 'ECONNRESET' }),
@@ -363,6 +374,9 @@ async function connectHop(
 
     if (!sock) {
       socket = netConnect({ host: hop.host, port: hop.port });
+      socket.once('connect', () => {
+        if (stage === 'TCP connect') stage = 'waiting for the SSH greeting';
+      });
       socket.setNoDelay(true);
       socket.setKeepAlive(true, 30_000);
     }
@@ -406,6 +420,10 @@ async function connectHop(
     };
     try {
       client.connect(config);
+      // After ssh2's own listener: the first bytes from the server are its greeting.
+      (sock ?? socket)?.once('data', () => {
+        if (stage === 'waiting for the SSH greeting') stage = 'key exchange';
+      });
     } catch (error) {
       fail(error);
     }

@@ -3,6 +3,12 @@
 // connection's long-lived SFTP session. A channel still closing after its lease was released
 // (a timed-out command being killed) keeps its slot until it is really closed, so the number
 // of sessions the server sees never exceeds `maxChannels` (+1 for SFTP).
+//
+// The connection also keeps what the pool needs to find a hung peer: every request sent and
+// not yet answered (channel opens, exec starts, SFTP opens, pings) with the time it was sent,
+// and when the server last sent anything. And it learns the server's session limit: a channel
+// refused as over MaxSessions lowers its limit to the channels it held open, and the request
+// waits in the connection's queue for one of them to close instead of failing.
 
 import {
   AbortError,
@@ -11,7 +17,7 @@ import {
   type ExecResult,
   ValidationError,
 } from '@crystalmath/core';
-import type { Client, ClientChannel, SFTPWrapper } from 'ssh2';
+import type { Client, SFTPWrapper } from 'ssh2';
 import { buildCommandLine } from './command-line.js';
 import type { Established } from './connect.js';
 import { destroyClient } from './connect.js';
@@ -26,6 +32,7 @@ import type { DisconnectReason } from './events.js';
 import type { ProbeMethod } from './options.js';
 import {
   type CommandHost,
+  type ExecOpenCallback,
   isSessionLimit,
   runCommand,
   SESSION_LIMIT_RETRY_MS,
@@ -82,7 +89,30 @@ export interface ConnectionOwner {
   leaseReleased(lease: Lease): void;
   /** Stop handing out `connection`; close it once its sessions end. */
   retire(connection: PooledConnection, reason: unknown): void;
+  /** The server refused a channel: `connection` now runs at most `limit` exec channels. */
+  channelLimitLearned(connection: PooledConnection, limit: number): void;
 }
+
+/** A channel open waiting in a connection's queue (over its learned limit) or in flight. */
+interface ExecOpen {
+  readonly line: string;
+  readonly cb: ExecOpenCallback;
+  readonly onSent: (() => void) | undefined;
+  /** Refusals of this open while the connection held no other channel. */
+  refusals: number;
+  /** Given up on by the caller before it was sent. */
+  cancelled: boolean;
+  /** Sent and not yet answered. */
+  inFlight: boolean;
+  /** Answers the caller now (the connection was declared hung). */
+  abandon: ((error: SshError) => void) | undefined;
+}
+
+/** After a channel closed, the next queued open waits this long: OpenSSH frees a session only
+ * after processing the packets already received, which may include that next open. */
+const REOPEN_DELAY_MS = 3;
+/** A refusal this soon after one of our channels closed is that race, not the server's limit. */
+const RECENT_CLOSE_MS = 100;
 
 /** Timeouts the leases use. */
 export interface LeaseSettings {
@@ -105,15 +135,76 @@ export class PooledConnection implements CommandHost {
   readyAt = 0;
   lastUsedAt = Date.now();
   lastProbeAt = 0;
+  /** When the server last sent anything on this connection (any byte on the socket). */
+  lastHeardAt = 0;
+  /** When the pool last pinged it while its sessions were in use. */
+  lastBusyPingAt = 0;
   closeReason: DisconnectReason | undefined;
+  /** Exec channels open or opening: what the server counts against its MaxSessions. */
+  openChannels = 0;
+  /** Exec channels this connection may hold: `maxChannels`, or less once the server refused one. */
+  channelLimit: number;
   readonly #owner: ConnectionOwner;
   #sftp: Promise<SFTPWrapper> | undefined;
   #ended: Promise<void> | undefined;
+  /** Requests sent and not yet answered: token -> when sent. */
+  readonly #pending = new Map<number, number>();
+  #nextToken = 0;
+  readonly #queue: ExecOpen[] = [];
+  readonly #inFlight = new Set<ExecOpen>();
+  #lastChannelClosedAt = 0;
+  #pumpTimer: NodeJS.Timeout | undefined;
+  /** Rejects a pending SFTP open (the connection was declared hung). */
+  #abandonSftp: ((error: SshError) => void) | undefined;
 
-  constructor(label: string, owner: ConnectionOwner) {
+  constructor(label: string, owner: ConnectionOwner, channelLimit: number) {
     this.id = `c${++nextId}`;
     this.label = label;
     this.#owner = owner;
+    this.channelLimit = channelLimit;
+  }
+
+  /** Records a request sent to the server; `answered(token)` when its reply comes. */
+  requestSent(): number {
+    const token = ++this.#nextToken;
+    this.#pending.set(token, Date.now());
+    return token;
+  }
+
+  answered(token: number): void {
+    this.#pending.delete(token);
+  }
+
+  /** When the oldest request still unanswered was sent, or undefined when none is. */
+  oldestUnansweredAt(): number | undefined {
+    let oldest: number | undefined;
+    for (const at of this.#pending.values()) if (oldest === undefined || at < oldest) oldest = at;
+    return oldest;
+  }
+
+  /**
+   * A request has gone unanswered for `afterMs` while nothing at all came from the server for
+   * as long: probably hanging. The pool routes no new caller to it (it is closed, or answers,
+   * soon).
+   */
+  silentFor(afterMs: number, now: number): boolean {
+    if (now - this.lastHeardAt < afterMs) return false;
+    const oldest = this.oldestUnansweredAt();
+    return oldest !== undefined && now - oldest >= afterMs;
+  }
+
+  /**
+   * The connection was declared hung: callers whose channel has not opened yet (it ran
+   * nothing) get `error` now, queued opens included, and a pending SFTP open fails.
+   */
+  abandonPending(error: SshError): void {
+    for (const open of [...this.#queue, ...this.#inFlight]) {
+      open.cancelled = true;
+      open.abandon?.(error);
+    }
+    this.#queue.length = 0;
+    this.#inFlight.clear();
+    this.#abandonSftp?.(error);
   }
 
   /** Slots in use: leases plus channels still closing. */
@@ -133,6 +224,10 @@ export class PooledConnection implements CommandHost {
       if (this.state !== 'closed') this.#owner.connectionLost(this, error);
     };
     const { client, jumps, socket } = established;
+    this.lastHeardAt = Date.now();
+    socket.on('data', () => {
+      this.lastHeardAt = Date.now();
+    });
     client.on('error', lost);
     client.on('close', () => lost(undefined));
     for (const jump of jumps) {
@@ -148,12 +243,144 @@ export class PooledConnection implements CommandHost {
     return this.state !== 'closed' && socket !== undefined && !socket.destroyed && socket.writable;
   }
 
-  /** Opens an exec channel (throws when not connected). */
-  openExec(
-    line: string,
-    cb: (err: Error | undefined, channel: ClientChannel | undefined) => void,
-  ): void {
-    this.client.exec(line, (err, channel) => cb(err, channel));
+  /**
+   * Opens an exec channel and starts `line` in it, or queues the open while the connection
+   * holds its `channelLimit` channels. Returns a function that withdraws the open when it was
+   * not sent yet (true) or reports that it was (false).
+   */
+  openExec(line: string, cb: ExecOpenCallback, onSent?: () => void): () => boolean {
+    const open: ExecOpen = {
+      line,
+      cb,
+      onSent,
+      refusals: 0,
+      cancelled: false,
+      inFlight: false,
+      abandon: undefined,
+    };
+    if (this.state === 'closed' || !this.established) {
+      cb(this.goneError('exec'), undefined);
+      return () => false;
+    }
+    this.#queue.push(open);
+    this.#pump();
+    return () => {
+      if (open.inFlight || open.cancelled) return false;
+      open.cancelled = true;
+      const at = this.#queue.indexOf(open);
+      if (at >= 0) this.#queue.splice(at, 1);
+      return true;
+    };
+  }
+
+  /** Sends queued opens while the connection is under its channel limit. */
+  #pump(): void {
+    if (this.#pumpTimer) return;
+    while (this.#queue.length > 0 && this.openChannels < this.channelLimit) {
+      const open = this.#queue.shift() as ExecOpen;
+      if (!open.cancelled) this.#send(open);
+    }
+  }
+
+  /** Pumps after REOPEN_DELAY_MS (see there). */
+  #pumpSoon(): void {
+    if (this.#pumpTimer || this.#queue.length === 0) return;
+    this.#pumpTimer = setTimeout(() => {
+      this.#pumpTimer = undefined;
+      if (this.state !== 'closed') this.#pump();
+    }, REOPEN_DELAY_MS);
+    this.#pumpTimer.unref();
+  }
+
+  #channelClosed(): void {
+    this.openChannels--;
+    this.#lastChannelClosedAt = Date.now();
+    this.#pumpSoon();
+  }
+
+  #send(open: ExecOpen): void {
+    if (this.state === 'closed' || !this.established) {
+      open.cb(this.goneError('exec'), undefined);
+      return;
+    }
+    this.openChannels++;
+    open.inFlight = true;
+    this.#inFlight.add(open);
+    const token = this.requestSent();
+    let answered = false;
+    const finish = (): boolean => {
+      if (answered) return false;
+      answered = true;
+      open.inFlight = false;
+      open.abandon = undefined;
+      this.#inFlight.delete(open);
+      this.answered(token);
+      return true;
+    };
+    open.abandon = (error) => {
+      if (!finish()) return;
+      this.openChannels--;
+      open.cb(error, undefined);
+    };
+    open.onSent?.();
+    try {
+      this.established.client.exec(open.line, (err, channel) => {
+        if (!finish()) {
+          // Abandoned (the connection was declared hung): a late channel ran nothing yet.
+          if (channel) {
+            channel.on('error', () => undefined);
+            channel.close();
+          }
+          return;
+        }
+        if (err || !channel) {
+          this.openChannels--;
+          if (isSessionLimit(err) && !open.cancelled && this.state !== 'closed') {
+            this.#refused(open, err as Error);
+            return;
+          }
+          this.#pumpSoon();
+          open.cb(err ?? new Error('no channel'), undefined);
+          return;
+        }
+        channel.once('close', () => this.#channelClosed());
+        open.cb(undefined, channel);
+      });
+    } catch (error) {
+      if (finish()) this.openChannels--;
+      open.cb(error as Error, undefined);
+    }
+  }
+
+  /**
+   * The server refused a session channel. Right after one of ours closed, that is OpenSSH
+   * still counting it: retried shortly. Otherwise the server allows no more than the channels
+   * this connection holds open: that becomes its limit, and the open waits for one to close.
+   * With no channel open at all there is nothing to wait for: a few retries, then the error.
+   */
+  #refused(open: ExecOpen, err: Error): void {
+    const raced = Date.now() - this.#lastChannelClosedAt < RECENT_CLOSE_MS;
+    if (this.openChannels > 0 && !raced) {
+      if (this.openChannels < this.channelLimit) {
+        this.channelLimit = this.openChannels;
+        this.#owner.channelLimitLearned(this, this.channelLimit);
+      }
+      this.#queue.unshift(open);
+      this.#pump();
+      return;
+    }
+    const delay = SESSION_LIMIT_RETRY_MS[open.refusals++];
+    if (delay === undefined) {
+      open.cb(err, undefined);
+      this.#pumpSoon();
+      return;
+    }
+    const timer = setTimeout(() => {
+      if (open.cancelled) return;
+      this.#queue.unshift(open);
+      this.#pump();
+    }, delay);
+    timer.unref();
   }
 
   /**
@@ -206,9 +433,19 @@ export class PooledConnection implements CommandHost {
       const client = this.established.client;
       const p = new Promise<SFTPWrapper>((resolve, reject) => {
         let done = false;
-        const timer = setTimeout(() => {
+        let token: number | undefined;
+        const settle = (error: unknown, sftp?: SFTPWrapper): void => {
+          if (done) return;
           done = true;
-          reject(
+          clearTimeout(timer);
+          if (token !== undefined) this.answered(token);
+          this.#abandonSftp = undefined;
+          if (error === undefined) resolve(sftp as SFTPWrapper);
+          else reject(error);
+        };
+        this.#abandonSftp = (error) => settle(error);
+        const timer = setTimeout(() => {
+          settle(
             new SshTimeoutError(
               `${this.label}: SFTP session did not open within ${openTimeoutMs} ms`,
             ),
@@ -217,27 +454,25 @@ export class PooledConnection implements CommandHost {
         }, openTimeoutMs);
         const open = (attempt: number): void => {
           if (done) return;
+          token = this.requestSent();
           try {
             client.sftp((err, sftp) => {
+              if (token !== undefined) this.answered(token);
+              token = undefined;
               const delay = SESSION_LIMIT_RETRY_MS[attempt];
               if (err && isSessionLimit(err) && delay !== undefined && !done) {
                 setTimeout(() => open(attempt + 1), delay);
                 return;
               }
-              clearTimeout(timer);
               if (done) {
                 sftp?.end();
                 return;
               }
-              done = true;
               if (err) {
-                reject(
+                settle(
                   new SshSftpError(
                     `${this.label}: cannot start the SFTP subsystem: ${err.message}`,
-                    {
-                      cause: err,
-                      details: { host: this.label },
-                    },
+                    { cause: err, details: { host: this.label } },
                   ),
                 );
                 return;
@@ -246,12 +481,10 @@ export class PooledConnection implements CommandHost {
               sftp.on('close', () => {
                 if (this.#sftp === p) this.#sftp = undefined;
               });
-              resolve(sftp);
+              settle(undefined, sftp);
             });
           } catch {
-            clearTimeout(timer);
-            done = true;
-            reject(this.goneError('sftp'));
+            settle(this.goneError('sftp'));
           }
         };
         open(0);
@@ -271,10 +504,12 @@ export class PooledConnection implements CommandHost {
   ping(timeoutMs: number, method: ProbeMethod): Promise<void> {
     return new Promise((resolve, reject) => {
       let done = false;
+      const token = this.requestSent();
       const finish = (error?: unknown): void => {
         if (done) return;
         done = true;
         clearTimeout(timer);
+        this.answered(token);
         if (error === undefined) resolve();
         else reject(error);
       };

@@ -86,6 +86,11 @@ export interface SshHostStats {
   readonly acquireTimeouts: number;
   /** Most connections open at once. */
   readonly peakConnections: number;
+  /**
+   * Exec sessions per connection: `maxChannels`, or the lower limit learned when the server
+   * refused a session (its `MaxSessions`, less the SFTP session when one is open).
+   */
+  readonly channelLimit: number;
   readonly acquireLatencyMs: LatencySummary;
 }
 

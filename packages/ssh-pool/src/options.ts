@@ -96,8 +96,10 @@ export interface SshPoolOptions {
   readonly min?: number;
   /** Connections per host at most (connecting ones included). Default 4. */
   readonly max?: number;
-  /** Concurrent sessions (leases) per connection. Default 8, below OpenSSH's MaxSessions=10
-   * with room for the connection's SFTP session. */
+  /** Concurrent sessions (leases) per connection at most. Default 8, below OpenSSH's
+   * MaxSessions=10 with room for the connection's SFTP session. An upper bound: when the
+   * server refuses a session, the host's limit drops to what the connection held open
+   * (`stats().hosts[].channelLimit`) and the refused request waits for a channel instead. */
   readonly maxChannels?: number;
   /** Close a connection unused for this long (down to `min`). Default 300 000 ms; 0 = never. */
   readonly idleTimeoutMs?: number;
@@ -107,11 +109,24 @@ export interface SshPoolOptions {
   readonly acquireTimeoutMs?: number;
   /** Probe connections idle for this long. Default 30 000 ms; 0 = no probes. */
   readonly probeIntervalMs?: number;
-  /** A probe that takes longer fails, and its connection is replaced. Default 5 000 ms. */
+  /**
+   * A probe that takes longer fails, and its connection is replaced. Also: a connection with
+   * any request (channel open, exec start, SFTP open, probe, ping) unanswered this long, while
+   * the server sent nothing at all for as long, is hung and replaced at once, busy or idle.
+   * Default 5 000 ms.
+   */
   readonly probeTimeoutMs?: number;
+  /**
+   * A connection with sessions in use that received nothing for this long (or for
+   * `probeIntervalMs`, when shorter) is pinged with an SSH keep-alive request, so a command
+   * running on a connection that hangs ends with `E_SSH_CHANNEL` (`started: true`) within
+   * `busyProbeIntervalMs + probeTimeoutMs` (+ up to 250 ms). Default 5 000 ms (10 s in all
+   * with the default `probeTimeoutMs`); 0 = no pings.
+   */
+  readonly busyProbeIntervalMs?: number;
   /** Default `ping`. */
   readonly probeMethod?: ProbeMethod;
-  /** TCP connect + handshake + authentication, per hop. Default 20 000 ms. */
+  /** TCP connect + handshake + authentication, per hop. Default 10 000 ms. */
   readonly connectTimeoutMs?: number;
   /** SSH keep-alive interval. Default 15 000 ms; 0 = off. */
   readonly keepaliveIntervalMs?: number;
@@ -139,6 +154,7 @@ export interface ResolvedPoolOptions {
   readonly acquireTimeoutMs: number;
   readonly probeIntervalMs: number;
   readonly probeTimeoutMs: number;
+  readonly busyProbeIntervalMs: number;
   readonly probeMethod: ProbeMethod;
   readonly connectTimeoutMs: number;
   readonly keepaliveIntervalMs: number;
@@ -187,8 +203,9 @@ export function resolvePoolOptions(o: SshPoolOptions = {}): ResolvedPoolOptions 
     acquireTimeoutMs: int(o.acquireTimeoutMs, 'acquireTimeoutMs', 30_000, 1),
     probeIntervalMs: int(o.probeIntervalMs, 'probeIntervalMs', 30_000, 0),
     probeTimeoutMs: int(o.probeTimeoutMs, 'probeTimeoutMs', 5_000, 1),
+    busyProbeIntervalMs: int(o.busyProbeIntervalMs, 'busyProbeIntervalMs', 5_000, 0),
     probeMethod,
-    connectTimeoutMs: int(o.connectTimeoutMs, 'connectTimeoutMs', 20_000, 1),
+    connectTimeoutMs: int(o.connectTimeoutMs, 'connectTimeoutMs', 10_000, 1),
     keepaliveIntervalMs: int(o.keepaliveIntervalMs, 'keepaliveIntervalMs', 15_000, 0),
     keepaliveCountMax: int(o.keepaliveCountMax, 'keepaliveCountMax', 3, 1),
     channelOpenTimeoutMs: int(o.channelOpenTimeoutMs, 'channelOpenTimeoutMs', 20_000, 1),

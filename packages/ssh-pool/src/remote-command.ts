@@ -32,17 +32,21 @@ export function isSessionLimit(error: unknown): boolean {
   return reason === 1 || reason === 2;
 }
 
+/** Called once with the exec channel, or with why there is none. */
+export type ExecOpenCallback = (err: Error | undefined, channel: ClientChannel | undefined) => void;
+
 /** The parts of a connection a command needs. */
 export interface CommandHost {
   readonly label: string;
   /** 'closed' once the connection is gone. */
   readonly state: string;
   readonly closeReason: string | undefined;
-  /** Opens an exec channel (throws when the connection is gone). */
-  openExec(
-    line: string,
-    cb: (err: Error | undefined, channel: ClientChannel | undefined) => void,
-  ): void;
+  /**
+   * Opens an exec channel and starts `line` in it; the request may wait in the connection's
+   * queue first (the server's session limit). `onSent` is called when it goes to the server.
+   * The function returned withdraws a request not sent yet (true) or says it was sent (false).
+   */
+  openExec(line: string, cb: ExecOpenCallback, onSent?: () => void): () => boolean;
   /** Runs a short command in a channel of its own, ignoring its result (bounded in time). */
   fireAndForget(line: string): void;
 }
@@ -163,6 +167,8 @@ export function runCommand(
     let runTimer: NodeJS.Timeout | undefined;
     let killTimer: NodeJS.Timeout | undefined;
     let stuckTimer: NodeJS.Timeout | undefined;
+    let openTimer: NodeJS.Timeout | undefined;
+    let withdraw: () => boolean = () => false;
 
     const settle = (error: unknown, result?: ExecResult): void => {
       if (settled) return;
@@ -176,7 +182,7 @@ export function runCommand(
     const markClosed = (): void => {
       if (closed) return;
       closed = true;
-      clearTimeout(openTimer);
+      if (openTimer) clearTimeout(openTimer);
       if (killTimer) clearTimeout(killTimer);
       if (stuckTimer) clearTimeout(stuckTimer);
       o.onChannelClosed();
@@ -236,6 +242,10 @@ export function runCommand(
       if (settled) return;
       settle(error);
       cancelled = true;
+      if (!channel && !closed && withdraw()) {
+        markClosed(); // still queued on its connection: it never reached the server
+        return;
+      }
       if (!channel || closed) return; // still opening: killed as soon as it opens
       const ch = channel;
       signalGroup(ch, 'TERM');
@@ -279,20 +289,24 @@ export function runCommand(
         );
       }, o.timeoutMs);
     }
-    // A channel that does not open in time means a connection that no longer answers.
-    const openTimer = setTimeout(() => {
-      if (channel || closed) return;
-      markClosed();
-      const error = new SshTimeoutError(
-        `${label}: exec channel did not open within ${o.channelOpenTimeoutMs} ms`,
-        { details: { host: label, started: false } },
-      );
-      settle(error);
-      o.onTransportFailure(error);
-    }, o.channelOpenTimeoutMs);
+    // A channel that does not open in time means a connection that no longer answers (the
+    // pool usually finds out sooner: see probeTimeoutMs). Counted from when the request was
+    // sent, not while it waited in the connection's queue for a channel to close.
+    const startOpenTimer = (): void => {
+      openTimer = setTimeout(() => {
+        if (channel || closed) return;
+        markClosed();
+        const error = new SshTimeoutError(
+          `${label}: exec channel did not open within ${o.channelOpenTimeoutMs} ms`,
+          { details: { host: label, started: false } },
+        );
+        settle(error);
+        o.onTransportFailure(error);
+      }, o.channelOpenTimeoutMs);
+    };
 
     const onOpen = (err: Error | undefined, stream: ClientChannel | undefined): void => {
-      clearTimeout(openTimer);
+      if (openTimer) clearTimeout(openTimer);
       if (closed) {
         // Given up on while opening: close the late channel.
         if (stream) {
@@ -303,12 +317,15 @@ export function runCommand(
       }
       if (err || !stream) {
         markClosed();
-        const error = new SshChannelError(
-          `${label}: cannot open an exec channel: ${err?.message ?? 'no channel'}`,
-          { cause: err, details: { host: label, started: false } },
-        );
+        const error =
+          err instanceof SshChannelError || err instanceof SshPoolClosedError
+            ? err
+            : new SshChannelError(
+                `${label}: cannot open an exec channel: ${err?.message ?? 'no channel'}`,
+                { cause: err, details: { host: label, started: false } },
+              );
         settle(error);
-        // A full connection (server's MaxSessions below maxChannels) is still healthy.
+        // A server that refuses sessions while none of ours is open is still connected.
         if (!isSessionLimit(err)) o.onTransportFailure(error);
         return;
       }
@@ -337,25 +354,10 @@ export function runCommand(
       else stream.end();
     };
 
-    const open = (attempt: number): void => {
-      if (closed) return;
-      if (cancelled) {
-        markClosed(); // given up on before it ever opened
-        return;
-      }
-      try {
-        host.openExec(line, (err, stream) => {
-          const delay = SESSION_LIMIT_RETRY_MS[attempt];
-          if (err && isSessionLimit(err) && delay !== undefined && !closed && !cancelled) {
-            setTimeout(() => open(attempt + 1), delay);
-            return;
-          }
-          onOpen(err, stream);
-        });
-      } catch (err) {
-        onOpen(err as Error, undefined);
-      }
-    };
-    open(0);
+    if (cancelled) {
+      markClosed(); // given up on before it ever opened
+    } else {
+      withdraw = host.openExec(line, onOpen, startOpenTimer);
+    }
   });
 }

@@ -4,7 +4,10 @@
 // end, so it is the lock, held for microseconds), and all network I/O — connecting, probing,
 // closing — runs outside it and reports back through another such section. A connection
 // being probed is not handed out; a connection in use is never closed by the pool until its
-// sessions end (or `close()` gives up waiting).
+// sessions end (or `close()` gives up waiting), unless it stops answering: a connection with
+// a request unanswered for `probeTimeoutMs` while the server sent nothing at all is hung and
+// closed at once, idle or busy (callers whose channel had not opened yet are told it ran
+// nothing; a command running there ends with `E_SSH_CHANNEL`, `started: true`).
 
 import { EventEmitter, setMaxListeners } from 'node:events';
 import { AbortError, isCrystalMathError, ValidationError } from '@crystalmath/core';
@@ -20,9 +23,11 @@ import {
 import {
   connectErrorFrom,
   SshAcquireTimeoutError,
+  SshChannelError,
   SshCircuitOpenError,
   type SshError,
   SshPoolClosedError,
+  SshTimeoutError,
 } from './errors.js';
 import type {
   DisconnectReason,
@@ -48,10 +53,19 @@ export interface AcquireOptions {
   readonly signal?: AbortSignal | undefined;
   /** Give up (with `E_SSH_ACQUIRE_TIMEOUT`) after this long. Default: the pool's `acquireTimeoutMs`. */
   readonly timeoutMs?: number | undefined;
+  /**
+   * Wait (up to the timeout) even while the host cannot be reached: through an open circuit
+   * and failed connection attempts, until one succeeds. Default false: with no live
+   * connection to the host, an open circuit fails at once (`E_SSH_CIRCUIT_OPEN`), and so does
+   * a failed attempt whose retry is not due before your deadline (its own error).
+   */
+  readonly waitForConnection?: boolean | undefined;
 }
 
 interface Waiter {
   readonly enqueuedAt: number;
+  /** Asked to wait through connection failures (`waitForConnection`). */
+  readonly patient: boolean;
   readonly resolve: (lease: Lease) => void;
   readonly reject: (error: unknown) => void;
   done: boolean;
@@ -94,8 +108,13 @@ class HostBucket {
   liveWaiters = 0;
   readonly breaker: CircuitBreaker;
   readonly limiter: RateLimiter;
+  /** Failed rounds in a row: attempts running at the same time fail as one round. */
   consecutiveFailures = 0;
+  /** Bumped by each counted failure; an attempt started before the bump is in that round. */
+  failureRound = 0;
   nextAttemptAt = 0;
+  /** Exec channels per connection: `maxChannels`, lowered when the server refuses one. */
+  channelLimit: number;
   retryTimer: NodeJS.Timeout | undefined;
   retryAt = 0;
   lastConnectError: SshError | undefined;
@@ -114,6 +133,7 @@ class HostBucket {
     this.host = host;
     this.max = host.config.maxConnections ?? o.max;
     this.min = Math.min(host.config.minConnections ?? o.min, this.max);
+    this.channelLimit = o.maxChannels;
     this.breaker = new CircuitBreaker(o.circuitBreaker, onCircuit);
     this.limiter = new RateLimiter(o.connectRateLimit.limit, o.connectRateLimit.intervalMs);
   }
@@ -147,6 +167,21 @@ class HostBucket {
       if (c.state === 'ready' || c.state === 'probing' || c.state === 'connecting') return true;
     }
     return false;
+  }
+
+  /** Some waiter gives up at the first connection error (did not ask to wait). */
+  rejectImpatient(error: unknown): void {
+    const kept: Waiter[] = [];
+    for (const w of this.waiters) {
+      if (w.done) continue;
+      if (w.patient) {
+        kept.push(w);
+        continue;
+      }
+      w.finish();
+      w.reject(error);
+    }
+    this.waiters = kept;
   }
 }
 
@@ -182,6 +217,10 @@ export class SshPool {
   readonly #closingConnections = new Set<Promise<void>>();
   readonly #latency = new LatencyRing();
   #tickTimer: NodeJS.Timeout | undefined;
+  /** Silence after which a busy connection is pinged: never longer than for an idle one. */
+  readonly #busyInterval: number;
+  /** A request unanswered (and nothing heard) this long: no new caller is routed there. */
+  readonly #suspectAfterMs: number;
   /** No new acquires (draining or closing). */
   #stopped = false;
   #draining = false;
@@ -196,6 +235,12 @@ export class SshPool {
       channelOpenTimeoutMs: this.options.channelOpenTimeoutMs,
       killGraceMs: this.options.killGraceMs,
     };
+    const { busyProbeIntervalMs, probeIntervalMs } = this.options;
+    this.#busyInterval =
+      busyProbeIntervalMs > 0 && probeIntervalMs > 0
+        ? Math.min(busyProbeIntervalMs, probeIntervalMs)
+        : busyProbeIntervalMs;
+    this.#suspectAfterMs = Math.min(1_000, Math.ceil(this.options.probeTimeoutMs / 2));
     this.#events.setMaxListeners(0);
     // Every connection attempt in flight listens for close(): no limit is meaningful.
     setMaxListeners(0, this.#shutdown.signal);
@@ -309,12 +354,15 @@ export class SshPool {
     return bucket;
   }
 
-  /** The ready connection with the most free slots (spreads sessions over connections). */
+  /**
+   * The ready connection with the most free slots (spreads sessions over connections), never
+   * one that looks hung (see `#routable`).
+   */
   #pick(bucket: HostBucket): PooledConnection | undefined {
-    const maxChannels = this.options.maxChannels;
     let best: PooledConnection | undefined;
+    const now = Date.now();
     for (const c of bucket.connections) {
-      if (c.state !== 'ready' || c.used >= maxChannels) continue;
+      if (!this.#routable(c, now) || c.used >= c.channelLimit) continue;
       if (!best || c.used < best.used) best = c;
     }
     return best;
@@ -333,19 +381,12 @@ export class SshPool {
 
   #enqueue(bucket: HostBucket, startedAt: number, options: AcquireOptions): Promise<SshLease> {
     const now = Date.now();
-    if (!bucket.hasProspect() && bucket.breaker.state(now) === 'open') {
-      const last = bucket.breaker.lastError;
-      const error = new SshCircuitOpenError(
-        `${bucket.label}: failing fast after ${bucket.consecutiveFailures} consecutive connection failures; ` +
-          `next attempt in ${Math.max(0, bucket.breaker.openUntil - now)} ms. Last error: ${
-            last instanceof Error ? last.message : String(last)
-          }`,
-        { cause: last, details: { host: bucket.label } },
-      );
-      this.#emit('acquireError', { host: bucket.label, error, waitMs: 0 });
-      return Promise.reject(error);
-    }
     const timeoutMs = options.timeoutMs ?? this.options.acquireTimeoutMs;
+    const hopeless = options.waitForConnection ? undefined : this.#hopeless(bucket, now, timeoutMs);
+    if (hopeless) {
+      this.#emit('acquireError', { host: bucket.label, error: hopeless, waitMs: 0 });
+      return Promise.reject(hopeless);
+    }
     return new Promise<SshLease>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
       const signal = options.signal;
@@ -362,6 +403,7 @@ export class SshPool {
       };
       const waiter: Waiter = {
         enqueuedAt: startedAt,
+        patient: options.waitForConnection === true,
         resolve,
         reject: (error) => {
           this.#emit('acquireError', {
@@ -405,6 +447,49 @@ export class SshPool {
     });
   }
 
+  /**
+   * Ready, and not silent with a request unanswered for `min(1 s, probeTimeoutMs / 2)`: such a
+   * connection is probably hanging, and new callers wait for another (or a new) one instead.
+   * It becomes routable again as soon as the server answers, or is closed at probeTimeoutMs.
+   */
+  #routable(conn: PooledConnection, now: number): boolean {
+    return conn.state === 'ready' && !conn.silentFor(this.#suspectAfterMs, now);
+  }
+
+  /**
+   * The error a caller gets at once, instead of queueing, when the host has no live
+   * connection and none can start in time: `E_SSH_CIRCUIT_OPEN` while the circuit is open, or
+   * the last connection error while the next attempt (backoff) is not due before the caller's
+   * deadline. Undefined when it may wait.
+   */
+  #hopeless(bucket: HostBucket, now: number, timeoutMs: number): SshError | undefined {
+    if (bucket.hasProspect()) return undefined;
+    const last = bucket.lastConnectError;
+    if (bucket.breaker.state(now) === 'open') {
+      const cause = bucket.breaker.lastError;
+      const at = this.#nextAttemptAt(bucket, now);
+      return new SshCircuitOpenError(
+        `${bucket.label}: failing fast after ${bucket.consecutiveFailures} failed connection rounds; ` +
+          `the circuit lets one trial connection through in ${Math.max(0, at - now)} ms. Last error: ${
+            cause instanceof Error ? cause.message : String(cause)
+          }`,
+        { cause, details: { host: bucket.label, retryInMs: Math.max(0, at - now) } },
+      );
+    }
+    if (last && bucket.nextAttemptAt > now + timeoutMs) return last;
+    return undefined;
+  }
+
+  /** When the next connection attempt to `bucket` may start (breaker, backoff, rate limit). */
+  #nextAttemptAt(bucket: HostBucket, now: number): number {
+    const state = bucket.breaker.state(now);
+    // The breaker's cool-down replaces the backoff: its trial starts when the cool-down ends.
+    let at =
+      state === 'open' ? bucket.breaker.openUntil : state === 'closed' ? bucket.nextAttemptAt : now;
+    at = Math.max(at, now);
+    return Math.max(at, bucket.limiter.nextFreeAt(at));
+  }
+
   /** Hands free slots to waiters in FIFO order, then opens connections if still needed. */
   #dispatch(bucket: HostBucket): void {
     while (bucket.liveWaiters > 0) {
@@ -432,7 +517,20 @@ export class SshPool {
     retire: (conn, reason) => this.#retire(conn, reason),
     slotFreed: (conn) => this.#slotFreed(conn),
     connectionLost: (conn, error) => this.#connectionLost(conn, error),
+    channelLimitLearned: (conn, limit) => this.#channelLimitLearned(conn, limit),
   };
+
+  /** The server's session limit applies to every connection of the host. */
+  #channelLimitLearned(conn: PooledConnection, limit: number): void {
+    const bucket = this.#bucketByConn.get(conn);
+    if (!bucket || limit >= bucket.channelLimit) return;
+    bucket.channelLimit = limit;
+    for (const c of bucket.connections) c.channelLimit = Math.min(c.channelLimit, limit);
+    this.options.logger?.info?.(
+      `[ssh-pool] ${bucket.label}: the server refused a session beyond ${limit} per connection; ` +
+        `using ${limit} (maxChannels ${this.options.maxChannels})`,
+    );
+  }
 
   #leaseReleased(lease: Lease): void {
     const conn = lease.connection;
@@ -484,14 +582,15 @@ export class SshPool {
    */
   #grow(bucket: HostBucket): void {
     if (this.#closed) return;
-    const maxChannels = this.options.maxChannels;
+    const maxChannels = bucket.channelLimit;
+    const now = Date.now();
     let total = 0;
     let connecting = 0;
     let free = 0;
     for (const c of bucket.connections) {
       total++;
       if (c.state === 'connecting') connecting++;
-      else if (c.state === 'ready') free += Math.max(0, maxChannels - c.used);
+      else if (this.#routable(c, now)) free += Math.max(0, c.channelLimit - c.used);
     }
     const demand = bucket.liveWaiters - free - connecting * maxChannels;
     let want = Math.max(demand > 0 ? Math.ceil(demand / maxChannels) : 0, bucket.min - total);
@@ -516,7 +615,10 @@ export class SshPool {
       const until = bucket.breaker.openUntil;
       return until > now ? until : -1; // half-open with its trial in flight: wait for it
     }
-    if (bucket.nextAttemptAt > now) return bucket.nextAttemptAt;
+    // Half-open: the trial starts now, whatever the backoff says (the cool-down replaced it).
+    if (bucket.breaker.state(now) === 'closed' && bucket.nextAttemptAt > now) {
+      return bucket.nextAttemptAt;
+    }
     const free = bucket.limiter.nextFreeAt(now);
     return free > now ? free : 0;
   }
@@ -544,7 +646,8 @@ export class SshPool {
 
   #connect(bucket: HostBucket): void {
     // The slot is reserved here, synchronously, before any I/O: `max` cannot be overshot.
-    const conn = new PooledConnection(bucket.label, this.#owner);
+    const conn = new PooledConnection(bucket.label, this.#owner, bucket.channelLimit);
+    const round = bucket.failureRound;
     bucket.connections.add(conn);
     this.#bucketByConn.set(conn, bucket);
     bucket.peakConnections = Math.max(bucket.peakConnections, bucket.connections.size);
@@ -590,24 +693,32 @@ export class SshPool {
         }
         const error = connectErrorFrom(cause, bucket.label);
         bucket.connectFailures++;
-        bucket.consecutiveFailures++;
         bucket.lastConnectError = error;
-        bucket.breaker.failure(error);
-        const backoff = this.#backoffMs(bucket.consecutiveFailures);
-        bucket.nextAttemptAt = Date.now() + backoff;
-        const retryAt = Math.max(bucket.nextAttemptAt, bucket.breaker.openUntil);
+        const now = Date.now();
+        // Attempts that ran side by side (a burst to reach `min`, or several waiters) fail as
+        // one round: the backoff and the breaker count rounds, not sockets.
+        if (round === bucket.failureRound) {
+          bucket.failureRound++;
+          bucket.consecutiveFailures++;
+          bucket.breaker.failure(error, now);
+          bucket.nextAttemptAt = now + this.#backoffMs(bucket.consecutiveFailures);
+        } else {
+          bucket.breaker.recordError(error);
+        }
+        const retryAt = this.#nextAttemptAt(bucket, now);
         this.#emit('connectError', {
           host: bucket.label,
           error,
           consecutiveFailures: bucket.consecutiveFailures,
-          retryInMs: Math.max(0, retryAt - Date.now()),
+          retryInMs: Math.max(0, retryAt - now),
         });
         this.options.logger?.warn?.(`[ssh-pool] ${bucket.label}: connection failed`, {
           code: error.code,
           message: error.message,
         });
-        // Callers with nothing else to wait for learn the cause now, not at their timeout.
-        if (!bucket.hasProspect()) this.#rejectWaiters(bucket, error);
+        // Callers with nothing else to wait for learn the cause now, not at their timeout
+        // (unless they asked to wait for a connection).
+        if (!bucket.hasProspect()) bucket.rejectImpatient(error);
         this.#grow(bucket);
         this.#checkIdle();
       },
@@ -662,8 +773,15 @@ export class SshPool {
   #startTicking(): void {
     if (this.#tickTimer || this.#closed) return;
     const o = this.options;
-    const periods = [o.probeIntervalMs, o.idleTimeoutMs, o.maxAgeMs].filter((p) => p > 0);
-    const period = Math.max(20, Math.min(1_000, ...periods.map((p) => Math.ceil(p / 2))));
+    const periods = [
+      o.probeIntervalMs,
+      o.probeTimeoutMs,
+      o.busyProbeIntervalMs,
+      o.idleTimeoutMs,
+      o.maxAgeMs,
+    ].filter((p) => p > 0);
+    // A hung connection is found at most one period after its request's probeTimeoutMs.
+    const period = Math.max(20, Math.min(250, ...periods.map((p) => Math.ceil(p / 4))));
     this.#tickTimer = setInterval(() => this.#tick(), period);
     this.#tickTimer.unref();
   }
@@ -674,6 +792,9 @@ export class SshPool {
     const { probeIntervalMs, idleTimeoutMs, maxAgeMs } = this.options;
     for (const bucket of this.#buckets.values()) {
       for (const conn of [...bucket.connections]) {
+        if (conn.state === 'connecting' || conn.state === 'closed') continue;
+        if (this.#hung(bucket, conn, now)) continue;
+        if (conn.used > 0) this.#busyPing(conn, now);
         if (conn.state !== 'ready') continue;
         if (maxAgeMs > 0 && now - conn.readyAt >= maxAgeMs) {
           conn.closeReason = 'max-age';
@@ -698,7 +819,71 @@ export class SshPool {
         }
       }
       if (bucket.count() < bucket.min && !this.#stopped) this.#grow(bucket);
+      // A connection that looked hung may have answered: serve whoever waits.
+      if (bucket.liveWaiters > 0) this.#dispatch(bucket);
     }
+  }
+
+  /**
+   * A connection with a request (channel open, exec start, SFTP open, probe or ping)
+   * unanswered for `probeTimeoutMs`, while the server sent nothing at all for as long, is
+   * hung: closed at once, idle or busy. A server that is only slow still sends something (a
+   * running command's output, a keep-alive's reply) and is left alone.
+   */
+  #hung(bucket: HostBucket, conn: PooledConnection, now: number): boolean {
+    const { probeTimeoutMs } = this.options;
+    const oldest = conn.oldestUnansweredAt();
+    if (oldest === undefined || now - oldest < probeTimeoutMs) return false;
+    if (now - conn.lastHeardAt < probeTimeoutMs) return false;
+    const silentMs = now - Math.max(conn.lastHeardAt, conn.readyAt);
+    const error = new SshTimeoutError(
+      `${conn.label}: connection ${conn.id} stopped answering (a request unanswered for ${
+        now - oldest
+      } ms, nothing received for ${silentMs} ms)`,
+      { details: { host: conn.label, probeTimeoutMs } },
+    );
+    bucket.probeFailures++;
+    this.#emit('probe', {
+      host: conn.label,
+      connectionId: conn.id,
+      ok: false,
+      durationMs: now - oldest,
+      error,
+    });
+    this.options.logger?.warn?.(
+      `[ssh-pool] ${conn.label}: connection ${conn.id} hung, replacing it`,
+      {
+        message: error.message,
+      },
+    );
+    // Channels that never opened ran nothing: their callers may go elsewhere (SshTransport
+    // does). Commands already running end when the connection closes (`started: true`).
+    conn.closeReason = 'probe-failed';
+    conn.abandonPending(
+      new SshChannelError(
+        `${conn.label}: the connection stopped answering before the channel opened (nothing ran)`,
+        { cause: error, details: { host: conn.label, started: false } },
+      ),
+    );
+    this.#closeConnection(conn, 'probe-failed', error, true);
+    if (!this.#closed) this.#grow(bucket);
+    return true;
+  }
+
+  /**
+   * Sessions in use on a connection that sent nothing for `busyProbeIntervalMs`: a keep-alive
+   * request, which `#hung` watches like any other request. No state change: it stays in use.
+   */
+  #busyPing(conn: PooledConnection, now: number): void {
+    const interval = this.#busyInterval;
+    if (interval <= 0) return;
+    if (now - Math.max(conn.lastHeardAt, conn.lastBusyPingAt) < interval) return;
+    conn.lastBusyPingAt = now;
+    // Its timeout is a fallback only: #hung closes the connection first.
+    conn.ping(2 * this.options.probeTimeoutMs, 'ping').then(
+      () => undefined,
+      () => undefined,
+    );
   }
 
   /** Probes one idle connection; it is not handed out until the probe answers. */
@@ -788,6 +973,7 @@ export class SshPool {
         probeFailures: b.probeFailures,
         acquireTimeouts: b.acquireTimeouts,
         peakConnections: b.peakConnections,
+        channelLimit: b.channelLimit,
         acquireLatencyMs: b.latency.summary(),
       });
       sum.connections += h.connections;

@@ -6,14 +6,18 @@ export { freePort, type WaitForPortOptions, waitForPort, waitForPortClosed } fro
 export { type TestbedSshConnection, testbedSshTransport } from './ssh-transport.js';
 export {
   type PrivateSshd,
+  type PrivateSshdOptions,
   privateSshd,
   restartSshd,
   SshdController,
   type SshdControllerOptions,
   type StartSshdOptions,
   type StopSshdOptions,
+  type SuspendedSshdConnections,
+  sshdConnectionProcesses,
   startSshd,
   stopSshd,
+  suspendSshdConnections,
   testbedSshd,
 } from './sshd.js';
 export {

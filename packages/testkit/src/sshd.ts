@@ -3,7 +3,7 @@
 // sshd is shared by every package's tests; a test that kills sshd while others run can use
 // privateSshd() instead: its own sshd, same host key and users, on a free port.
 
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import {
   closeSync,
   existsSync,
@@ -221,6 +221,67 @@ export function restartSshd(options?: StopSshdOptions & StartSshdOptions): Promi
   return testbedSshd().restart(options);
 }
 
+/**
+ * The per-connection processes of an sshd listening on `port`: for each established
+ * connection (optionally only those from the client ports given), the server-side processes
+ * `ss -Htnp state established sport = :<port>` names, and their descendants (the sessions'
+ * shells and commands). Never the listener itself (`listenerPid`), so new connections still work.
+ */
+export function sshdConnectionProcesses(
+  port: number,
+  options: { readonly clientPorts?: readonly number[]; readonly listenerPid?: number } = {},
+): number[] {
+  const out = execFileSync('ss', ['-Htnp', 'state', 'established', 'sport', '=', `:${port}`], {
+    encoding: 'utf8',
+  });
+  const roots = new Set<number>();
+  for (const line of out.split('\n')) {
+    const fields = line.trim().split(/\s+/);
+    const peer = fields.find(
+      (f, i) => i > 0 && /:\d+$/.test(f) && fields[i - 1]?.endsWith(`:${port}`),
+    );
+    const peerPort = Number(peer?.slice(peer.lastIndexOf(':') + 1));
+    if (options.clientPorts && !options.clientPorts.includes(peerPort)) continue;
+    for (const m of line.matchAll(/pid=(\d+)/g)) roots.add(Number(m[1]));
+  }
+  if (options.listenerPid !== undefined) roots.delete(options.listenerPid);
+  const all = new Set<number>();
+  const visit = (pid: number): void => {
+    if (all.has(pid)) return;
+    all.add(pid);
+    for (const child of childrenOf(pid)) visit(child);
+  };
+  for (const pid of roots) visit(pid);
+  return [...all];
+}
+
+/** Processes stopped with SIGSTOP by `suspendSshdConnections`; `resume()` (SIGCONT) is idempotent. */
+export interface SuspendedSshdConnections {
+  readonly pids: readonly number[];
+  resume(): void;
+}
+
+/**
+ * Hangs established SSH connections the way a frozen peer does: SIGSTOP to their sshd
+ * processes (TCP stays open, nothing answers). Call `resume()` in a `finally`, always.
+ */
+export function suspendSshdConnections(
+  port: number,
+  options: { readonly clientPorts?: readonly number[]; readonly listenerPid?: number } = {},
+): SuspendedSshdConnections {
+  const pids = sshdConnectionProcesses(port, options);
+  let resumed = false;
+  for (const pid of pids) signal(pid, 'SIGSTOP');
+  return {
+    pids,
+    resume: () => {
+      if (resumed) return;
+      resumed = true;
+      for (const pid of pids) signal(pid, 'SIGCONT');
+    },
+  };
+}
+
 /** An sshd of a test's own: the testbed's config, keys and users on another loopback port. */
 export interface PrivateSshd extends SshService {
   readonly controller: SshdController;
@@ -229,6 +290,15 @@ export interface PrivateSshd extends SshService {
   restart(options?: StopSshdOptions & StartSshdOptions): Promise<void>;
   /** Stops it and removes its files. */
   close(): Promise<void>;
+  /** Hangs its established connections (or those from `clientPorts`): see suspendSshdConnections. */
+  suspendConnections(clientPorts?: readonly number[]): SuspendedSshdConnections;
+}
+
+export interface PrivateSshdOptions {
+  /** Default: a free port. */
+  readonly port?: number;
+  /** sshd_config lines that take precedence over the testbed's (e.g. `MaxSessions 2`). */
+  readonly config?: readonly string[];
 }
 
 /**
@@ -236,7 +306,7 @@ export interface PrivateSshd extends SshService {
  * users and client key as the testbed's, its own port, pid file and known_hosts. Needs root
  * and the testbed's ssh service.
  */
-export async function privateSshd(options: { readonly port?: number } = {}): Promise<PrivateSshd> {
+export async function privateSshd(options: PrivateSshdOptions = {}): Promise<PrivateSshd> {
   const ssh = testbedSsh();
   const port = options.port ?? (await freePort());
   const dir = mkdtempSync(join(tmpdir(), 'cm-sshd-'));
@@ -250,7 +320,13 @@ export async function privateSshd(options: { readonly port?: number } = {}): Pro
   // First value wins in sshd_config: ours go on top.
   writeFileSync(
     configPath,
-    [`Port ${port}`, `ListenAddress ${ssh.host}`, `PidFile ${pidFile}`, ...base].join('\n'),
+    [
+      `Port ${port}`,
+      `ListenAddress ${ssh.host}`,
+      `PidFile ${pidFile}`,
+      ...(options.config ?? []),
+      ...base,
+    ].join('\n'),
   );
   writeFileSync(knownHostsPath, `[${ssh.host}]:${port} ${ssh.hostPublicKey}\n`);
   const controller = new SshdController({ host: ssh.host, port, configPath, pidFile, logPath });
@@ -276,5 +352,10 @@ export async function privateSshd(options: { readonly port?: number } = {}): Pro
     start: (o) => controller.start(o),
     restart: (o) => controller.restart(o),
     close,
+    suspendConnections: (clientPorts) =>
+      suspendSshdConnections(port, {
+        ...(clientPorts ? { clientPorts } : {}),
+        ...(controller.pid() !== undefined ? { listenerPid: controller.pid() as number } : {}),
+      }),
   };
 }
