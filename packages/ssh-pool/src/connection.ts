@@ -97,7 +97,8 @@ export interface ConnectionOwner {
 interface ExecOpen {
   readonly line: string;
   readonly cb: ExecOpenCallback;
-  readonly onSent: (() => void) | undefined;
+  /** Told true when the open goes to the server, false when it waits in the queue again. */
+  readonly onSent: ((sent: boolean) => void) | undefined;
   /** Refusals of this open while the connection held no other channel. */
   refusals: number;
   /** Given up on by the caller before it was sent. */
@@ -248,7 +249,7 @@ export class PooledConnection implements CommandHost {
    * holds its `channelLimit` channels. Returns a function that withdraws the open when it was
    * not sent yet (true) or reports that it was (false).
    */
-  openExec(line: string, cb: ExecOpenCallback, onSent?: () => void): () => boolean {
+  openExec(line: string, cb: ExecOpenCallback, onSent?: (sent: boolean) => void): () => boolean {
     const open: ExecOpen = {
       line,
       cb,
@@ -322,7 +323,7 @@ export class PooledConnection implements CommandHost {
       this.openChannels--;
       open.cb(error, undefined);
     };
-    open.onSent?.();
+    open.onSent?.(true);
     try {
       this.established.client.exec(open.line, (err, channel) => {
         if (!finish()) {
@@ -360,6 +361,7 @@ export class PooledConnection implements CommandHost {
    */
   #refused(open: ExecOpen, err: Error): void {
     const raced = Date.now() - this.#lastChannelClosedAt < RECENT_CLOSE_MS;
+    open.onSent?.(false);
     if (this.openChannels > 0 && !raced) {
       if (this.openChannels < this.channelLimit) {
         this.channelLimit = this.openChannels;
@@ -517,6 +519,7 @@ export class PooledConnection implements CommandHost {
         () => finish(new SshTimeoutError(`${this.label}: probe unanswered after ${timeoutMs} ms`)),
         timeoutMs,
       );
+      timer.unref();
       let client: Client;
       try {
         client = this.client;
@@ -567,6 +570,9 @@ export class PooledConnection implements CommandHost {
   /** Closes the connection: gracefully (disconnect) or at once; resolves when the socket is closed. */
   end(force: boolean): Promise<void> {
     if (this.#ended) return this.#ended;
+    // Opens still queued or unanswered never ran: their callers learn it now.
+    if (this.#pumpTimer) clearTimeout(this.#pumpTimer);
+    this.abandonPending(this.goneError('exec'));
     const est = this.established;
     if (!est) {
       this.#ended = Promise.resolve();

@@ -43,10 +43,11 @@ export interface CommandHost {
   readonly closeReason: string | undefined;
   /**
    * Opens an exec channel and starts `line` in it; the request may wait in the connection's
-   * queue first (the server's session limit). `onSent` is called when it goes to the server.
+   * queue first (the server's session limit). `onSent(true)` when it goes to the server,
+   * `onSent(false)` when a refusal puts it back in the queue.
    * The function returned withdraws a request not sent yet (true) or says it was sent (false).
    */
-  openExec(line: string, cb: ExecOpenCallback, onSent?: () => void): () => boolean;
+  openExec(line: string, cb: ExecOpenCallback, onSent?: (sent: boolean) => void): () => boolean;
   /** Runs a short command in a channel of its own, ignoring its result (bounded in time). */
   fireAndForget(line: string): void;
 }
@@ -292,7 +293,11 @@ export function runCommand(
     // A channel that does not open in time means a connection that no longer answers (the
     // pool usually finds out sooner: see probeTimeoutMs). Counted from when the request was
     // sent, not while it waited in the connection's queue for a channel to close.
-    const startOpenTimer = (): void => {
+    const startOpenTimer = (sent: boolean): void => {
+      // Sent again after a refusal: counted from then; waiting in the queue is not counted.
+      if (openTimer) clearTimeout(openTimer);
+      openTimer = undefined;
+      if (!sent) return;
       openTimer = setTimeout(() => {
         if (channel || closed) return;
         markClosed();

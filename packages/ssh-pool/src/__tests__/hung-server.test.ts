@@ -377,6 +377,22 @@ describe.skipIf(!ssh)('hung, refusing and restarted servers (private sshd)', () 
     }
   }, 90_000);
 
+  it('keeps a request over the learned limit queued, not timed out, while long commands run', async () => {
+    const pool = new SshPool({ max: 1, channelOpenTimeoutMs: 500 });
+    const transport = new SshTransport({ pool, host: host(limited) });
+    try {
+      const results = await Promise.all(
+        Array.from({ length: 3 }, (_, i) =>
+          outcome(() => transport.exec(['sh', '-c', 'sleep 1; echo "$1"', 'sh', `${i}`])),
+        ),
+      );
+      expect(results.map((r) => r.code)).toEqual([undefined, undefined, undefined]);
+      expect(pool.stats().hosts[0]).toMatchObject({ opened: 1, channelLimit: 2 });
+    } finally {
+      await pool.close();
+    }
+  }, 30_000);
+
   it('learns MaxSessions 2: 60 of 60 calls with default options at >= 0.9x the hand-tuned throughput', async () => {
     const run = async (options: SshPoolOptions) => {
       const pool = new SshPool(options);

@@ -2,6 +2,7 @@
 // waiters), timeouts and aborts, release on every path, eviction, probes, the circuit breaker,
 // the connect rate limit, drain and close. A loopback proxy counts real TCP connections.
 
+import { createServer, type Socket } from 'node:net';
 import { isCrystalMathError } from '@crystalmath/core';
 import { freePort } from '@crystalmath/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -310,6 +311,91 @@ describe.skipIf(!ssh)('SshPool', () => {
       expect(pool.stats().hosts[0]?.connectFailures).toBe(4);
     } finally {
       await pool.close();
+    }
+  });
+
+  it('counts connection attempts that fail side by side as one round', async () => {
+    const port = await freePort(); // nothing listens there
+    const pool = new SshPool({ reconnectBackoff: { initialMs: 200, maxMs: 30_000 } });
+    const errors: SshPoolEvents['connectError'][] = [];
+    const burst = new Promise<void>((resolve) => {
+      pool.on('connectError', (e) => {
+        errors.push(e);
+        if (errors.length === 4) resolve();
+      });
+    });
+    try {
+      pool.acquire(testHost('user', { port, minConnections: 4 })).catch(() => undefined);
+      await burst; // `min: 4` starts four attempts at once; all four are refused
+      expect(errors.map((e) => e.consecutiveFailures)).toEqual([1, 1, 1, 1]);
+      for (const e of errors) expect(e.retryInMs).toBeLessThanOrEqual(200);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('starts the trial connection when the cool-down ends, as announced, whatever the backoff', async () => {
+    const port = await freePort();
+    const pool = new SshPool({
+      circuitBreaker: { failureThreshold: 2, cooldownMs: 300, maxCooldownMs: 300 },
+      reconnectBackoff: { initialMs: 2_000, maxMs: 60_000 }, // each well past the cool-down
+    });
+    const attempts: number[] = [];
+    pool.on('connectError', () => attempts.push(Date.now()));
+    const opened = new Promise<void>((resolve) =>
+      pool.on('circuit', (e) => e.state === 'open' && resolve()),
+    );
+    const host = testHost('user', { port });
+    try {
+      const first = await pool.acquire(host).catch((e: unknown) => e);
+      expect(code(first)).toBe('E_SSH_CONNECT');
+      // No live connection, and the next attempt is not due before this caller's deadline:
+      // it gets the last connection error at once.
+      const started = Date.now();
+      const again = await pool.acquire(host, { timeoutMs: 100 }).catch((e: unknown) => e);
+      expect(again).toBe(first);
+      expect(Date.now() - started).toBeLessThan(50);
+      expect(attempts).toHaveLength(1);
+      // A caller that asked to wait stays queued through failures, until its own timeout.
+      const patient = pool
+        .acquire(host, { timeoutMs: 4_000, waitForConnection: true })
+        .catch((e: unknown) => e);
+      await opened; // the second round (after the backoff) opened the circuit
+      const open = await pool.acquire(host).catch((e: unknown) => e);
+      const announcedAt = Date.now();
+      expect(code(open)).toBe('E_SSH_CIRCUIT_OPEN');
+      const retryInMs = isCrystalMathError(open) ? Number(open.details.retryInMs) : Number.NaN;
+      expect(retryInMs).toBeLessThanOrEqual(300);
+      await waitFor(() => attempts.length >= 4, 5_000, 'two trials');
+      // Each trial starts when the cool-down ends (300 ms), not after the backoff (>= 1 s).
+      expect(Math.abs((attempts[2] as number) - (announcedAt + retryInMs))).toBeLessThan(100);
+      expect((attempts[3] as number) - (attempts[2] as number)).toBeLessThan(600);
+      expect(code(await patient)).toBe('E_SSH_ACQUIRE_TIMEOUT');
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('reports a host that accepts TCP but never speaks SSH as a connect timeout', async () => {
+    expect(new SshPool().options.connectTimeoutMs).toBe(10_000);
+    const accepted: Socket[] = [];
+    const silent = createServer((socket) => accepted.push(socket)); // accepts, never greets
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const address = silent.address();
+    const port = typeof address === 'object' && address ? address.port : 0;
+    const pool = new SshPool({ connectTimeoutMs: 500 });
+    try {
+      const started = Date.now();
+      const error = await pool
+        .acquire(testHost('user', { port }), { timeoutMs: 5_000 })
+        .catch((e: unknown) => e);
+      expect(code(error)).toBe('E_SSH_TIMEOUT');
+      expect(String((error as Error).message)).toMatch(/connectTimeoutMs.*SSH greeting/);
+      expect(Date.now() - started).toBeLessThan(2_000);
+    } finally {
+      await pool.close();
+      for (const socket of accepted) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
     }
   });
 
