@@ -169,19 +169,13 @@ class HostBucket {
     return false;
   }
 
-  /** Some waiter gives up at the first connection error (did not ask to wait). */
+  /** Fails the waiters that did not ask to wait through connection failures. */
   rejectImpatient(error: unknown): void {
-    const kept: Waiter[] = [];
-    for (const w of this.waiters) {
-      if (w.done) continue;
-      if (w.patient) {
-        kept.push(w);
-        continue;
-      }
-      w.finish();
-      w.reject(error);
-    }
-    this.waiters = kept;
+    // Marked done first (dropped from the queue lazily), rejected after: a listener that
+    // acquires again from inside the rejection finds a consistent queue.
+    const impatient = this.waiters.filter((w) => !w.done && !w.patient);
+    for (const w of impatient) w.finish();
+    for (const w of impatient) w.reject(error);
   }
 }
 
