@@ -552,11 +552,17 @@ export class QueueImpl extends EventEmitter implements Queue {
           throw new ValidationError('state', `unknown state "${String(s)}"`);
     }
     if (filter.workflow !== undefined) parseId(filter.workflow, 'workflow');
-    const after = readCursor(filter.cursor, 'j', 'list()') ?? 0;
-    const rows = await this.#store.list(filter, after, limit + 1);
+    if (filter.order !== undefined && filter.order !== 'oldest' && filter.order !== 'newest')
+      throw new ValidationError('order', 'must be "oldest" or "newest"');
+    // Cursors carry their direction, so one of the other order is refused, not misread.
+    const kind = filter.order === 'newest' ? 'jn' : 'j';
+    const from =
+      readCursor(filter.cursor, kind, 'list()') ??
+      (filter.order === 'newest' ? Number.MAX_SAFE_INTEGER : 0);
+    const rows = await this.#store.list(filter, from, limit + 1);
     const page = rows.slice(0, limit);
     const jobs = await this.#toJobs(page);
-    const nextCursor = rows.length > limit ? makeCursor('j', page.at(-1)!.id) : null;
+    const nextCursor = rows.length > limit ? makeCursor(kind, page.at(-1)!.id) : null;
     return { jobs, nextCursor };
   }
 

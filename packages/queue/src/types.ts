@@ -192,8 +192,13 @@ export interface ListFilter {
   readonly tag?: string;
   /** Default 100, at most 1 000. */
   readonly limit?: number;
-  /** Opaque cursor from the previous page. */
+  /** Opaque cursor from the previous page (of the same `order`). */
   readonly cursor?: string;
+  /**
+   * `oldest` (the default): by creation, oldest first, so a follower pages forward through
+   * new jobs. `newest`: newest first, so a page of `limit` holds the most recent jobs.
+   */
+  readonly order?: 'oldest' | 'newest';
 }
 
 export interface ListPage {

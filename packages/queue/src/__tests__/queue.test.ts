@@ -566,6 +566,40 @@ describeStores((makeStore) => {
     expect(counts.byTarget.b!.ready).toBe(5);
   });
 
+  it('lists newest first with order "newest": a limit keeps the most recent jobs', async () => {
+    const jobs = await queue.enqueueMany(
+      Array.from({ length: 12 }, (_, i) => ({ spec: spec(`n${i}`), target: i < 10 ? 'a' : 'b' })),
+    );
+    const first = await queue.list({ order: 'newest', limit: 3 });
+    expect(first.jobs.map((j) => j.name)).toEqual(['n11', 'n10', 'n9']);
+    const seen: string[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await queue.list({
+        order: 'newest',
+        target: 'a',
+        limit: 4,
+        ...(cursor ? { cursor } : {}),
+      });
+      seen.push(...page.jobs.map((j) => j.id));
+      cursor = page.nextCursor ?? undefined;
+    } while (cursor);
+    expect(seen).toEqual(
+      jobs
+        .slice(0, 10)
+        .map((j) => j.id)
+        .reverse(),
+    );
+    // A cursor of one order is refused by the other, not misread.
+    const oldest = await queue.list({ limit: 1 });
+    await expect(queue.list({ order: 'newest', cursor: oldest.nextCursor! })).rejects.toMatchObject(
+      { field: 'cursor' },
+    );
+    await expect(queue.list({ order: 'sideways' as 'newest' })).rejects.toMatchObject({
+      field: 'order',
+    });
+  });
+
   it('emits typed in-process events and persists the same log', async () => {
     const seen: string[] = [];
     queue.on('job:state', (e) => seen.push(`${e.jobId}:${e.from ?? '-'}>${e.to}`));

@@ -153,8 +153,11 @@ export interface QueueStore {
   ): Promise<InsertResult>;
   getJobs(ids: readonly number[]): Promise<JobRow[]>;
   depsOf(ids: readonly number[]): Promise<DepRow[]>;
-  /** Jobs with id > afterId matching the filter, by id, at most `limit`. */
-  list(filter: ListFilter, afterId: number, limit: number): Promise<JobRow[]>;
+  /**
+   * Jobs matching the filter, at most `limit`: with id > `fromId` by ascending id, or with
+   * `filter.order === 'newest'`, id < `fromId` by descending id.
+   */
+  list(filter: ListFilter, fromId: number, limit: number): Promise<JobRow[]>;
   counts(): Promise<{ state: JobState; target: string; n: number }[]>;
   workflowRow(id: number): Promise<WorkflowRow | null>;
   workflowJobs(id: number): Promise<JobRow[]>;

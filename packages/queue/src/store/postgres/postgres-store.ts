@@ -810,9 +810,10 @@ export class PostgresStore implements QueueStore {
     );
   }
 
-  async list(filter: ListFilter, afterId: number, limit: number): Promise<JobRow[]> {
-    const params: Param[] = [afterId];
-    const where = ['j.id > $1'];
+  async list(filter: ListFilter, fromId: number, limit: number): Promise<JobRow[]> {
+    const newest = filter.order === 'newest';
+    const params: Param[] = [fromId];
+    const where = [newest ? 'j.id < $1' : 'j.id > $1'];
     const add = (clause: (n: string) => string, value: Param): void => {
       params.push(value);
       where.push(clause(`$${params.length}`));
@@ -827,7 +828,7 @@ export class PostgresStore implements QueueStore {
       add((p) => `j.id in (select job_id from cm_tags where tag = ${p})`, filter.tag);
     params.push(limit);
     return this.#all<JobRow>(
-      `select j.* from cm_jobs j where ${where.join(' and ')} order by j.id limit $${params.length}`,
+      `select j.* from cm_jobs j where ${where.join(' and ')} order by j.id ${newest ? 'desc' : 'asc'} limit $${params.length}`,
       ...params,
     );
   }

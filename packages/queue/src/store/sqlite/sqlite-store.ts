@@ -517,9 +517,10 @@ export class SqliteStore implements QueueStore {
     );
   }
 
-  async list(filter: ListFilter, afterId: number, limit: number): Promise<JobRow[]> {
-    const where = ['j.id > ?'];
-    const params: Param[] = [afterId];
+  async list(filter: ListFilter, fromId: number, limit: number): Promise<JobRow[]> {
+    const newest = filter.order === 'newest';
+    const where = [newest ? 'j.id < ?' : 'j.id > ?'];
+    const params: Param[] = [fromId];
     if (filter.state !== undefined) {
       where.push('j.state in (select value from json_each(?))');
       params.push(JSON.stringify(Array.isArray(filter.state) ? filter.state : [filter.state]));
@@ -538,7 +539,7 @@ export class SqliteStore implements QueueStore {
     }
     params.push(limit);
     return this.#all<JobRow>(
-      `select j.* from cm_jobs j where ${where.join(' and ')} order by j.id limit ?`,
+      `select j.* from cm_jobs j where ${where.join(' and ')} order by j.id ${newest ? 'desc' : 'asc'} limit ?`,
       ...params,
     );
   }
