@@ -6,6 +6,7 @@ import type { Job, Queue } from '@crystalmath/queue';
 import { TERMINAL_JOB_STATES } from '@crystalmath/queue';
 import cliProgress from 'cli-progress';
 import type { CommandContext } from './command-context.js';
+import { sleep } from './commands/options.js';
 
 export interface WaitOptions {
   /** Store polling interval in ms. Default 500. */
@@ -55,17 +56,8 @@ export async function waitForJobs(
       }
       if (done === ids.length) return jobs;
       if (signal?.aborted) return undefined;
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, interval);
-        signal?.addEventListener(
-          'abort',
-          () => {
-            clearTimeout(t);
-            resolve();
-          },
-          { once: true },
-        );
-      });
+      // One listener per wait, removed when the wait ends: a job of hours polls thousands of times.
+      await sleep(interval, signal);
       if (signal?.aborted) return undefined;
     }
   } finally {

@@ -226,6 +226,7 @@ export function registerJobCommands(program: Command, ctx: CommandContext): void
           : parseStates(flags.state);
         if (flags.target !== undefined) assertKnownTarget(config, flags.target, '--target');
         const filter: ListFilter = {
+          order: 'newest',
           limit: Math.min(flags.limit ?? 50, 1000),
           ...(states ? { state: states } : {}),
           ...(flags.target !== undefined ? { target: flags.target } : {}),
@@ -237,7 +238,7 @@ export function registerJobCommands(program: Command, ctx: CommandContext): void
           ctx.emit(page, () => {
             if (page.jobs.length === 0) ctx.out('no jobs');
             else ctx.out(jobsTable(page.jobs, ctx.c));
-            if (page.nextCursor) ctx.out(ctx.c.dim(`(more: raise --limit)`));
+            if (page.nextCursor) ctx.out(ctx.c.dim('(older jobs not shown: raise --limit)'));
           });
         });
       },

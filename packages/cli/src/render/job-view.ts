@@ -13,6 +13,11 @@ export function jobElapsed(job: Job, now = Date.now()): string {
   return `(${formatDuration(now - job.createdAt)})`;
 }
 
+/** Text on one line: a multi-line reason (an `sbatch` error) would break a table's rows. */
+export function oneLineText(s: string): string {
+  return s.replace(/\s*[\r\n]+\s*/g, ' | ').trim();
+}
+
 /** The `list` table. */
 export function jobsTable(jobs: readonly Job[], c: Colors, now = Date.now()): string {
   const rows = [
@@ -25,7 +30,7 @@ export function jobsTable(jobs: readonly Job[], c: Colors, now = Date.now()): st
       j.workflowId ?? '-',
       `${j.attempt}/${j.maxAttempts}`,
       jobElapsed(j, now),
-      j.reason ?? '',
+      oneLineText(j.reason ?? ''),
     ]),
   ];
   return table(rows);

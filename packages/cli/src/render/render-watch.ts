@@ -13,7 +13,7 @@ import {
   stateColor,
   truncate,
 } from '../format.js';
-import { countsSummary } from './job-view.js';
+import { countsSummary, oneLineText } from './job-view.js';
 
 /** Everything one frame of `watch` shows. */
 export interface WatchSnapshot {
@@ -33,7 +33,10 @@ export interface WatchSnapshot {
 
 export interface RenderWatchOptions {
   readonly width: number;
-  /** Rows available; the event list is cut to fit. Default: unlimited. */
+  /**
+   * Rows available. The frame always fits: blank lines, then events, then workflow and target
+   * rows give way, never the title and counts. Default: unlimited (12 events).
+   */
   readonly height?: number;
   readonly c: Colors;
   /** Use `#`/`-` instead of block characters for bars. */
@@ -58,7 +61,7 @@ function eventSegments(e: QueueEvent, names: ReadonlyMap<string, string>, c: Col
         [`${names.get(e.jobId) ?? e.jobId}  ${e.from ?? 'new'} → `],
         [e.to, stateColor(c, e.to)],
         [`  [${e.target}]`, c.dim],
-        ...(e.reason ? ([[`  ${e.reason}`, c.dim]] as Segment[]) : []),
+        ...(e.reason ? ([[`  ${oneLineText(e.reason)}`, c.dim]] as Segment[]) : []),
       ];
     case 'queue:paused':
     case 'queue:resumed':
@@ -138,11 +141,9 @@ export function renderWatch(s: WatchSnapshot, o: RenderWatchOptions): string[] {
       width,
     ),
   );
-  lines.push('');
-
-  lines.push(c.bold('WORKFLOWS'));
+  const workflowRows: string[] = [];
   if (s.workflows.length === 0)
-    lines.push(
+    workflowRows.push(
       fit([['  none yet: submit one with `crystalmath workflow submit <file>`', c.dim]], width),
     );
   for (const w of s.workflows) {
@@ -160,7 +161,7 @@ export function renderWatch(s: WatchSnapshot, o: RenderWatchOptions): string[] {
       : running.length > 0
         ? [`running: ${running.join(', ')}`, c.yellow]
         : [countsSummary(w.counts, colors(false)), c.dim];
-    lines.push(
+    workflowRows.push(
       fit(
         [
           [`  ${truncate(`${w.name} #${w.id}`, nameWidth).padEnd(nameWidth)} `],
@@ -174,9 +175,8 @@ export function renderWatch(s: WatchSnapshot, o: RenderWatchOptions): string[] {
       ),
     );
   }
-  lines.push('');
 
-  lines.push(c.bold('TARGETS'));
+  const targetRows: string[] = [];
   for (const t of s.targets) {
     const by: Partial<Record<JobState, number>> = s.counts.byTarget[t.name] ?? {};
     const waiting = (by.ready ?? 0) + (by.waiting ?? 0);
@@ -185,7 +185,7 @@ export function renderWatch(s: WatchSnapshot, o: RenderWatchOptions): string[] {
     const gauge =
       limit === null ? ' '.repeat(barWidth + 2) : bar(t.active, limit, barWidth, o.ascii);
     const failed = (by.failed ?? 0) + (by.timeout ?? 0);
-    lines.push(
+    targetRows.push(
       fit(
         [
           [`  ${truncate(t.name, nameWidth).padEnd(nameWidth)} `],
@@ -198,12 +198,79 @@ export function renderWatch(s: WatchSnapshot, o: RenderWatchOptions): string[] {
       ),
     );
   }
-  lines.push('');
 
-  lines.push(c.bold('RECENT EVENTS'));
-  const room = o.height === undefined ? 12 : Math.max(3, o.height - lines.length - 1);
-  const events = s.events.slice(-room);
-  if (events.length === 0) lines.push(c.dim('  no events yet'));
-  for (const e of events) lines.push(fit(eventSegments(e, s.jobNames, c), width));
-  return lines;
+  const eventRows = (n: number): string[] => {
+    const events = n <= 0 ? [] : s.events.slice(-n);
+    if (events.length === 0) return [c.dim('  no events yet')];
+    return events.map((e) => fit(eventSegments(e, s.jobNames, c), width));
+  };
+
+  if (o.height === undefined) {
+    return [
+      ...lines,
+      '',
+      c.bold('WORKFLOWS'),
+      ...workflowRows,
+      '',
+      c.bold('TARGETS'),
+      ...targetRows,
+      '',
+      c.bold('RECENT EVENTS'),
+      ...eventRows(12),
+    ];
+  }
+  // One row is left free, as the frame is drawn from the top and must not push the screen.
+  const room = o.height - lines.length - 1;
+  return [...lines, ...fitSections(room, workflowRows, targetRows, eventRows, c)];
+}
+
+/**
+ * The three sections within `room` rows, so a small terminal never scrolls the title and counts
+ * off the top: blank separators go first, then events are cut, then workflow and target rows
+ * give way to a `… n more` line.
+ */
+function fitSections(
+  room: number,
+  workflows: readonly string[],
+  targets: readonly string[],
+  events: (n: number) => string[],
+  c: Colors,
+): string[] {
+  const more = (rows: readonly string[], keep: number): string[] =>
+    rows.length <= keep
+      ? [...rows]
+      : keep <= 0
+        ? []
+        : [...rows.slice(0, keep - 1), c.dim(`  … ${rows.length - keep + 1} more`)];
+  const full = 3 + workflows.length + targets.length + 3; // headers and blank separators
+  if (full + 3 <= room) {
+    return [
+      '',
+      c.bold('WORKFLOWS'),
+      ...workflows,
+      '',
+      c.bold('TARGETS'),
+      ...targets,
+      '',
+      c.bold('RECENT EVENTS'),
+      ...events(room - full),
+    ];
+  }
+  // No blank lines; each section keeps its header while there is room for one row under it.
+  let left = room;
+  const out: string[] = [];
+  const section = (title: string, rows: readonly string[], reserve: number): void => {
+    if (left - reserve < 2) return;
+    const keep = Math.min(rows.length, left - reserve - 1);
+    const shown = more(rows, keep);
+    out.push(c.bold(title), ...shown);
+    left -= 1 + shown.length;
+  };
+  section('WORKFLOWS', workflows, targets.length > 0 ? 2 : 0);
+  section('TARGETS', targets, 0);
+  if (left >= 2) {
+    const ev = events(left - 1);
+    out.push(c.bold('RECENT EVENTS'), ...ev.slice(-(left - 1)));
+  }
+  return out;
 }

@@ -1,0 +1,154 @@
+// What a user of `crystalmath` runs into day to day: the order of `list`, long waits, pipes,
+// tables that stay tables, and the plain facts (ids, hosts, folders) a user needs. Driven
+// in-process through main() and, where a real process matters, the built binary.
+
+import { spawn } from 'node:child_process';
+import { getEventListeners } from 'node:events';
+import { rm } from 'node:fs/promises';
+import type { Job } from '@crystalmath/queue';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ExitCode } from '../exit-codes.js';
+import { colors } from '../format.js';
+import { jobsTable } from '../render/job-view.js';
+import { describeEvent } from '../render/render-watch.js';
+import { crystalmath, LOCAL_CONFIG, project, until } from './cli-helpers.js';
+import { BIN, type Spawned, spawnCli } from './process-helpers.js';
+
+const dirs: string[] = [];
+afterAll(async () => {
+  await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
+});
+async function newProject(config = LOCAL_CONFIG): Promise<string> {
+  const d = await project(config);
+  dirs.push(d);
+  return d;
+}
+
+interface JobJson {
+  id: string;
+  name: string;
+  state: string;
+}
+
+async function submit(dir: string, ...args: string[]): Promise<JobJson> {
+  const r = await crystalmath(dir, ['submit', '--json', ...args]);
+  expect(r.code, r.stderr).toBe(0);
+  return JSON.parse(r.stdout) as JobJson;
+}
+
+describe('list', () => {
+  it('shows the newest jobs first, and its limit keeps the newest', async () => {
+    const dir = await newProject();
+    for (let i = 1; i <= 5; i++) await submit(dir, '--name', `job${i}`, '--', 'true');
+    const r = await crystalmath(dir, ['list', '-l', '3']);
+    expect(r.code).toBe(0);
+    const names = [...r.stdout.matchAll(/^\d+\s+(job\d)\s/gm)].map((m) => m[1]);
+    expect(names).toEqual(['job5', 'job4', 'job3']);
+    expect(r.stdout).toMatch(/older jobs not shown: raise --limit/);
+    const json = JSON.parse((await crystalmath(dir, ['list', '--json'])).stdout) as {
+      jobs: JobJson[];
+    };
+    expect(json.jobs.map((j) => j.name)).toEqual(['job5', 'job4', 'job3', 'job2', 'job1']);
+  });
+
+  it('keeps a reason with newlines (an sbatch error) on its row', () => {
+    const job = {
+      id: '7',
+      name: 'scf',
+      state: 'failed',
+      target: 'cluster',
+      workflowId: null,
+      workflowKey: null,
+      attempt: 1,
+      maxAttempts: 1,
+      startedAt: null,
+      endedAt: 1_000,
+      createdAt: 0,
+      reason: 'sbatch: error: Batch job submission failed\nsbatch: error: invalid partition',
+    } as unknown as Job;
+    const table = jobsTable([job], colors(false), 2_000);
+    const lines = table.split('\n');
+    expect(lines).toHaveLength(2);
+    expect(lines[1]).toMatch(/submission failed \| sbatch: error: invalid partition$/);
+    const line = describeEvent(
+      {
+        seq: 1,
+        at: 0,
+        type: 'job:state',
+        jobId: '7',
+        from: 'submitting',
+        to: 'failed',
+        target: 'cluster',
+        reason: 'a\nb',
+      } as never,
+      new Map(),
+      colors(false),
+    );
+    expect(line.split('\n')).toHaveLength(1);
+  });
+});
+
+describe('with a scheduler running in another process', () => {
+  let dir: string;
+  let run: Spawned;
+
+  beforeAll(async () => {
+    dir = await newProject();
+    run = spawnCli(dir, ['run']);
+    await until(
+      async () => (run.output().includes('scheduler started') ? true : undefined),
+      15_000,
+      'run',
+    );
+  });
+  afterAll(async () => {
+    run.child.kill('SIGTERM');
+    expect((await run.exited).code, run.output()).toBe(0);
+  });
+
+  it('--wait holds one abort listener however long it waits', async () => {
+    const controller = new AbortController();
+    let most = 0;
+    const sampler = setInterval(() => {
+      most = Math.max(most, getEventListeners(controller.signal, 'abort').length);
+    }, 50);
+    try {
+      const r = await crystalmath(dir, ['submit', '--wait', '--', 'sleep', '4'], {
+        signal: controller.signal,
+      });
+      expect(r.code, r.stderr).toBe(0);
+    } finally {
+      clearInterval(sampler);
+    }
+    // Several polls happened (500 ms apart over 4 s); each used to add a listener for good.
+    expect(most).toBeGreaterThan(0);
+    expect(most).toBeLessThanOrEqual(2);
+  });
+
+  it('watch --json whose reader goes away (| head -1) exits 0 without a stack trace', async () => {
+    await submit(dir, '--', 'true');
+    const child = spawn(process.execPath, [BIN, 'watch', '--json', '--interval', '100'], {
+      cwd: dir,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+    // Read one line, then close our end, as `head -1` does.
+    await new Promise<void>((resolve) => {
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+        if (out.includes('\n')) {
+          child.stdout.destroy();
+          resolve();
+        }
+      });
+    });
+    // New events make watch write again, into the closed pipe.
+    await submit(dir, '--', 'true');
+    const code = await exited;
+    expect(err).not.toMatch(/EPIPE|Error|at /);
+    expect(code).toBe(0);
+  });
+});
