@@ -4,8 +4,20 @@
 // A reader that goes away (`crystalmath watch --json | head -1`) ends the command the same
 // way, with exit 0: a closed pipe is how a pipeline says "enough".
 
-import { processIo } from './cli-io.js';
-import { main } from './main.js';
+import { readFileSync } from 'node:fs';
+
+// `crystalmath --version` alone answers before any module loads: scripts call it to probe.
+const argv = process.argv.slice(2);
+if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-V')) {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+    version?: string;
+  };
+  process.stdout.write(`${pkg.version ?? '0.0.0'}\n`);
+  process.exit(0);
+}
+
+const { processIo } = await import('./cli-io.js');
+const { main } = await import('./main.js');
 
 const controller = new AbortController();
 let signals = 0;
@@ -45,7 +57,7 @@ const stdout = {
     return process.stdout.rows;
   },
 };
-const result = await main(process.argv.slice(2), { ...io, stdout });
+const result = await main(argv, { ...io, stdout });
 const code = readerGone ? 0 : result;
 process.exitCode = code;
 // Let pending writes flush; then exit even if a library left a handle open.

@@ -7,15 +7,69 @@ import { Command, CommanderError } from 'commander';
 import { errorJson, formatError } from './cli-error.js';
 import { type CliIo, processIo } from './cli-io.js';
 import { CommandContext, type GlobalOptions } from './command-context.js';
-import { registerCollectCommand } from './commands/collect-command.js';
-import { registerControlCommands } from './commands/control-commands.js';
-import { registerInitCommand } from './commands/init-command.js';
-import { registerJobCommands } from './commands/jobs-commands.js';
-import { registerRunCommand } from './commands/run-command.js';
-import { registerTargetsCommands } from './commands/targets-commands.js';
-import { registerWatchCommand } from './commands/watch-command.js';
-import { registerWorkflowCommands } from './commands/workflow-commands.js';
 import { ExitCode, exitCodeFor } from './exit-codes.js';
+
+type Register = (program: Command, ctx: CommandContext) => void;
+
+/**
+ * The command modules, in help order, loaded on demand: `crystalmath list` loads only the job
+ * commands and what they need, not the SSH pool, the watch screen or the progress bar.
+ */
+const COMMAND_MODULES: readonly {
+  readonly names: readonly string[];
+  readonly load: () => Promise<Register>;
+}[] = [
+  {
+    names: ['init'],
+    load: async () => (await import('./commands/init-command.js')).registerInitCommand,
+  },
+  {
+    names: ['targets'],
+    load: async () => (await import('./commands/targets-commands.js')).registerTargetsCommands,
+  },
+  {
+    names: ['submit', 'list', 'ls', 'show', 'logs', 'cancel', 'retry'],
+    load: async () => (await import('./commands/jobs-commands.js')).registerJobCommands,
+  },
+  {
+    names: ['workflow'],
+    load: async () => (await import('./commands/workflow-commands.js')).registerWorkflowCommands,
+  },
+  {
+    names: ['collect'],
+    load: async () => (await import('./commands/collect-command.js')).registerCollectCommand,
+  },
+  {
+    names: ['pause', 'resume', 'prune'],
+    load: async () => (await import('./commands/control-commands.js')).registerControlCommands,
+  },
+  {
+    names: ['watch'],
+    load: async () => (await import('./commands/watch-command.js')).registerWatchCommand,
+  },
+  {
+    names: ['run'],
+    load: async () => (await import('./commands/run-command.js')).registerRunCommand,
+  },
+];
+
+/** Global options that take a value, so the command name is found after them. */
+const GLOBAL_WITH_VALUE = new Set(['-c', '--config']);
+
+/** The first word of `argv` that is not a global option (the command's name), if any. */
+function commandName(argv: readonly string[]): string | undefined {
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] as string;
+    if (a === '--') return undefined;
+    if (GLOBAL_WITH_VALUE.has(a)) {
+      i++;
+      continue;
+    }
+    if (a.startsWith('-')) continue;
+    return a;
+  }
+  return undefined;
+}
 
 function version(): string {
   try {
@@ -28,8 +82,14 @@ function version(): string {
   }
 }
 
-/** Builds the commander program for one invocation. */
-export function createProgram(io: CliIo): { program: Command; ctx: CommandContext } {
+/**
+ * Builds the commander program for one invocation. With `argv`, only the module of the command
+ * it names is loaded (all of them for help, or a name that is no command).
+ */
+export async function createProgram(
+  io: CliIo,
+  argv?: readonly string[],
+): Promise<{ program: Command; ctx: CommandContext }> {
   const program = new Command('crystalmath');
   const ctx = new CommandContext(io, () => program.opts<GlobalOptions>());
   program
@@ -44,14 +104,11 @@ export function createProgram(io: CliIo): { program: Command; ctx: CommandContex
       writeErr: (s) => io.stderr.write(s),
     })
     .exitOverride();
-  registerInitCommand(program, ctx);
-  registerTargetsCommands(program, ctx);
-  registerJobCommands(program, ctx);
-  registerWorkflowCommands(program, ctx);
-  registerCollectCommand(program, ctx);
-  registerControlCommands(program, ctx);
-  registerWatchCommand(program, ctx);
-  registerRunCommand(program, ctx);
+  const name = argv === undefined ? undefined : commandName(argv);
+  const one = COMMAND_MODULES.find((m) => name !== undefined && m.names.includes(name));
+  const modules = one ? [one] : COMMAND_MODULES;
+  const registers = await Promise.all(modules.map((m) => m.load()));
+  for (const register of registers) register(program, ctx);
   for (const sub of program.commands) {
     sub.exitOverride();
     for (const s of sub.commands) s.exitOverride();
@@ -66,7 +123,7 @@ export function createProgram(io: CliIo): { program: Command; ctx: CommandContex
  * const code = await main(['list', '--json']);
  */
 export async function main(argv: readonly string[], io: CliIo = processIo()): Promise<number> {
-  const { program, ctx } = createProgram(io);
+  const { program, ctx } = await createProgram(io, argv);
   try {
     await program.parseAsync([...argv], { from: 'user' });
     return ctx.exitCode;

@@ -4,7 +4,6 @@
 
 import type { Job, Queue } from '@crystalmath/queue';
 import { TERMINAL_JOB_STATES } from '@crystalmath/queue';
-import cliProgress from 'cli-progress';
 import type { CommandContext } from './command-context.js';
 import { sleep } from './commands/options.js';
 
@@ -24,7 +23,9 @@ export async function waitForJobs(
   const interval = options.intervalMs ?? 500;
   const signal = ctx.io.signal;
   const tty = ctx.io.stderr.isTTY === true && !ctx.json;
-  const progress = tty
+  // Loaded only when a bar is drawn.
+  const cliProgress = tty ? (await import('cli-progress')).default : undefined;
+  const progress = cliProgress
     ? new cliProgress.SingleBar(
         {
           format: `${label} [{bar}] {value}/{total} done | {detail}`,
