@@ -19,7 +19,7 @@ export const ExitCode = {
   NOT_FOUND: 5,
   /** A target could not be reached or refused us (connection, authentication, host key, command). */
   UNREACHABLE: 6,
-  /** The job is not in a state that allows the operation (cancel a finished job, retry a running one). */
+  /** The job is not in a state that allows the operation (cancel a finished job, retry a running one), or what `init` would write exists. */
   CONFLICT: 7,
   /** The store (SQLite file, PostgreSQL) failed or its schema could not be brought up to date. */
   STORE: 8,
@@ -32,6 +32,8 @@ export const ExitCode = {
 export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
 
 const BY_CODE: Partial<Record<ErrorCode, ExitCodeValue>> = {
+  E_USAGE: ExitCode.USAGE,
+  E_EXISTS: ExitCode.CONFLICT,
   E_CONFIG: ExitCode.CONFIG,
   E_SSH_CONFIG: ExitCode.CONFIG,
   E_QUEUE_UNKNOWN_TARGET: ExitCode.CONFIG,

@@ -83,11 +83,12 @@ export function table(rows: readonly (readonly string[])[], gap = 2): string {
     .join('\n');
 }
 
-/** `1.2s`, `3m04s`, `2h05m`, `3d04h`. */
+/** `1.2s`, `42s`, `3m04s`, `2h05m`, `3d04h`: one family, the largest unit first. */
 export function formatDuration(ms: number): string {
   if (ms < 0) ms = 0;
   if (ms < 10_000) return `${(ms / 1000).toFixed(1)}s`;
   const s = Math.floor(ms / 1000);
+  if (s < 60) return `${s}s`;
   if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
   if (s < 86_400)
     return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;

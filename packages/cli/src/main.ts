@@ -4,7 +4,7 @@
 
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
-import { errorJson, formatError } from './cli-error.js';
+import { CliError, errorJson, formatError } from './cli-error.js';
 import { type CliIo, processIo } from './cli-io.js';
 import { CommandContext, type GlobalOptions } from './command-context.js';
 import { ExitCode, exitCodeFor } from './exit-codes.js';
@@ -98,10 +98,11 @@ export async function createProgram(
     .option('-c, --config <file>', 'configuration file (default: ./crystalmath.config.{json,yaml})')
     .option('--json', 'machine-readable output (JSON; errors as JSON on stderr)')
     .option('--no-color', 'no colours in human output')
-    .showHelpAfterError('(run `crystalmath --help` for usage)')
     .configureOutput({
       writeOut: (s) => io.stdout.write(s),
       writeErr: (s) => io.stderr.write(s),
+      // Usage errors are printed by main() in the one-line form every error has.
+      outputError: () => {},
     })
     .exitOverride();
   const name = argv === undefined ? undefined : commandName(argv);
@@ -109,11 +110,67 @@ export async function createProgram(
   const modules = one ? [one] : COMMAND_MODULES;
   const registers = await Promise.all(modules.map((m) => m.load()));
   for (const register of registers) register(program, ctx);
+  addExamples(program);
   for (const sub of program.commands) {
     sub.exitOverride();
     for (const s of sub.commands) s.exitOverride();
   }
   return { program, ctx };
+}
+
+/** Whether `--json` is among the global options (usage errors come before options are read). */
+function wantsJson(argv: readonly string[]): boolean {
+  const end = argv.indexOf('--');
+  return (end === -1 ? argv : argv.slice(0, end)).includes('--json');
+}
+
+/** A commander error as an E_USAGE CliError: one line, naming the command and a way out. */
+function usageError(err: CommanderError, argv: readonly string[]): CliError {
+  const name = commandName(argv);
+  const text = err.message
+    .replace(/^error: /, '')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean)
+    .join(' ');
+  let hint = `see \`crystalmath ${name && name !== 'help' ? `${name} ` : ''}--help\``;
+  if (name === 'submit' && err.code === 'commander.unknownOption') {
+    // `crystalmath submit ls -la`: the command's own options were read as submit's.
+    hint = 'put `--` before the command and its options, e.g. `crystalmath submit -- ls -la`';
+  }
+  return new CliError('E_USAGE', `${name && name !== text ? `${name}: ` : ''}${text} (${hint})`);
+}
+
+/** One or two examples at the end of each command's `--help`. */
+const EXAMPLES: Readonly<Record<string, readonly string[]>> = {
+  init: ['crystalmath init', 'crystalmath init --force   # overwrite the existing file'],
+  targets: ['crystalmath targets', 'crystalmath targets check cluster --timeout 30000'],
+  check: ['crystalmath targets check', 'crystalmath targets check lab cluster'],
+  submit: [
+    'crystalmath submit -- pw.x -in scf.in',
+    'crystalmath submit --target cluster --walltime 2h --wait --file scf.yaml',
+  ],
+  list: ['crystalmath list --active', 'crystalmath list --state failed,timeout --limit 200'],
+  show: ['crystalmath show 12', 'crystalmath show 12 --json'],
+  logs: ['crystalmath logs 12', 'crystalmath logs -f --stderr 12'],
+  cancel: ['crystalmath cancel 12', 'crystalmath cancel 12 13 14'],
+  retry: ['crystalmath retry 12'],
+  workflow: ['crystalmath workflow submit relax.yaml --wait', 'crystalmath workflow show w3'],
+  collect: ['crystalmath collect 12', 'crystalmath collect 12 results/ --glob "*.xml"'],
+  pause: ['crystalmath pause cluster', 'crystalmath pause   # the whole queue'],
+  resume: ['crystalmath resume cluster'],
+  prune: ['crystalmath prune --older-than 30d'],
+  watch: ['crystalmath watch', 'crystalmath watch -w w3 --exit-when-done'],
+  run: ['crystalmath run', 'crystalmath run --json > scheduler.log'],
+};
+
+function addExamples(cmd: Command): void {
+  for (const sub of cmd.commands) {
+    const lines = EXAMPLES[sub.name()];
+    if (lines)
+      sub.addHelpText('after', `\nExamples:\n${lines.map((l) => `  $ ${l}`).join('\n')}\n`);
+    addExamples(sub);
+  }
 }
 
 /**
@@ -135,6 +192,9 @@ export async function main(argv: readonly string[], io: CliIo = processIo()): Pr
         err.code === 'commander.help'
       )
         return ExitCode.OK;
+      const error = usageError(err, argv);
+      if (wantsJson(argv)) io.stderr.write(`${JSON.stringify(errorJson(error))}\n`);
+      else io.stderr.write(`crystalmath: ${formatError(error)}\n`);
       return ExitCode.USAGE;
     }
     if (ctx.json) io.stderr.write(`${JSON.stringify(errorJson(err))}\n`);

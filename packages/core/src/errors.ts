@@ -11,6 +11,9 @@ export type ErrorCode =
   | 'E_NOT_FOUND'
   | 'E_UNSUPPORTED'
   | 'E_CONFIG'
+  // the command line (CLI)
+  | 'E_USAGE'
+  | 'E_EXISTS'
   // transports
   | 'E_TRANSPORT'
   | 'E_TRANSPORT_TIMEOUT'

@@ -295,7 +295,7 @@ describe('init and targets check', () => {
     await rm(join(dir, 'crystalmath.config.yaml'));
     expect((await crystalmath(dir, ['init'])).code).toBe(0);
     const again = await crystalmath(dir, ['init']);
-    expect(again.code).toBe(ExitCode.INVALID_INPUT);
+    expect(again.code).toBe(ExitCode.CONFLICT);
     expect(again.stderr).toMatch(/exists/);
     const check = await crystalmath(dir, ['targets', 'check', '--json']);
     expect(check.code).toBe(0);

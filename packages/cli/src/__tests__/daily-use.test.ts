@@ -8,6 +8,7 @@ import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Job } from '@crystalmath/queue';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ExitCode } from '../exit-codes.js';
 import { colors } from '../format.js';
 import { jobsTable } from '../render/job-view.js';
 import { describeEvent } from '../render/render-watch.js';
@@ -88,6 +89,65 @@ describe('list', () => {
   });
 });
 
+describe('usage errors and messages', () => {
+  const oneLine = (s: string): void => {
+    expect(s.trimEnd().split('\n')).toHaveLength(1);
+    expect(s).toMatch(/^crystalmath: .* \[E_[A-Z_]+\]\n$/);
+  };
+
+  it('usage errors have the one-line form, honour --json, and suggest -- for submit', async () => {
+    const dir = await newProject();
+    const unknown = await crystalmath(dir, ['frobnicate']);
+    expect(unknown.code).toBe(2);
+    oneLine(unknown.stderr);
+    expect(unknown.stderr).toMatch(/unknown command 'frobnicate'.*\[E_USAGE\]/);
+    const json = await crystalmath(dir, ['--json', 'list', '--limit', 'many']);
+    expect(json.code).toBe(2);
+    expect(JSON.parse(json.stderr)).toMatchObject({
+      error: { code: 'E_USAGE', message: expect.stringMatching(/--limit must be an integer/) },
+    });
+    const ls = await crystalmath(dir, ['submit', 'ls', '-la']);
+    expect(ls.code).toBe(2);
+    oneLine(ls.stderr);
+    expect(ls.stderr).toMatch(/unknown option '-la'.*put `--` before the command/);
+  });
+
+  it('config and job-file type errors speak of mappings and lists, not zod types', async () => {
+    const dir = await newProject();
+    const { writeFile: write } = await import('node:fs/promises');
+    await write(join(dir, 'wf.yaml'), 'name: w\njobs: [a, b]\n');
+    const r = await crystalmath(dir, ['workflow', 'submit', 'wf.yaml']);
+    expect(r.code).toBe(4);
+    oneLine(r.stderr);
+    expect(r.stderr).toMatch(/jobs: expected a mapping \(key: value lines\), got a list/);
+    expect(r.stderr).not.toMatch(/Invalid input|record/);
+  });
+
+  it('init over an existing config exits 7 (E_EXISTS); help carries examples', async () => {
+    const dir = await newProject();
+    const r = await crystalmath(dir, ['init']);
+    expect(r.code).toBe(ExitCode.CONFLICT);
+    oneLine(r.stderr);
+    expect(r.stderr).toMatch(/\[E_EXISTS\]/);
+    for (const cmd of [['submit'], ['list'], ['workflow', 'submit'], ['watch'], ['run']]) {
+      const help = await crystalmath(dir, [...cmd, '--help']);
+      expect(help.code).toBe(0);
+      expect(help.stdout, cmd.join(' ')).toMatch(/Examples:\n {2}\$ crystalmath /);
+    }
+  });
+
+  it('durations have one format', async () => {
+    const { formatDuration } = await import('../format.js');
+    expect([9_000, 10_000, 59_000, 61_000, 3_600_000].map(formatDuration)).toEqual([
+      '9.0s',
+      '10s',
+      '59s',
+      '1m01s',
+      '1h00m',
+    ]);
+  });
+});
+
 describe('with a scheduler running in another process', () => {
   let dir: string;
   let run: Spawned;
@@ -104,6 +164,13 @@ describe('with a scheduler running in another process', () => {
   afterAll(async () => {
     run.child.kill('SIGTERM');
     expect((await run.exited).code, run.output()).toBe(0);
+  });
+
+  it('refusals read as sentences: "job 5 succeeded", not "job 5 is succeeded"', async () => {
+    const ok = await submit(dir, '--wait', '--', 'true');
+    const r = await crystalmath(dir, ['retry', ok.id]);
+    expect(r.code).toBe(ExitCode.CONFLICT);
+    expect(r.stderr).toMatch(new RegExp(`retry: job ${ok.id} succeeded: only failed`));
   });
 
   it('--wait holds one abort listener however long it waits', async () => {

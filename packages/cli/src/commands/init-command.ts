@@ -51,7 +51,7 @@ export function registerInitCommand(program: Command, ctx: CommandContext): void
     .action(async (flags: { force?: boolean }) => {
       const file = join(ctx.io.cwd, 'crystalmath.config.yaml');
       if (existsSync(file) && !flags.force) {
-        throw new CliError('E_VALIDATION', `init: ${file} exists (use --force to overwrite)`);
+        throw new CliError('E_EXISTS', `init: ${file} exists (use --force to overwrite)`);
       }
       await writeFile(file, STARTER_CONFIG, 'utf8');
       ctx.emit({ file }, () => ctx.out(`wrote ${file}`));

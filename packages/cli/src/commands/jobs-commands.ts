@@ -130,6 +130,13 @@ async function buildSubmission(
   };
 }
 
+/** `succeeded`, `timed out`, `is running`: a state as the end of "job 5 ...". */
+export function stateSentence(state: JobState, withVerb = true): string {
+  if (state === 'timeout') return 'timed out';
+  if (TERMINAL_JOB_STATES.has(state)) return state;
+  return withVerb ? `is ${state}` : state;
+}
+
 function parseStates(text: string | undefined): JobState[] | undefined {
   if (text === undefined) return undefined;
   const states = text
@@ -357,13 +364,13 @@ export function registerJobCommands(program: Command, ctx: CommandContext): void
             if (verb === 'cancel' && finished && job.state !== 'cancelled') {
               throw new CliError(
                 'E_QUEUE_INVALID_STATE',
-                `cancel: job ${id} already ${job.state}: nothing to cancel`,
+                `cancel: job ${id} already ${stateSentence(job.state, false)}: nothing to cancel`,
               );
             }
             if (verb === 'retry' && (!finished || job.state === 'succeeded')) {
               throw new CliError(
                 'E_QUEUE_INVALID_STATE',
-                `retry: job ${id} is ${job.state}: only failed, cancelled, timed-out or skipped jobs can be retried`,
+                `retry: job ${id} ${stateSentence(job.state)}: only failed, cancelled, timed-out or skipped jobs can be retried`,
               );
             }
           }

@@ -146,6 +146,25 @@ export type TargetConfig = z.output<typeof targetSchema>;
 export type SshConfig = z.output<typeof sshSchema>;
 export type ResourcesConfig = z.output<typeof resourcesSchema>;
 
+const KINDS: Readonly<Record<string, string>> = {
+  object: 'a mapping (key: value lines)',
+  record: 'a mapping (key: value lines)',
+  array: 'a list',
+  string: 'a string',
+  number: 'a number',
+  int: 'an integer',
+  boolean: 'true or false',
+  null: 'nothing',
+};
+
+/** `expected a mapping (key: value lines), got a list` instead of zod's type names. */
+function describeType(expected: string, zodMessage: string): string {
+  const got = /received (\w+)/.exec(zodMessage)?.[1];
+  if (got === 'undefined') return 'is required';
+  const want = KINDS[expected] ?? expected;
+  return `expected ${want}${got ? `, got ${KINDS[got] ?? got}` : ''}`;
+}
+
 /** The first problem zod found, as `path.to.field: message`. */
 export function describeZodIssue(error: z.ZodError): string {
   const issue = error.issues[0];
@@ -154,6 +173,7 @@ export function describeZodIssue(error: z.ZodError): string {
   let message = issue.message;
   if (issue.code === 'unrecognized_keys')
     message = `unknown key(s) ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
+  if (issue.code === 'invalid_type') message = describeType(issue.expected, issue.message);
   if (issue.code === 'invalid_union' && 'discriminator' in issue && issue.discriminator)
     message = 'type must be one of "local", "ssh", "slurm", "sge"';
   const more = error.issues.length > 1 ? ` (and ${error.issues.length - 1} more)` : '';
