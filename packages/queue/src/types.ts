@@ -89,7 +89,13 @@ export interface Job<M extends Metadata = Metadata> {
   /** The job's key inside its workflow, or null. */
   readonly workflowKey: string | null;
   readonly dependsOn: readonly Required<Dependency>[];
+  /** Attempts made so far, over the job's whole life (retries included). */
   readonly attempt: number;
+  /**
+   * Attempts made before the last `retry()` (0 if never retried): `retry` gives a fresh budget,
+   * so `attempt - attemptsBeforeRetry` of `maxAttempts` are used.
+   */
+  readonly attemptsBeforeRetry: number;
   readonly maxAttempts: number;
   readonly runAt: number;
   readonly idempotencyKey: string | null;

@@ -173,6 +173,120 @@ describe('with a scheduler running in another process', () => {
     expect(r.stderr).toMatch(new RegExp(`retry: job ${ok.id} succeeded: only failed`));
   });
 
+  it('Ctrl-C on --wait says the job keeps running; a retried job reads "2 (1 of 1 since retry)"', async () => {
+    const controller = new AbortController();
+    const waiting = crystalmath(dir, ['submit', '--wait', '--name', 'long', '--', 'sleep', '30'], {
+      signal: controller.signal,
+    });
+    const running = await until(
+      async () => {
+        const page = JSON.parse((await crystalmath(dir, ['list', '--json', '-l', '5'])).stdout) as {
+          jobs: JobJson[];
+        };
+        return page.jobs.find((j) => j.name === 'long' && j.state === 'running');
+      },
+      20_000,
+      'the job running',
+    );
+    controller.abort();
+    const r = await waiting;
+    expect(r.code).toBe(ExitCode.INTERRUPTED);
+    expect(r.stderr).toMatch(
+      new RegExp(`job ${running.id} keeps running in the queue .*crystalmath cancel ${running.id}`),
+    );
+    expect((await crystalmath(dir, ['cancel', running.id])).code).toBe(0);
+    await until(
+      async () => {
+        const j = JSON.parse(
+          (await crystalmath(dir, ['show', running.id, '--json'])).stdout,
+        ) as JobJson;
+        return j.state === 'cancelled' ? true : undefined;
+      },
+      20_000,
+      'cancelled',
+    );
+    expect((await crystalmath(dir, ['retry', running.id])).code).toBe(0);
+    await until(
+      async () => {
+        const j = JSON.parse(
+          (await crystalmath(dir, ['show', running.id, '--json'])).stdout,
+        ) as JobJson;
+        return j.state === 'running' ? true : undefined;
+      },
+      20_000,
+      'running again',
+    );
+    const show = await crystalmath(dir, ['show', running.id]);
+    expect(show.stdout).toMatch(/attempt\s+2 \(1 of 1 since retry\)/);
+    expect(show.stdout).not.toMatch(/2 of 1/);
+    await crystalmath(dir, ['cancel', running.id]);
+  });
+
+  it('collect of a job with no outputs, and logs of a skipped job, say why', async () => {
+    const { writeFile: write } = await import('node:fs/promises');
+    const { existsSync } = await import('node:fs');
+    const plain = await submit(dir, '--wait', '--name', 'plain', '--', 'true');
+    const c = await crystalmath(dir, ['collect', plain.id, 'nothing-here']);
+    expect(c.code).toBe(ExitCode.INVALID_INPUT);
+    expect(c.stderr).toMatch(/declares no outputs: name the files with --glob/);
+    expect(existsSync(join(dir, 'nothing-here'))).toBe(false);
+
+    await write(
+      join(dir, 'fails.yaml'),
+      'name: fails\njobs:\n  c: { argv: [sh, -c, "exit 3"] }\n  d: { argv: ["true"], dependsOn: [c] }\n',
+    );
+    const wf = JSON.parse(
+      (await crystalmath(dir, ['workflow', 'submit', 'fails.yaml', '--wait', '--json'])).stdout,
+    ) as { id: string; jobs: Record<string, JobJson> };
+    const skipped = wf.jobs.d as JobJson;
+    expect(skipped.state).toBe('skipped');
+    const logs = await crystalmath(dir, ['logs', skipped.id]);
+    expect(logs.code).toBe(ExitCode.CONFLICT);
+    expect(logs.stderr).toMatch(new RegExp(`job ${skipped.id} never ran \\(skipped`));
+    expect(logs.stderr).not.toMatch(/has not started yet/);
+  });
+
+  it('job and workflow ids cannot be confused; workflow cancel stops a whole workflow', async () => {
+    const { writeFile: write } = await import('node:fs/promises');
+    await write(
+      join(dir, 'slow.yaml'),
+      'name: slow\njobs:\n  a: { argv: [sleep, "30"] }\n  b: { argv: [sleep, "30"] }\n  c: { argv: ["true"], dependsOn: [a, b] }\n',
+    );
+    const sub = await crystalmath(dir, ['workflow', 'submit', 'slow.yaml']);
+    expect(sub.code).toBe(0);
+    const label = /submitted workflow (w(\d+)) \(slow\)/.exec(sub.stdout);
+    expect(label, sub.stdout).not.toBeNull();
+    const [, wref, wnum] = label as unknown as [string, string, string];
+    // A job with the workflow's number exists (ids count from 1 in both): show says so.
+    const asJob = await crystalmath(dir, ['show', wnum]);
+    expect(asJob.code).toBe(0);
+    expect(asJob.stdout).toMatch(new RegExp(`^id\\s+${wnum}$`, 'm'));
+    expect(asJob.stderr).toMatch(new RegExp(`workflow ${wref} \\(slow\\) also exists`));
+    const asWorkflow = await crystalmath(dir, ['show', wref]);
+    expect(asWorkflow.stdout).toMatch(new RegExp(`slow\\s+workflow ${wref}`));
+    const list = await crystalmath(dir, ['list', '--workflow', wref]);
+    expect(list.stdout.match(new RegExp(`\\s${wref}\\s`, 'g'))).toHaveLength(3);
+
+    const cancel = await crystalmath(dir, ['workflow', 'cancel', wref]);
+    expect(cancel.code, cancel.stderr).toBe(0);
+    expect(cancel.stdout).toMatch(/cancelling 3 job\(s\)/);
+    await until(
+      async () => {
+        const w = JSON.parse(
+          (await crystalmath(dir, ['workflow', 'show', wref, '--json'])).stdout,
+        ) as {
+          done: boolean;
+          jobs: Record<string, JobJson>;
+        };
+        return w.done ? w : undefined;
+      },
+      20_000,
+      'workflow cancelled',
+    );
+    const again = await crystalmath(dir, ['workflow', 'cancel', wnum]);
+    expect(again.stdout).toMatch(/nothing to cancel/);
+  });
+
   it('--wait holds one abort listener however long it waits', async () => {
     const controller = new AbortController();
     let most = 0;

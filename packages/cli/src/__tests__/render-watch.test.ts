@@ -19,6 +19,7 @@ function job(id: string, key: string, state: JobState): Job {
     workflowKey: key,
     dependsOn: [],
     attempt: 1,
+    attemptsBeforeRetry: 0,
     maxAttempts: 1,
     runAt: 0,
     idempotencyKey: null,

@@ -74,6 +74,11 @@ export function registerCollectCommand(program: Command, ctx: CommandContext): v
             'E_UNSUPPORTED',
             `collect: the ${runner.kind} runner of target "${job.target}" cannot collect files`,
           );
+        if (!flags.glob && (job.spec.outputs ?? []).length === 0)
+          throw new CliError(
+            'E_VALIDATION',
+            `collect: job ${id} declares no outputs: name the files with --glob, e.g. --glob '*.out'`,
+          );
         const dest =
           destArg === undefined
             ? resolve(ctx.io.cwd, `${job.name}-${job.id}`)

@@ -10,10 +10,10 @@ import { CliError } from '../cli-error.js';
 import type { CommandContext } from '../command-context.js';
 import { assertKnownTarget, pickTarget, type ResolvedConfig } from '../config/load-config.js';
 import { ExitCode } from '../exit-codes.js';
-import { findJob, findWorkflow } from '../find-by-id.js';
+import { findJob, findWorkflow, isWorkflowRef, workflowId, workflowLabel } from '../find-by-id.js';
 import { parseDuration } from '../format.js';
 import { parseJobFile, readDataFile } from '../job-file.js';
-import { jobDetails, jobsTable } from '../render/job-view.js';
+import { jobDetails, jobsTable, oneLineText } from '../render/job-view.js';
 import { waitForJobs } from '../wait-for.js';
 import { intOption, sleep } from './options.js';
 
@@ -192,6 +192,9 @@ export function registerJobCommands(program: Command, ctx: CommandContext): void
         const done = await waitForJobs(ctx, queue, [job.id], job.name);
         if (!done) {
           ctx.exitCode = ExitCode.INTERRUPTED;
+          ctx.err(
+            `stopped waiting: job ${job.id} keeps running in the queue (\`crystalmath cancel ${job.id}\` stops it, \`crystalmath show ${job.id}\` follows it)`,
+          );
           return;
         }
         const final = done[0] as Job;
@@ -210,7 +213,7 @@ export function registerJobCommands(program: Command, ctx: CommandContext): void
     .description('list jobs, newest first')
     .option('-s, --state <states>', `comma-separated states (${JOB_STATES.join(', ')})`)
     .option('-t, --target <name>', 'only this target')
-    .option('-w, --workflow <id>', 'only this workflow')
+    .option('-w, --workflow <id>', 'only this workflow (w3 or 3)')
     .option('--tag <tag>', 'only jobs with this tag')
     .option(
       '-l, --limit <n>',
@@ -237,7 +240,7 @@ export function registerJobCommands(program: Command, ctx: CommandContext): void
           limit: Math.min(flags.limit ?? 50, 1000),
           ...(states ? { state: states } : {}),
           ...(flags.target !== undefined ? { target: flags.target } : {}),
-          ...(flags.workflow !== undefined ? { workflow: flags.workflow } : {}),
+          ...(flags.workflow !== undefined ? { workflow: workflowId(flags.workflow) } : {}),
           ...(flags.tag !== undefined ? { tag: flags.tag } : {}),
         };
         await ctx.withQueue(async ({ queue }) => {
@@ -253,16 +256,21 @@ export function registerJobCommands(program: Command, ctx: CommandContext): void
 
   program
     .command('show')
-    .description('show one job (or a workflow, given its id)')
-    .argument('<id>', 'job or workflow id')
+    .description('show one job (or a workflow: w3)')
+    .argument('<id>', 'job id, or workflow id as w3')
     .action(async (id: string) => {
       await ctx.withQueue(async ({ queue }) => {
-        const job = await findJob(queue, id);
+        const job = isWorkflowRef(id) ? null : await findJob(queue, id);
+        const wf = await findWorkflow(queue, id);
         if (job) {
           ctx.emit(job, () => ctx.out(jobDetails(job, ctx.c)));
+          // Job and workflow ids share numbers: say so when both exist.
+          if (wf && !ctx.json)
+            ctx.err(
+              `note: this is job ${id}; workflow ${workflowLabel(wf.id)} (${wf.name}) also exists: \`crystalmath show ${workflowLabel(wf.id)}\``,
+            );
           return;
         }
-        const wf = await findWorkflow(queue, id);
         if (wf) {
           const { workflowDetails } = await import('../render/job-view.js');
           ctx.emit(wf, () => ctx.out(workflowDetails(wf, ctx.c)));
@@ -319,7 +327,9 @@ export function registerJobCommands(program: Command, ctx: CommandContext): void
             if (!first.handle)
               throw new CliError(
                 'E_QUEUE_INVALID_STATE',
-                `logs: job ${id} has not started yet (${first.state})`,
+                TERMINAL_JOB_STATES.has(first.state)
+                  ? `logs: job ${id} never ran (${first.state}${first.reason ? `: ${oneLineText(first.reason)}` : ''}), so it has no output`
+                  : `logs: job ${id} has not started yet (${first.state})`,
               );
             const r = await tail(first, offset);
             write(r.data);

@@ -5,6 +5,7 @@
 
 import type { Command } from 'commander';
 import type { CommandContext } from '../command-context.js';
+import { workflowLabel } from '../find-by-id.js';
 import { clockTime } from '../format.js';
 import { openConfiguredQueue } from '../open-configured-queue.js';
 
@@ -47,7 +48,7 @@ export function registerRunCommand(program: Command, ctx: CommandContext): void 
         // The payload is typed loosely upstream (Extract over a union-typed `type`): read it as an event.
         queue.on('workflow:done', (e) => {
           const id = (e as unknown as { workflowId: string }).workflowId;
-          log({ event: e }, `workflow ${id} done`);
+          log({ event: e }, `workflow ${workflowLabel(id)} done`);
         });
       }
       queue.on('error', ({ error, context }) =>

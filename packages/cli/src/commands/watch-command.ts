@@ -8,7 +8,7 @@ import type { Queue, QueueEvent, Workflow } from '@crystalmath/queue';
 import type { Command } from 'commander';
 import { CliError } from '../cli-error.js';
 import type { CommandContext } from '../command-context.js';
-import { findWorkflow } from '../find-by-id.js';
+import { findWorkflow, workflowId } from '../find-by-id.js';
 import { storeFactory } from '../open-configured-queue.js';
 import { renderWatch, type WatchSnapshot } from '../render/render-watch.js';
 import { intOption, sleep } from './options.js';
@@ -111,7 +111,8 @@ export function registerWatchCommand(program: Command, ctx: CommandContext): voi
       const interval = flags.interval ?? 500;
       await ctx.withQueue(async ({ queue }, config) => {
         const store = storeFactory(config.store).description;
-        const state = new WatchState(flags.workflow ?? [], flags.max ?? 5);
+        const pinned = (flags.workflow ?? []).map(workflowId);
+        const state = new WatchState(pinned, flags.max ?? 5);
         for (const id of flags.workflow ?? []) {
           if (!(await findWorkflow(queue, id)))
             throw new CliError('E_NOT_FOUND', `watch: no workflow with id "${id}"`);

@@ -3,19 +3,20 @@
 // is opened.
 
 import { isAbsolute, resolve } from 'node:path';
-import type { Metadata, WorkflowDefinition, WorkflowJobDefinition } from '@crystalmath/queue';
+import type { Job, Metadata, WorkflowDefinition, WorkflowJobDefinition } from '@crystalmath/queue';
+import { TERMINAL_JOB_STATES } from '@crystalmath/queue';
 import type { Command } from 'commander';
 import { CliError } from '../cli-error.js';
 import type { CommandContext } from '../command-context.js';
 import { assertKnownTarget, pickTarget } from '../config/load-config.js';
 import { ExitCode } from '../exit-codes.js';
-import { findWorkflow } from '../find-by-id.js';
+import { findWorkflow, workflowLabel } from '../find-by-id.js';
 import { parseWorkflowFile, readDataFile } from '../job-file.js';
 import { countsSummary, workflowDetails } from '../render/job-view.js';
 import { waitForJobs } from '../wait-for.js';
 import { withTargetDefaults } from './jobs-commands.js';
 
-/** Registers `workflow submit` and `workflow show`. */
+/** Registers `workflow submit`, `workflow show` and `workflow cancel`. */
 export function registerWorkflowCommands(program: Command, ctx: CommandContext): void {
   const workflow = program
     .command('workflow')
@@ -44,17 +45,20 @@ export function registerWorkflowCommands(program: Command, ctx: CommandContext):
         if (!flags.wait) {
           ctx.emit(wf, () =>
             ctx.out(
-              `submitted workflow ${wf.id} (${wf.name}): ${Object.keys(wf.jobs).length} jobs, ${countsSummary(wf.counts, ctx.c)}`,
+              `submitted workflow ${workflowLabel(wf.id)} (${wf.name}): ${Object.keys(wf.jobs).length} jobs, ${countsSummary(wf.counts, ctx.c)}`,
             ),
           );
           return;
         }
-        if (!ctx.json) ctx.err(`submitted workflow ${wf.id} (${wf.name}); waiting`);
+        if (!ctx.json) ctx.err(`submitted workflow ${workflowLabel(wf.id)} (${wf.name}); waiting`);
         const ids = Object.values(wf.jobs).map((j) => j.id);
         const done = await waitForJobs(ctx, queue, ids, wf.name);
         const final = await findWorkflow(queue, wf.id);
         if (!done || !final) {
           ctx.exitCode = ExitCode.INTERRUPTED;
+          ctx.err(
+            `stopped waiting: workflow ${workflowLabel(wf.id)} keeps running in the queue (\`crystalmath workflow cancel ${workflowLabel(wf.id)}\` stops it, \`crystalmath watch -w ${workflowLabel(wf.id)}\` follows it)`,
+          );
           return;
         }
         ctx.emit(final, () => ctx.out(workflowDetails(final, ctx.c)));
@@ -65,12 +69,36 @@ export function registerWorkflowCommands(program: Command, ctx: CommandContext):
   workflow
     .command('show')
     .description('show a workflow and its jobs')
-    .argument('<id>', 'workflow id')
+    .argument('<id>', 'workflow id (w3 or 3)')
     .action(async (id: string) => {
       await ctx.withQueue(async ({ queue }) => {
         const wf = await findWorkflow(queue, id);
         if (!wf) throw new CliError('E_NOT_FOUND', `workflow show: no workflow with id "${id}"`);
         ctx.emit(wf, () => ctx.out(workflowDetails(wf, ctx.c)));
+      });
+    });
+
+  workflow
+    .command('cancel')
+    .description(
+      "cancel a workflow's unfinished jobs (asking their runners to stop those submitted)",
+    )
+    .argument('<id>', 'workflow id (w3 or 3)')
+    .action(async (id: string) => {
+      await ctx.withQueue(async ({ queue }) => {
+        const wf = await findWorkflow(queue, id);
+        if (!wf) throw new CliError('E_NOT_FOUND', `workflow cancel: no workflow with id "${id}"`);
+        const open = Object.values(wf.jobs).filter((j) => !TERMINAL_JOB_STATES.has(j.state));
+        const cancelled: Job[] = [];
+        for (const j of open) cancelled.push(await queue.cancel(j.id));
+        const label = workflowLabel(wf.id);
+        ctx.emit({ workflow: wf.id, cancelled }, () =>
+          ctx.out(
+            open.length === 0
+              ? `workflow ${label} (${wf.name}) has no unfinished job: nothing to cancel`
+              : `workflow ${label} (${wf.name}): cancelling ${cancelled.length} job(s): ${cancelled.map((j) => `${j.workflowKey ?? j.name} (${j.id})`).join(', ')}`,
+          ),
+        );
       });
     });
 }

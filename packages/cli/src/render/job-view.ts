@@ -4,6 +4,7 @@
 
 import type { Job, JobState, Workflow } from '@crystalmath/queue';
 import { JOB_STATES } from '@crystalmath/queue';
+import { workflowLabel } from '../find-by-id.js';
 import { type Colors, clockTime, formatDuration, stateColor, table } from '../format.js';
 
 /** How long a job ran (or has been running), or has waited. */
@@ -18,6 +19,19 @@ export function oneLineText(s: string): string {
   return s.replace(/\s*[\r\n]+\s*/g, ' | ').trim();
 }
 
+/**
+ * `1 of 2`; after a retry (a fresh budget) `2 (1 of 1 since retry)`, never `2 of 1`. Jobs from
+ * a queue that does not report `attemptsBeforeRetry` count from 0.
+ */
+export function attemptText(job: Job, of: string): string {
+  const before = job.attemptsBeforeRetry ?? 0;
+  if (before === 0) return `${job.attempt}${of}${job.maxAttempts}`;
+  const since = Math.max(0, job.attempt - before);
+  return of === '/'
+    ? `${job.attempt} (${since}/${job.maxAttempts})`
+    : `${job.attempt} (${since} of ${job.maxAttempts} since retry)`;
+}
+
 /** The `list` table. */
 export function jobsTable(jobs: readonly Job[], c: Colors, now = Date.now()): string {
   const rows = [
@@ -27,8 +41,8 @@ export function jobsTable(jobs: readonly Job[], c: Colors, now = Date.now()): st
       j.workflowKey ?? j.name,
       stateColor(c, j.state)(j.state),
       j.target,
-      j.workflowId ?? '-',
-      `${j.attempt}/${j.maxAttempts}`,
+      j.workflowId === null ? '-' : workflowLabel(j.workflowId),
+      attemptText(j, '/'),
       jobElapsed(j, now),
       oneLineText(j.reason ?? ''),
     ]),
@@ -47,9 +61,10 @@ export function jobDetails(job: Job, c: Colors): string {
     ['target', job.target],
     ['command', command],
     ['priority', String(job.priority)],
-    ['attempt', `${job.attempt} of ${job.maxAttempts}`],
+    ['attempt', attemptText(job, ' of ')],
   ];
-  if (job.workflowId) lines.push(['workflow', `${job.workflowId} (${job.workflowKey ?? ''})`]);
+  if (job.workflowId)
+    lines.push(['workflow', `${workflowLabel(job.workflowId)} (key ${job.workflowKey ?? ''})`]);
   if (job.dependsOn.length > 0)
     lines.push(['depends on', job.dependsOn.map((d) => `${d.job} (${d.condition})`).join(', ')]);
   if (job.tags.length > 0) lines.push(['tags', job.tags.join(', ')]);
@@ -77,7 +92,7 @@ export function countsSummary(counts: Readonly<Record<JobState, number>>, c: Col
 
 /** The `workflow show` block: header, counts, and one row per job in key order. */
 export function workflowDetails(w: Workflow, c: Colors, now = Date.now()): string {
-  const header = `${c.bold(w.name)}  ${w.id}  ${w.done ? c.green('done') : c.yellow('in progress')}  created ${clockTime(w.createdAt)}`;
+  const header = `${c.bold(w.name)}  workflow ${workflowLabel(w.id)}  ${w.done ? c.green('done') : c.yellow('in progress')}  created ${clockTime(w.createdAt)}`;
   const jobs = Object.values(w.jobs).sort(
     (a, b) => a.createdAt - b.createdAt || a.id.localeCompare(b.id),
   );

@@ -444,6 +444,10 @@ describeStores((makeStore) => {
     await tickUntil(queue, async () => (await queue.get(c.id))!.state === 'succeeded');
     expect(runner.submitted.filter((k) => k.includes(`-${p.id}-`))).toHaveLength(2);
     expect(await code(queue.retry(p.id))).toBe('E_QUEUE_INVALID_STATE');
+    // The fresh budget is visible: attempt 2 is the first of its 1 since the retry.
+    const done = (await queue.get(p.id))!;
+    expect(done).toMatchObject({ attempt: 2, attemptsBeforeRetry: 1, maxAttempts: 1 });
+    expect((await queue.get(c.id))!.attemptsBeforeRetry).toBe(0);
   });
 
   it('reprioritize changes the claim order', async () => {
