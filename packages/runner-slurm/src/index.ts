@@ -29,11 +29,13 @@ export {
   type SlurmCommands,
 } from './poll-script.js';
 export {
+  jobNameHasKey,
   RESERVED_DIRECTIVES,
   type RenderedSlurmScript,
   type RenderSlurmScriptOptions,
   renderSlurmScript,
   type SlurmDirective,
+  slurmJobName,
 } from './render-slurm-script.js';
 export { type PollFacts, resolveStatus, type TrackedJob } from './resolve-status.js';
 export { SlurmCommandError, SlurmParseError } from './slurm-errors.js';

@@ -60,7 +60,7 @@ export interface SlurmDirective {
 }
 
 export interface RenderSlurmScriptOptions {
-  /** Runner job key: becomes `--job-name` and part of `--comment`. */
+  /** Runner job key: ends `--job-name` (see `slurmJobName`) and is part of `--comment`. */
   readonly key: string;
   readonly spec: JobSpec;
   readonly defaults?: SlurmDefaults;
@@ -200,6 +200,26 @@ function isSkipped(option: string, skip: ReadonlySet<string>): boolean {
 }
 
 /**
+ * The SLURM job name of a job: its spec name (cut to letters, digits and `._+-`, 40 at most)
+ * then `.` and the runner's key, e.g. `relax-si.cm-84f693-12-a1`, so `squeue` can be matched
+ * by eye (its default column shows the first 8 characters) while recovery still finds the job
+ * by its key (`jobNameHasKey`).
+ */
+export function slurmJobName(key: string, name: string): string {
+  const safe = name
+    .replace(/[^A-Za-z0-9._+-]+/g, '-')
+    .replace(/^[^A-Za-z0-9]+/, '')
+    .slice(0, 40)
+    .replace(/[.-]+$/, '');
+  return safe ? `${safe}.${key}` : key;
+}
+
+/** Whether a SLURM job name is the one `slurmJobName` gives for `key` (or the bare key). */
+export function jobNameHasKey(jobName: string, key: string): boolean {
+  return jobName === key || jobName.endsWith(`.${key}`);
+}
+
+/**
  * Renders the sbatch script for a job. Call `validateJobSpec` first; this validates the
  * SLURM-specific parts and every directive again, and throws a ValidationError naming the
  * field.
@@ -220,7 +240,7 @@ export function renderSlurmScript(options: RenderSlurmScriptOptions): RenderedSl
   const array = resources.array !== undefined;
   const log = array ? 'slurm-%A_%a' : 'slurm-%j';
   const directives: SlurmDirective[] = [
-    { option: 'job-name', value: key, field: 'job.key' },
+    { option: 'job-name', value: slurmJobName(key, spec.name), field: 'job.key' },
     { option: 'comment', value: `crystalmath:${key}:${spec.name}`, field: 'spec.name' },
     { option: 'output', value: `${log}.out`, field: 'job.key' },
     { option: 'error', value: `${log}.err`, field: 'job.key' },

@@ -38,12 +38,22 @@ import {
 import {
   INTERNAL_DIR,
   JOBID_FILE,
+  jobNameHasKey,
   normaliseSkipDirectives,
   renderSlurmScript,
   SCRIPT_FILE,
   USER_SCRIPT_FILE,
 } from './render-slurm-script.js';
 import { resolveStatus, type TrackedJob } from './resolve-status.js';
+
+/**
+ * An awk filter keeping `id|name` lines whose job name is `key` or ends in `.<key>` (see
+ * `slurmJobName`): squeue's and sacct's `--name` match whole names only.
+ */
+function keyFilter(key: string): string {
+  return `awk -F'|' -v k=${shQuote(key)} '$2 == k || (length($2) > length(k) && substr($2, length($2) - length(k)) == "." k)'`;
+}
+
 import { clip, SlurmCommandError, SlurmParseError } from './slurm-errors.js';
 import {
   type SlurmDefaults,
@@ -335,7 +345,7 @@ export class SlurmRunner implements Runner {
       'if ! mkdir -- "$cm_dir" 2>/dev/null; then',
       '  [ -d "$cm_dir" ] || exit 11',
       `  if [ -s "$cm_dir/${JOBID_FILE}" ]; then echo duplicate; exit 0; fi`,
-      `  if [ -n "$(${squeue} --noheader --me --states=all --name=${shQuote(key)} --format=%i 2>/dev/null)" ]; then echo duplicate; exit 0; fi`,
+      `  if [ -n "$(${squeue} --noheader --me --states=all --format='%i|%j' 2>/dev/null | ${keyFilter(key)})" ]; then echo duplicate; exit 0; fi`,
       `  cm_claim=0; [ -f "$cm_dir/${INTERNAL_DIR}/claim" ] && IFS= read -r cm_claim < "$cm_dir/${INTERNAL_DIR}/claim"`,
       '  case "$cm_claim" in ""|*[!0-9]*) cm_claim=0 ;; esac',
       `  if [ $((cm_now - cm_claim)) -lt ${Math.ceil(this.#staleClaim)} ]; then echo busy; exit 0; fi`,
@@ -540,7 +550,6 @@ export class SlurmRunner implements Runner {
     if (!isValidJobKey(jobKey))
       throw new ValidationError('jobKey', 'must be letters, digits and ._- (at most 64)');
     const dir = this.jobDir(jobKey);
-    const name = shQuote(jobKey);
     const c = this.#commands;
     const fields = '--format=JobID,JobName';
     const script = [
@@ -549,10 +558,10 @@ export class SlurmRunner implements Runner {
       `echo '@@cm:meta'; cat "$cm_dir/${INTERNAL_DIR}/meta.json" 2>/dev/null; echo`,
       `echo '@@cm:jobid'; cat "$cm_dir/${JOBID_FILE}" 2>/dev/null`,
       `[ -s "$cm_dir/${JOBID_FILE}" ] && exit 0`,
-      `echo '@@cm:squeue'; ${shQuote(c.squeue)} --noheader --me --states=all --name=${name} --format='%i|%j' 2>/dev/null`,
+      `echo '@@cm:squeue'; ${shQuote(c.squeue)} --noheader --me --states=all --format='%i|%j' 2>/dev/null | ${keyFilter(jobKey)}`,
       `echo '@@cm:acct'`,
-      `${shQuote(c.sacct)} --parsable2 --noheader --allocations --name=${name} ${fields} 2>/dev/null ||`,
-      `  ${shQuote(c.sacct)} --completion --parsable2 --noheader --name=${name} ${fields} 2>/dev/null`,
+      `{ ${shQuote(c.sacct)} --parsable2 --noheader --allocations ${fields} 2>/dev/null ||`,
+      `  ${shQuote(c.sacct)} --completion --parsable2 --noheader ${fields} 2>/dev/null; } | ${keyFilter(jobKey)}`,
       'exit 0',
     ].join('\n');
     const r = await this.#exec({ script }, 'squeue', options);
@@ -571,7 +580,7 @@ export class SlurmRunner implements Runner {
       for (const line of [...(sections.get('squeue') ?? []), ...(sections.get('acct') ?? [])]) {
         const [id = '', jname = ''] = line.split('|');
         const m = /^(\d+)/.exec(id.trim());
-        if (m?.[1] !== undefined && jname.trim() === jobKey) {
+        if (m?.[1] !== undefined && jobNameHasKey(jname.trim(), jobKey)) {
           jobId = m[1];
           break;
         }

@@ -244,6 +244,27 @@ describe
       expect(second).not.toContain('--allocations');
     });
 
+    it("names the SLURM job after the job's name, with the key recovery finds it by", async () => {
+      const key = testJobKey('named');
+      const h = await runner.submit({
+        key,
+        spec: { name: 'relax.si', argv: ['true'], resources: { extraDirectives: ['--hold'] } },
+      });
+      jobs.track(h);
+      const r = await transport.exec([
+        'squeue',
+        '--noheader',
+        '--me',
+        '--states=all',
+        `--jobs=${String(h.data.jobId)}`,
+        '--format=%j',
+      ]);
+      expect(r.stdout.trim()).toBe(`relax.si.${key}`);
+      await unlink(join(root, key, '.cm', 'jobid'));
+      expect((await runner.find(key))?.data.jobId).toBe(h.data.jobId);
+      await runner.cancel(h);
+    });
+
     it('finds a job after a restart, even when the job id file was never written', async () => {
       const key = testJobKey('crash');
       const h = await runner.submit({
