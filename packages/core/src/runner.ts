@@ -60,6 +60,12 @@ export interface RunnerCapabilities {
   readonly tail: boolean;
   /** Smallest interval between two `poll` calls the target tolerates, in ms (cluster etiquette). */
   readonly minPollIntervalMs: number;
+  /**
+   * The step of the walltime a job really gets: `resources.walltimeSeconds` is rounded UP to a
+   * multiple of it (SLURM counts whole minutes: 60). Absent or 1: enforced to the second.
+   * Front-ends use it to tell a user asking for `3s` that the job will get a minute.
+   */
+  readonly walltimeStepSeconds?: number;
 }
 
 /**

@@ -183,6 +183,7 @@ export class ProcessRunner implements Runner {
       cleanup: true,
       tail: true,
       minPollIntervalMs: num(options.minPollIntervalMs, 'minPollIntervalMs', 0),
+      walltimeStepSeconds: 1, // the wrapper's watchdog counts seconds
     };
   }
 

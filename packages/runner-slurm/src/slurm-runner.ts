@@ -229,6 +229,7 @@ export class SlurmRunner implements Runner {
       cleanup: true,
       tail: true,
       minPollIntervalMs: this.#minInterval,
+      walltimeStepSeconds: 60, // --time is in whole minutes (formatWalltime rounds up)
     };
   }
 
@@ -251,10 +252,17 @@ export class SlurmRunner implements Runner {
       });
     } catch (err) {
       if (isCrystalMathError(err, 'E_ABORTED')) throw err;
-      throw new SlurmCommandError(`${what} could not run on ${this.#transport.description}`, {
-        cause: err,
-        details: { command: what },
-      });
+      // The transport's own error says why (connection refused, authentication, timeout): a
+      // user reading the job's reason needs it, not only that the command did not run.
+      const why = err instanceof Error ? (err.message.split('\n', 1)[0] ?? '') : String(err);
+      const code = isCrystalMathError(err) ? ` [${err.code}]` : '';
+      throw new SlurmCommandError(
+        `${what} could not run on ${this.#transport.description}: ${clip(why, 300)}${code}`,
+        {
+          cause: err,
+          details: { command: what, ...(isCrystalMathError(err) ? { causeCode: err.code } : {}) },
+        },
+      );
     }
   }
 

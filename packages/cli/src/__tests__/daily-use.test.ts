@@ -218,6 +218,9 @@ describe('with a scheduler running in another process', () => {
     );
     const show = await crystalmath(dir, ['show', running.id]);
     expect(show.stdout).toMatch(/attempt\s+2 \(1 of 1 since retry\)/);
+    expect(show.stdout).toMatch(/native id\s+pid \d+/);
+    expect(show.stdout).toMatch(/host\s+this machine/);
+    expect(show.stdout).toMatch(new RegExp(`folder\\s+${dir}/runs/\\S+`));
     expect(show.stdout).not.toMatch(/2 of 1/);
     await crystalmath(dir, ['cancel', running.id]);
   });

@@ -110,14 +110,64 @@ targets:
         'echo on $(hostname)',
       ]);
       expect(r.code, r.stderr).toBe(0);
-      const job = JSON.parse(r.stdout) as { state: string; handle: { kind: string } };
+      const job = JSON.parse(r.stdout) as { id: string; state: string; handle: { kind: string } };
       expect(job.state).toBe('succeeded');
       expect(job.handle.kind).toBe('slurm');
+      // show gives what squeue and the cluster's file system know the job by.
+      const show = await crystalmath(dir, ['show', job.id]);
+      expect(show.stdout).toMatch(/native id\s+SLURM job \d+/);
+      expect(show.stdout).toMatch(/host\s+this machine \(sbatch here\)/);
+      expect(show.stdout).toMatch(new RegExp(`folder\\s+${dir}/slurm-runs/\\S+`));
     } finally {
       stop.abort();
       expect((await run).code).toBe(0);
     }
   }, 120_000);
+
+  it('warns at submit when the runner rounds the walltime up (SLURM: whole minutes)', async () => {
+    const dir = await newProject(`targets:
+  cluster: { type: slurm, root: slurm-runs, defaults: { partition: ${slurm?.partition} } }
+  local: { type: local, root: runs }
+`);
+    const r = await crystalmath(dir, ['submit', '-t', 'cluster', '--walltime', '3s', '--', 'true']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(
+      /warning: job true: walltime 3\.0s on target "cluster" becomes 1m00s: the slurm runner counts walltimes in steps of 60 s/,
+    );
+    const exact = await crystalmath(dir, [
+      'submit',
+      '-t',
+      'cluster',
+      '--walltime',
+      '2m',
+      '--',
+      'true',
+    ]);
+    expect(exact.stderr).toBe('');
+    const local = await crystalmath(dir, [
+      'submit',
+      '-t',
+      'local',
+      '--walltime',
+      '3s',
+      '--',
+      'true',
+    ]);
+    expect(local.stderr).toBe('');
+    const json = await crystalmath(dir, [
+      'submit',
+      '--json',
+      '-t',
+      'cluster',
+      '--walltime',
+      '90s',
+      '--',
+      'true',
+    ]);
+    expect(JSON.parse(json.stderr)).toMatchObject({
+      warning: { code: 'walltime-rounded', requestedSeconds: 90, seconds: 120 },
+    });
+  });
 });
 
 describe.skipIf(!sge || !ssh)('Grid Engine targets (testbed, over SSH)', () => {

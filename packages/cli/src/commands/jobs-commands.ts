@@ -11,10 +11,11 @@ import type { CommandContext } from '../command-context.js';
 import { assertKnownTarget, pickTarget, type ResolvedConfig } from '../config/load-config.js';
 import { ExitCode } from '../exit-codes.js';
 import { findJob, findWorkflow, isWorkflowRef, workflowId, workflowLabel } from '../find-by-id.js';
-import { parseDuration } from '../format.js';
+import { formatDuration, parseDuration } from '../format.js';
 import { parseJobFile, readDataFile } from '../job-file.js';
 import { jobDetails, jobsTable, oneLineText } from '../render/job-view.js';
 import { waitForJobs } from '../wait-for.js';
+import type { WiredTargets } from '../wire-targets.js';
 import { intOption, sleep } from './options.js';
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
@@ -130,6 +131,50 @@ async function buildSubmission(
   };
 }
 
+/**
+ * Warns (one line on stderr) when the target's runner enforces walltimes in coarser steps
+ * than asked: `--walltime 3s` on SLURM gets a minute, and the user is told so at submit.
+ */
+export function warnWalltime(
+  ctx: CommandContext,
+  spec: JobSpec,
+  config: ResolvedConfig,
+  wired: WiredTargets,
+  target: string,
+  what: string,
+): void {
+  const step = wired.targets[target]?.runner.capabilities.walltimeStepSeconds ?? 1;
+  const asked =
+    spec.resources?.walltimeSeconds ?? config.targets[target]?.defaults?.walltimeSeconds;
+  if (step <= 1 || asked === undefined || asked % step === 0) return;
+  const gets = Math.ceil(asked / step) * step;
+  const kind = wired.targets[target]?.runner.kind ?? 'its';
+  const text = `${what}: walltime ${formatDuration(asked * 1000)} on target "${target}" becomes ${formatDuration(gets * 1000)}: the ${kind} runner counts walltimes in steps of ${step} s`;
+  if (ctx.json)
+    ctx.err(
+      JSON.stringify({
+        warning: {
+          code: 'walltime-rounded',
+          target,
+          requestedSeconds: asked,
+          seconds: gets,
+          message: text,
+        },
+      }),
+    );
+  else ctx.err(`crystalmath: warning: ${text}`);
+}
+
+/** The machine a target's jobs run on, as the configuration names it. */
+function targetHost(config: ResolvedConfig, target: string): string {
+  const t = config.targets[target];
+  if (!t) return `unknown (target "${target}" is no longer configured)`;
+  const ssh = t.type === 'local' ? undefined : t.ssh;
+  if (!ssh) return t.type === 'slurm' ? 'this machine (sbatch here)' : 'this machine';
+  const where = `${ssh.user ? `${ssh.user}@` : ''}${ssh.host}${ssh.port ? `:${ssh.port}` : ''}`;
+  return t.type === 'slurm' ? `${where} (SLURM login)` : where;
+}
+
 /** `succeeded`, `timed out`, `is running`: a state as the end of "job 5 ...". */
 export function stateSentence(state: JobState, withVerb = true): string {
   if (state === 'timeout') return 'timed out';
@@ -180,7 +225,8 @@ export function registerJobCommands(program: Command, ctx: CommandContext): void
     .option('-w, --wait', 'wait until the job ends; exit 9 unless it succeeded')
     .action(async (command: string[], flags: SubmitFlags) => {
       const { spec, options } = await buildSubmission(ctx, command, flags);
-      await ctx.withQueue(async ({ queue }) => {
+      await ctx.withQueue(async ({ queue, wired }, config) => {
+        warnWalltime(ctx, spec, config, wired, options.target as string, `job ${spec.name}`);
         const job = await queue.enqueue(spec, options);
         if (!flags.wait) {
           ctx.emit(job, () =>
@@ -259,11 +305,12 @@ export function registerJobCommands(program: Command, ctx: CommandContext): void
     .description('show one job (or a workflow: w3)')
     .argument('<id>', 'job id, or workflow id as w3')
     .action(async (id: string) => {
-      await ctx.withQueue(async ({ queue }) => {
+      await ctx.withQueue(async ({ queue }, config) => {
         const job = isWorkflowRef(id) ? null : await findJob(queue, id);
         const wf = await findWorkflow(queue, id);
         if (job) {
-          ctx.emit(job, () => ctx.out(jobDetails(job, ctx.c)));
+          const place = { host: targetHost(config, job.target) };
+          ctx.emit(job, () => ctx.out(jobDetails(job, ctx.c, place)));
           // Job and workflow ids share numbers: say so when both exist.
           if (wf && !ctx.json)
             ctx.err(

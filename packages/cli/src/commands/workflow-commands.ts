@@ -14,7 +14,7 @@ import { findWorkflow, workflowLabel } from '../find-by-id.js';
 import { parseWorkflowFile, readDataFile } from '../job-file.js';
 import { countsSummary, workflowDetails } from '../render/job-view.js';
 import { waitForJobs } from '../wait-for.js';
-import { withTargetDefaults } from './jobs-commands.js';
+import { warnWalltime, withTargetDefaults } from './jobs-commands.js';
 
 /** Registers `workflow submit`, `workflow show` and `workflow cancel`. */
 export function registerWorkflowCommands(program: Command, ctx: CommandContext): void {
@@ -40,7 +40,9 @@ export function registerWorkflowCommands(program: Command, ctx: CommandContext):
         jobs[key] = { ...job, spec: withTargetDefaults(job.spec, config, t) };
       }
       const definition: WorkflowDefinition<Metadata> = { ...parsed, target, jobs };
-      await ctx.withQueue(async ({ queue }) => {
+      await ctx.withQueue(async ({ queue, wired }) => {
+        for (const [key, job] of Object.entries(jobs))
+          warnWalltime(ctx, job.spec, config, wired, job.target ?? target, `jobs.${key}`);
         const wf = await queue.submitWorkflow(definition);
         if (!flags.wait) {
           ctx.emit(wf, () =>

@@ -50,8 +50,24 @@ export function jobsTable(jobs: readonly Job[], c: Colors, now = Date.now()): st
   return table(rows);
 }
 
+/** Where a job runs, for `show`: the target's machine as the configuration names it. */
+export interface JobPlace {
+  /** `this machine`, `alice@lab-server:2222`, ... */
+  readonly host: string;
+}
+
+/** The scheduler's own id of a submitted job: the SLURM job id, or the process id. */
+export function nativeId(job: Job): string | undefined {
+  const d = job.handle?.data as Record<string, unknown> | undefined;
+  if (!d) return undefined;
+  if (typeof d.jobId === 'string' && d.jobId !== '') return `SLURM job ${d.jobId}`;
+  if (typeof d.pid === 'number') return `pid ${d.pid}`;
+  if (typeof d.wrapperPid === 'number') return `pid ${d.wrapperPid} (wrapper)`;
+  return undefined;
+}
+
 /** The `show` block for one job. */
-export function jobDetails(job: Job, c: Colors): string {
+export function jobDetails(job: Job, c: Colors, place?: JobPlace): string {
   const spec = job.spec;
   const command = spec.argv ? JSON.stringify(spec.argv) : `script: ${JSON.stringify(spec.script)}`;
   const lines: [string, string][] = [
@@ -73,7 +89,14 @@ export function jobDetails(job: Job, c: Colors): string {
   if (job.exitCode !== null) lines.push(['exit code', String(job.exitCode)]);
   if (job.reason) lines.push(['reason', job.reason]);
   if (job.runnerStatus?.nativeState) lines.push(['native state', job.runnerStatus.nativeState]);
-  if (job.handle) lines.push(['handle', `${job.handle.kind} ${job.handle.jobKey}`]);
+  if (job.handle) {
+    const native = nativeId(job);
+    if (native) lines.push(['native id', native]);
+    const dir = (job.handle.data as Record<string, unknown>).jobDir;
+    if (place) lines.push(['host', place.host]);
+    if (typeof dir === 'string') lines.push(['folder', dir]);
+    lines.push(['handle', `${job.handle.kind} ${job.handle.jobKey}`]);
+  }
   lines.push(['created', new Date(job.createdAt).toISOString()]);
   if (job.startedAt !== null) lines.push(['started', new Date(job.startedAt).toISOString()]);
   if (job.endedAt !== null) lines.push(['ended', new Date(job.endedAt).toISOString()]);

@@ -198,3 +198,38 @@ describe('SlurmRunner without a scheduler', () => {
     expect(await runner.find('gone')).toBeNull();
   });
 });
+
+describe('SlurmRunner over an SSH connection that cannot be made', () => {
+  it('says why a submit could not run: the transport error and its code', async () => {
+    const { freePort } = await import('@crystalmath/testkit');
+    const { SshPool, SshTransport } = await import('@crystalmath/ssh-pool');
+    const { generateKeyPairSync } = await import('node:crypto');
+    const privateKey = generateKeyPairSync('rsa', {
+      modulusLength: 2048,
+      privateKeyEncoding: { type: 'pkcs1', format: 'pem' },
+      publicKeyEncoding: { type: 'pkcs1', format: 'pem' },
+    }).privateKey;
+    const port = await freePort(); // nothing listens: the connection is refused
+    const pool = new SshPool({ max: 1 });
+    const transport = new SshTransport({
+      pool,
+      host: { host: '127.0.0.1', port, username: 'nobody', privateKey, connectTimeoutMs: 5_000 },
+    });
+    try {
+      const runner = new SlurmRunner({ transport, root: '/tmp/cm-dead-ssh' });
+      const err = await runner
+        .submit({ key: 'dead-ssh-1-a1', spec: { name: 'dead', argv: ['true'] } })
+        .then(
+          () => undefined,
+          (e: unknown) => e as { code: string; message: string; details: Record<string, unknown> },
+        );
+      expect(err?.code).toBe('E_SLURM_COMMAND');
+      expect(err?.message).toMatch(
+        /mkdir could not run on ssh:\/\/nobody@127\.0\.0\.1:\d+: .+ \[E_SSH_[A-Z_]+\]/,
+      );
+      expect(err?.details.causeCode).toMatch(/^E_SSH_/);
+    } finally {
+      await pool.close();
+    }
+  });
+});
