@@ -164,6 +164,8 @@ export class QueueImpl extends EventEmitter implements Queue {
   readonly #submitConcurrency: number;
   readonly #lastPoll = new Map<Runner, number>();
   #emittedSeq = 0;
+  /** `on()`'s wrappers by event and listener, so `off()` removes the right one. */
+  readonly #wrappers = new Map<string, Map<unknown, ((payload: never) => void)[]>>();
   #emitting: Promise<void> = Promise.resolve();
   #running = false;
   #closed = false;
@@ -670,11 +672,31 @@ export class QueueImpl extends EventEmitter implements Queue {
     return runner.tail(JSON.parse(row.handle) as RunnerHandle, options);
   }
 
+  /**
+   * A listener hears what is committed after it subscribed, never the log before it (replay is
+   * `events({ after })`): it is wrapped to skip events up to the store's last seq at `on()`.
+   */
   override on<K extends keyof QueueEventMap>(
     event: K,
     listener: (payload: QueueEventMap[K]) => void,
   ): this {
-    super.on(event, listener);
+    if (!(EMITTED as readonly string[]).includes(event)) {
+      super.on(event, listener);
+      return this;
+    }
+    const from = this.#store.lastSeq;
+    // The first listener: start reading the log where it stands, not from its beginning.
+    if (!EMITTED.some((e) => this.listenerCount(e) > 0))
+      this.#emittedSeq = Math.max(this.#emittedSeq, from);
+    const wrapper = (payload: QueueEventMap[K]): void => {
+      if ((payload as { seq: number }).seq > from) listener(payload);
+    };
+    let byListener = this.#wrappers.get(event);
+    if (!byListener) this.#wrappers.set(event, (byListener = new Map()));
+    const list = byListener.get(listener) ?? [];
+    list.push(wrapper as (payload: never) => void);
+    byListener.set(listener, list);
+    super.on(event, wrapper);
     return this;
   }
 
@@ -682,7 +704,10 @@ export class QueueImpl extends EventEmitter implements Queue {
     event: K,
     listener: (payload: QueueEventMap[K]) => void,
   ): this {
-    super.off(event, listener);
+    const list = this.#wrappers.get(event)?.get(listener);
+    const wrapper = list?.pop();
+    if (list && list.length === 0) this.#wrappers.get(event)?.delete(listener);
+    super.off(event, (wrapper as typeof listener | undefined) ?? listener);
     return this;
   }
 

@@ -8,6 +8,7 @@ import type { CommandContext } from '../command-context.js';
 import { workflowLabel } from '../find-by-id.js';
 import { clockTime } from '../format.js';
 import { openConfiguredQueue } from '../open-configured-queue.js';
+import { oneLineText } from '../render/job-view.js';
 
 /** Registers `run`. */
 export function registerRunCommand(program: Command, ctx: CommandContext): void {
@@ -17,9 +18,10 @@ export function registerRunCommand(program: Command, ctx: CommandContext): void 
     .option('-q, --quiet', 'do not log job state changes')
     .action(async (flags: { quiet?: boolean }) => {
       const config = await ctx.config();
-      const log = (fields: Record<string, unknown>, human: string): void => {
-        if (ctx.json) ctx.out(JSON.stringify({ at: Date.now(), ...fields }));
-        else ctx.out(`${ctx.c.dim(clockTime(Date.now()))}  ${human}`);
+      // Event lines carry the time the change happened (`at`), not the time they are printed.
+      const log = (fields: Record<string, unknown>, human: string, at = Date.now()): void => {
+        if (ctx.json) ctx.out(JSON.stringify({ at, ...fields }));
+        else ctx.out(`${ctx.c.dim(clockTime(at))}  ${human}`);
       };
       const cq = await openConfiguredQueue(config, {
         logger: {
@@ -41,14 +43,16 @@ export function registerRunCommand(program: Command, ctx: CommandContext): void 
             const name = names.get(e.jobId) ?? e.jobId;
             log(
               { event: e },
-              `${name} (${e.jobId})  ${e.from ?? 'new'} → ${e.to}  [${e.target}]${e.reason ? `  ${e.reason}` : ''}`,
+              `${name} (${e.jobId})  ${e.from ?? 'new'} → ${e.to}  [${e.target}]${e.reason ? `  ${oneLineText(e.reason)}` : ''}`,
+              e.at,
             );
           });
         });
-        // The payload is typed loosely upstream (Extract over a union-typed `type`): read it as an event.
+        // On the same chain: a workflow's end is printed after its last job's change, as logged.
         queue.on('workflow:done', (e) => {
-          const id = (e as unknown as { workflowId: string }).workflowId;
-          log({ event: e }, `workflow ${workflowLabel(id)} done`);
+          chain = chain.then(() => {
+            log({ event: e }, `workflow ${workflowLabel(e.workflowId)} done`, e.at);
+          });
         });
       }
       queue.on('error', ({ error, context }) =>

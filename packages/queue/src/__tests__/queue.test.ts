@@ -622,6 +622,41 @@ describeStores((makeStore) => {
     expect(log).toEqual(seen);
   });
 
+  it('a listener hears only what happens after it subscribed, also after a reopen', async () => {
+    const before = await queue.enqueue(spec('before'), { target: 'a' });
+    await tickUntil(queue, async () => (await queue.get(before.id))!.state === 'succeeded');
+    const seen: string[] = [];
+    const listener = (e: { jobId: string; to: string }): void => {
+      seen.push(`${e.jobId}:${e.to}`);
+    };
+    queue.on('job:state', listener);
+    const after = await queue.enqueue(spec('after'), { target: 'a' });
+    await tickUntil(queue, async () => (await queue.get(after.id))!.state === 'succeeded');
+    await new Promise((r) => setTimeout(r, 10));
+    expect(seen.length).toBeGreaterThan(0);
+    expect(seen.every((s) => s.startsWith(`${after.id}:`))).toBe(true);
+    queue.off('job:state', listener);
+    // A restarted embedding app: a new queue on the same store replays nothing to listeners.
+    const reopened = await open(store, { targets: { a: { runner }, b: { runner } } });
+    try {
+      const heard: string[] = [];
+      reopened.on('job:state', (e) => heard.push(`${e.jobId}:${e.to}`));
+      reopened.on('workflow:done', (e) => heard.push(`w${e.workflowId}`));
+      const third = await reopened.enqueue(spec('third'), { target: 'a' });
+      await tickUntil(reopened, async () => (await reopened.get(third.id))!.state === 'succeeded');
+      await new Promise((r) => setTimeout(r, 10));
+      expect(heard[0]).toBe(`${third.id}:ready`);
+      expect(heard.every((s) => s.startsWith(`${third.id}:`))).toBe(true);
+      // Replay stays available to whoever asks for it.
+      const replay: string[] = [];
+      for await (const e of reopened.events({ follow: false }))
+        if (e.type === 'job:state') replay.push(e.jobId);
+      expect(replay).toContain(before.id);
+    } finally {
+      await reopened.close();
+    }
+  });
+
   it('prune removes old finished jobs and events but keeps parents of open jobs', async () => {
     const done = await queue.enqueue(spec(), { target: 'a' });
     const parent = await queue.enqueue(spec(), { target: 'a' });
