@@ -691,8 +691,8 @@ export class QueueImpl extends EventEmitter implements Queue {
     const wrapper = (payload: QueueEventMap[K]): void => {
       if ((payload as { seq: number }).seq > from) listener(payload);
     };
-    let byListener = this.#wrappers.get(event);
-    if (!byListener) this.#wrappers.set(event, (byListener = new Map()));
+    const byListener = this.#wrappers.get(event) ?? new Map();
+    this.#wrappers.set(event, byListener);
     const list = byListener.get(listener) ?? [];
     list.push(wrapper as (payload: never) => void);
     byListener.set(listener, list);

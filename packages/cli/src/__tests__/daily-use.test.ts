@@ -247,6 +247,11 @@ describe('with a scheduler running in another process', () => {
     expect(logs.code).toBe(ExitCode.CONFLICT);
     expect(logs.stderr).toMatch(new RegExp(`job ${skipped.id} never ran \\(skipped`));
     expect(logs.stderr).not.toMatch(/has not started yet/);
+    // The skipped step names the workflow key (and id) of the step that failed; the failed
+    // step's reason does not repeat its state.
+    const failed = wf.jobs.c as JobJson & { reason: string };
+    expect(logs.stderr).toContain(`skipped: dependency c (job ${failed.id}) failed (afterok)`);
+    expect(failed.reason).toBe('exit 3');
   });
 
   it('job and workflow ids cannot be confused; workflow cancel stops a whole workflow', async () => {

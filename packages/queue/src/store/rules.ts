@@ -120,7 +120,14 @@ export function decideStatus(
     const why = reason ?? 'walltime exceeded';
     return { kind: 'move', to: 'timeout', reason: why, set: { ...end, reason: why } };
   }
-  const why = `${s.state}${s.exitCode !== undefined ? ` (exit ${s.exitCode})` : ''}${reason ? `: ${reason}` : ''}`;
+  // The job's state already says `failed`: the reason says why (the runner's own state when it
+  // is more precise, the exit code, the runner's reason), never the state word again.
+  const facts = [
+    ...(s.state !== 'failed' ? [s.state.replace(/_/g, ' ')] : []),
+    ...(s.exitCode !== undefined ? [`exit ${s.exitCode}`] : []),
+  ].join(', ');
+  const why =
+    facts && reason ? `${facts}: ${reason}` : facts || reason || 'the runner reported a failure';
   const again = RETRYABLE.has(s.state) && !row.cancel_requested ? retry(row) : null;
   if (again !== null) {
     return {
@@ -181,6 +188,22 @@ export function assertSameDefinition(
 }
 
 /**
+ * Why a dependent is skipped, naming its parent by workflow key and id when it has a key:
+ * `dependency c (job 3) failed (afterok)`.
+ */
+export function skipReason(p: {
+  readonly id: number | string;
+  readonly state: JobState;
+  readonly condition: EdgeCondition;
+  readonly workflow_key?: string | null;
+}): string {
+  const who = p.workflow_key ? `${p.workflow_key} (job ${p.id})` : `job ${p.id}`;
+  const ended =
+    p.state === 'timeout' ? 'timed out' : p.state === 'skipped' ? 'was skipped' : p.state;
+  return `dependency ${who} ${ended} (${p.condition})`;
+}
+
+/**
  * A new job's edges and first state: `skipped` (with the reason) when a parent already ended in
  * a way its edge does not accept, `waiting` while a parent is open, else `ready`. Parents are
  * existing jobs (`stateOf` gives their state, undefined when there is none) or earlier jobs of
@@ -222,7 +245,7 @@ export function planNewJob(
     parents.push({ id, condition: dep.condition });
     if (state === undefined || !isTerminal(state)) pending++;
     else if (!conditionHolds(dep.condition, state, policy))
-      skip ??= `dependency ${id} ended ${state} (${dep.condition})`;
+      skip ??= skipReason({ id, state, condition: dep.condition });
   }
   const state: JobState = skip !== null ? 'skipped' : pending > 0 ? 'waiting' : 'ready';
   return { state, skip, parents };

@@ -36,6 +36,7 @@ import {
   isTerminal,
   LIVE_SQL,
   planNewJob,
+  skipReason,
   TERMINAL_SQL,
 } from '../rules.js';
 import type {
@@ -365,15 +366,16 @@ class Tx {
       // Judged on ALL their parents: another one may have ended in this same transaction.
       const parents = new Map<
         number,
-        { id: number; state: JobState; condition: EdgeCondition }[]
+        { id: number; state: JobState; condition: EdgeCondition; workflow_key: string | null }[]
       >();
       for (const p of await this.all<{
         job_id: number;
         id: number;
         state: JobState;
         condition: EdgeCondition;
+        workflow_key: string | null;
       }>(
-        `select d.job_id, p.id, p.state, d.condition from cm_deps d join cm_jobs p on p.id = d.parent_id
+        `select d.job_id, p.id, p.state, d.condition, p.workflow_key from cm_deps d join cm_jobs p on p.id = d.parent_id
          where d.job_id = any($1::bigint[]) order by d.job_id, p.id`,
         children.map((c) => c.id),
       )) {
@@ -385,7 +387,7 @@ class Tx {
       for (const child of children) {
         const d = decideDependent(parents.get(Number(child.id)) ?? [], child.on_failure);
         if (d.decision === 'skip') {
-          const why = `dependency ${d.because.id} ended ${d.because.state} (${d.because.condition})`;
+          const why = skipReason(d.because);
           moves.push({
             id: child.id,
             from: 'waiting',

@@ -29,6 +29,7 @@ import {
   isTerminal,
   LIVE_SQL,
   planNewJob,
+  skipReason,
   TERMINAL_SQL,
 } from '../rules.js';
 import type {
@@ -353,15 +354,19 @@ export class SqliteStore implements QueueStore {
         JSON.stringify(wave.map((e) => e.id)),
       );
       for (const child of children) {
-        const parents = this.#all<{ id: number; state: JobState; condition: EdgeCondition }>(
-          `select p.id, p.state, d.condition from cm_deps d join cm_jobs p on p.id = d.parent_id
+        const parents = this.#all<{
+          id: number;
+          state: JobState;
+          condition: EdgeCondition;
+          workflow_key: string | null;
+        }>(
+          `select p.id, p.state, d.condition, p.workflow_key from cm_deps d join cm_jobs p on p.id = d.parent_id
            where d.job_id = ? order by p.id`,
           child.id,
         );
         const d = decideDependent(parents, child.on_failure);
         if (d.decision === 'skip') {
-          const p = d.because;
-          const why = `dependency ${p.id} ended ${p.state} (${p.condition})`;
+          const why = skipReason(d.because);
           this.#move(child.id, 'waiting', 'skipped', now, { ended_at: now, reason: why }, why);
         } else if (d.decision === 'ready') {
           const runAt = Math.max(child.run_at, now);
