@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import {
+  CrystalMathError,
   isCrystalMathError,
   isTerminalRunnerState,
   type JobSpec,
@@ -667,8 +668,21 @@ export class QueueImpl extends EventEmitter implements Queue {
     const row = (await this.#store.getJobs([parseId(id)]))[0];
     if (!row)
       throw new QueueError('E_QUEUE_JOB_NOT_FOUND', `no job ${id}`, { details: { job: id } });
+    // Not submitted yet: nothing to read anywhere.
+    if (row.handle === null) return { data: '', offset: options.offset ?? 0 };
     const runner = this.#targets.get(row.target)?.runner;
-    if (row.handle === null || !runner?.tail) return { data: '', offset: options.offset ?? 0 };
+    if (!runner)
+      throw new QueueError(
+        'E_QUEUE_UNKNOWN_TARGET',
+        `cannot tail job ${id}: this process has no runner for its target "${row.target}" (open the queue with that target's runner to read its output)`,
+        { details: { job: id, target: row.target } },
+      );
+    if (!runner.tail)
+      throw new CrystalMathError(
+        'E_UNSUPPORTED',
+        `[queue] cannot tail job ${id}: the ${runner.kind} runner of target "${row.target}" cannot read output`,
+        { details: { job: id, target: row.target } },
+      );
     return runner.tail(JSON.parse(row.handle) as RunnerHandle, options);
   }
 

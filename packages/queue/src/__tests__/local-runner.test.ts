@@ -102,4 +102,31 @@ describeStores((makeStore) => {
     const out = await queue.tail(job.id);
     expect(out.data).toContain('hello from the job');
   });
+
+  it('tails through the target runner; a process without that runner gets a typed error', async () => {
+    const job = await queue.enqueue(
+      { name: 'talk', script: 'echo hello from the job' },
+      { target: 'here' },
+    );
+    await queue.start();
+    await queue.drain({ ids: [job.id], timeoutMs: 60_000 });
+    expect((await queue.tail(job.id)).data).toBe('hello from the job\n');
+    // Another process on the same store with the target's configuration reads the same output.
+    const configured = await open(store, {
+      targets: { here: { runner: new LocalRunner({ root: join(dir.dir, 'runs') }) } },
+    });
+    const bare = await open(store, { targets: {} });
+    try {
+      expect((await configured.tail(job.id)).data).toBe('hello from the job\n');
+      // One without a runner for the target says why instead of answering with no output.
+      await expect(bare.tail(job.id)).rejects.toMatchObject({
+        code: 'E_QUEUE_UNKNOWN_TARGET',
+        details: { job: job.id, target: 'here' },
+        message: expect.stringMatching(/no runner for its target "here"/),
+      });
+    } finally {
+      await configured.close();
+      await bare.close();
+    }
+  });
 });
