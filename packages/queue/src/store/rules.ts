@@ -126,8 +126,13 @@ export function decideStatus(
     ...(s.state !== 'failed' ? [s.state.replace(/_/g, ' ')] : []),
     ...(s.exitCode !== undefined ? [`exit ${s.exitCode}`] : []),
   ].join(', ');
+  // A runner's reason that only restates the exit code (`exit status 3`) adds nothing.
+  const said =
+    reason && !(s.exitCode !== undefined && reason === `exit status ${s.exitCode}`)
+      ? reason
+      : undefined;
   const why =
-    facts && reason ? `${facts}: ${reason}` : facts || reason || 'the runner reported a failure';
+    facts && said ? `${facts}: ${said}` : facts || said || 'the runner reported a failure';
   const again = RETRYABLE.has(s.state) && !row.cancel_requested ? retry(row) : null;
   if (again !== null) {
     return {
