@@ -5,7 +5,7 @@
 // under one advisory lock so their `seq` order is the commit order (see #commitEvents).
 
 import { createHash } from 'node:crypto';
-import { type RunnerHandle, ValidationError } from '@crystalmath/core';
+import { ValidationError } from '@crystalmath/core';
 import { Migrator } from '@crystalmath/migrate';
 import { Kysely, PostgresDialect } from 'kysely';
 import type {
