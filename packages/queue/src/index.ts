@@ -3,8 +3,8 @@
 
 export { queueMigrations } from './migrations.js';
 export { openQueue } from './open-queue.js';
-export { DEFAULT_BACKOFF } from './queue.js';
 export { QueueError } from './queue-error.js';
+export { DEFAULT_BACKOFF } from './scheduler.js';
 export { type PostgresStoreOptions, postgresStore } from './store/postgres/postgres-store.js';
 export { conditionHolds, LEGAL_TRANSITIONS } from './store/rules.js';
 export { type SqliteStoreOptions, sqliteStore } from './store/sqlite/sqlite-store.js';

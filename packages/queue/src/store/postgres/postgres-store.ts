@@ -1053,6 +1053,25 @@ export class PostgresStore implements QueueStore {
     });
   }
 
+  async renewLeases(
+    ids: readonly number[],
+    owner: string,
+    until: number,
+    _now: number,
+  ): Promise<number> {
+    if (ids.length === 0) return 0;
+    this.#assertOpen();
+    // One statement, so no transaction of its own: it changes no state and writes no event.
+    const sql = `update cm_jobs set lease_until = $1 where lease_owner = $2 and state = 'submitting'
+      and id = any($3::bigint[])`;
+    this.#onQuery?.(sql);
+    try {
+      return (await this.#pool.query(prepared(sql, [until, owner, ids]))).rowCount ?? 0;
+    } catch (error) {
+      throw storeError(error);
+    }
+  }
+
   async liveJobs(targets: readonly string[]): Promise<JobRow[]> {
     if (targets.length === 0) return [];
     return this.#all<JobRow>(

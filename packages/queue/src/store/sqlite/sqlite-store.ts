@@ -727,6 +727,26 @@ export class SqliteStore implements QueueStore {
     });
   }
 
+  async renewLeases(
+    ids: readonly number[],
+    owner: string,
+    until: number,
+    now: number,
+  ): Promise<number> {
+    if (ids.length === 0) return 0;
+    return this.#write(
+      now,
+      () =>
+        this.#run(
+          `update cm_jobs set lease_until = ? where lease_owner = ? and state = 'submitting'
+           and id in (select value from json_each(?))`,
+          until,
+          owner,
+          JSON.stringify(ids),
+        ).changes,
+    );
+  }
+
   async liveJobs(targets: readonly string[]): Promise<JobRow[]> {
     if (targets.length === 0) return [];
     return this.#all<JobRow>(
