@@ -154,6 +154,7 @@ export function checkSchedulerOptions(s: SchedulerOptions): void {
   int(s.leaseMs, 'leaseMs', 1);
   int(s.claimBatch, 'claimBatch', 1);
   int(s.submitConcurrency, 'submitConcurrency', 1);
+  int(s.submitTimeoutMs, 'submitTimeoutMs', 1);
   if (s.ownerId !== undefined && (typeof s.ownerId !== 'string' || s.ownerId === '')) {
     throw new ValidationError('scheduler.ownerId', 'must be a non-empty string');
   }

@@ -56,6 +56,7 @@ export class Scheduler {
   readonly #leaseMs: number;
   readonly #claimBatch: number;
   readonly #submitConcurrency: number;
+  readonly #submitTimeoutMs: number;
   readonly #lastPoll = new Map<Runner, number>();
   #running = false;
   #loop: Promise<void> | null = null;
@@ -79,6 +80,7 @@ export class Scheduler {
     this.#leaseMs = s.leaseMs ?? 60_000;
     this.#claimBatch = s.claimBatch ?? 256;
     this.#submitConcurrency = s.submitConcurrency ?? 16;
+    this.#submitTimeoutMs = s.submitTimeoutMs ?? 600_000;
   }
 
   /** This scheduler's lease owner id. */
@@ -218,6 +220,9 @@ export class Scheduler {
   async #submit(claimed: readonly JobRow[]): Promise<void> {
     const ok: SubmittedResult[] = [];
     let next = 0;
+    // One deadline for the round's submits: past it they are abandoned (and their leases left
+    // to expire), so a submit that never returns cannot hold its job forever.
+    const deadline = AbortSignal.timeout(this.#submitTimeoutMs);
     const worker = async (): Promise<void> => {
       for (let row = claimed[next++]; row !== undefined; row = claimed[next++]) {
         const runner = this.#targets.get(row.target)!.runner;
@@ -228,11 +233,15 @@ export class Scheduler {
           ok.push({
             id,
             attempt,
-            handle: await runner.submit({ key, spec: decodeSpec(row.spec) }),
+            handle: await runner.submit({ key, spec: decodeSpec(row.spec) }, { signal: deadline }),
           });
         } catch (error) {
           // The submission may have landed before the error (a dropped connection): ask first.
-          const found = canFind(runner) ? await runner.find(key).catch(() => null) : null;
+          const found = canFind(runner)
+            ? await runner
+                .find(key, { signal: AbortSignal.timeout(this.#submitTimeoutMs) })
+                .catch(() => null)
+            : null;
           if (found) {
             ok.push({ id, attempt, handle: found });
             continue;
@@ -256,7 +265,7 @@ export class Scheduler {
         }
       }
     };
-    const renewal = this.#renewLeases(claimed);
+    const renewal = this.#renewLeases(claimed, deadline);
     try {
       await Promise.all(
         Array.from({ length: Math.min(this.#submitConcurrency, claimed.length) }, worker),
@@ -277,14 +286,19 @@ export class Scheduler {
   }
 
   /**
-   * Extends the leases of `claimed` every third of `leaseMs` until `stop()` (as BullMQ extends
-   * its job locks), so a slow submit never looks abandoned to another scheduler. One short
-   * store write per renewal, never inside a runner call's transaction.
+   * Extends the leases of `claimed` every third of `leaseMs` until `stop()` or the submit
+   * deadline (as BullMQ extends its job locks), so a slow submit never looks abandoned to
+   * another scheduler while a hung one still does after `submitTimeoutMs`. One short store
+   * write per renewal, never inside a transaction around a runner call.
    */
-  #renewLeases(claimed: readonly JobRow[]): { stop(): Promise<void> } {
+  #renewLeases(claimed: readonly JobRow[], deadline: AbortSignal): { stop(): Promise<void> } {
     const ids = claimed.map((r) => Number(r.id));
     let pending: Promise<void> = Promise.resolve();
     const renew = (): void => {
+      if (deadline.aborted) {
+        clearInterval(timer);
+        return;
+      }
       pending = pending.then(async () => {
         const now = this.#clock.now();
         try {

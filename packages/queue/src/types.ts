@@ -274,6 +274,11 @@ export interface SchedulerOptions {
   readonly claimBatch?: number;
   /** Runner submits in flight at once. Default 16. */
   readonly submitConcurrency?: number;
+  /**
+   * Deadline of one `runner.submit` (its AbortSignal fires then). Its claim's lease is renewed
+   * until the submit returns or this deadline passes, whichever is first. Default 600 000 ms.
+   */
+  readonly submitTimeoutMs?: number;
   /** Identifies this scheduler in leases. Default: hostname:pid:random. */
   readonly ownerId?: string;
 }

@@ -614,6 +614,12 @@ describeStores((makeStore) => {
   });
 
   it('prune removes old finished jobs and events but keeps parents of open jobs', async () => {
+    let now = 1_000_000;
+    await queue.close();
+    queue = await open(store, {
+      targets: { a: { runner }, b: { runner, maxConcurrent: 2 } },
+      clock: { now: () => now },
+    });
     const done = await queue.enqueue(spec(), { target: 'a' });
     const parent = await queue.enqueue(spec(), { target: 'a' });
     await tickUntil(queue, async () => (await queue.get(parent.id))!.state === 'succeeded');
@@ -621,10 +627,10 @@ describeStores((makeStore) => {
     const child = await queue.enqueue(spec(), {
       target: 'a',
       dependsOn: [{ job: parent.id, condition: 'afterany' }],
-      runAt: Date.now() + 3_600_000,
+      runAt: now + 3_600_000,
     });
     expect(child.state).toBe('ready');
-    await new Promise((r) => setTimeout(r, 5));
+    now += 5; // what ended so far is now older than olderThanMs: 0
     const removed = await queue.prune({ olderThanMs: 0 });
     expect(removed.jobs).toBe(1);
     expect(removed.events).toBeGreaterThan(0);
