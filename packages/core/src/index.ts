@@ -8,11 +8,17 @@ export { LocalTransport, type LocalTransportOptions } from './local/local-transp
 export * from './quote.js';
 export * from './runner.js';
 export {
+  checkRunnerJob,
   completeUtf8Length,
   type DownloadMatchingOptions,
   downloadMatching,
   outputPatterns,
+  type PlannedInput,
+  planInputs,
+  RUNNER_INTERNAL_DIR,
   readTail,
+  runnerExec,
+  stageInputs,
   tailOptions,
 } from './runner-files.js';
 export * from './safe-path.js';

@@ -1,14 +1,101 @@
-// What every runner's `collect` and `tail` do once they know where a job's files are: match the
-// listed files against the outputs globs and copy them down, and read an output file from an
-// offset in whole UTF-8 characters. Written once here so runners (and custom ones) agree.
+// What every runner does with a job's files, written once so runners (and custom ones) agree:
+// the submit preamble (job and key checks, inputs planned and staged outside the reserved `.cm`
+// folder, commands run with a deadline), and after the end `collect` (match the listed files
+// against the outputs globs and copy them down) and `tail` (read an output file from an offset
+// in whole UTF-8 characters).
 
 import { mkdir, stat } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import { CrystalMathError, isCrystalMathError, ValidationError } from './errors.js';
+import { dirname, join, posix } from 'node:path';
+import { CrystalMathError, isCrystalMathError, throwIfAborted, ValidationError } from './errors.js';
 import { globToRegExp } from './glob.js';
-import type { CollectResult, TailResult } from './runner.js';
+import type { JobSpec, StageIn } from './job.js';
+import {
+  type CollectResult,
+  isValidJobKey,
+  type RunnerCallOptions,
+  type RunnerJob,
+  type TailResult,
+} from './runner.js';
 import { safeRelativePath } from './safe-path.js';
-import type { Transport } from './transport.js';
+import type { ExecResult, Transport } from './transport.js';
+
+/**
+ * The folder inside every job directory where a runner keeps its own files (wrapper, meta,
+ * exit codes). Reserved: no input may be staged into it.
+ */
+export const RUNNER_INTERNAL_DIR = '.cm';
+
+/** The checks every `submit` starts with: not aborted, a job object, a valid key. */
+export function checkRunnerJob(job: RunnerJob, signal?: AbortSignal): void {
+  throwIfAborted(signal, 'submit');
+  if (typeof job !== 'object' || job === null)
+    throw new ValidationError('job', 'must be an object');
+  if (!isValidJobKey(job.key)) {
+    throw new ValidationError('job.key', 'must be letters, digits and ._- (at most 64)');
+  }
+}
+
+/** An input with its confined destination, relative to the job directory. */
+export interface PlannedInput {
+  readonly input: StageIn;
+  readonly to: string;
+}
+
+/**
+ * The spec's inputs with confined destinations (E_PATH_UNSAFE names the field) and the
+ * sub-folders they need; an input inside `.cm/` is a ValidationError. No I/O.
+ */
+export function planInputs(spec: JobSpec): { inputs: PlannedInput[]; subdirs: string[] } {
+  const X = RUNNER_INTERNAL_DIR;
+  const inputs = (spec.inputs ?? []).map((input, i) => {
+    const to = safeRelativePath(input.to, `spec.inputs[${i}].to`);
+    if (to === X || to.startsWith(`${X}/`)) {
+      throw new ValidationError(`spec.inputs[${i}].to`, `must not be inside ${X}/ (reserved)`);
+    }
+    return { input, to };
+  });
+  const subdirs = new Set<string>();
+  for (const { to } of inputs) if (posix.dirname(to) !== '.') subdirs.add(posix.dirname(to));
+  return { inputs, subdirs: [...subdirs] };
+}
+
+/** Copies planned inputs into the job directory `dir` on the target (upload or write). */
+export async function stageInputs(
+  transport: Transport,
+  dir: string,
+  inputs: readonly PlannedInput[],
+  signal?: AbortSignal,
+): Promise<void> {
+  const options = signal === undefined ? {} : { signal };
+  for (const { input, to } of inputs) {
+    const target = `${dir}/${to}`;
+    if ('from' in input) await transport.upload(input.from, target, options);
+    else await transport.writeFile(target, input.content, options);
+  }
+}
+
+/**
+ * Runs a runner's command on `transport` with its deadline and the caller's signal. An abort
+ * stays an AbortError; any other failure to run becomes `wrap(error)` (the runner's typed
+ * error). A non-zero exit is a result, not an error.
+ */
+export async function runnerExec(
+  transport: Transport,
+  command: readonly string[] | { readonly script: string },
+  options: RunnerCallOptions & { readonly timeoutMs: number; readonly stdin?: string | undefined },
+  wrap: (error: unknown) => Error,
+): Promise<ExecResult> {
+  try {
+    return await transport.exec(command, {
+      timeoutMs: options.timeoutMs,
+      ...(options.stdin === undefined ? {} : { stdin: options.stdin }),
+      ...(options.signal === undefined ? {} : { signal: options.signal }),
+    });
+  } catch (err) {
+    if (isCrystalMathError(err, 'E_ABORTED')) throw err;
+    throw wrap(err);
+  }
+}
 
 /** Length of the longest prefix of `buf` that does not end inside a UTF-8 sequence. */
 export function completeUtf8Length(buf: Uint8Array): number {

@@ -58,6 +58,12 @@ export interface RunnerCapabilities {
   readonly collect: boolean;
   readonly cleanup: boolean;
   readonly tail: boolean;
+  /**
+   * `validate(spec)` is implemented: the queue calls it at `enqueue`/`submitWorkflow` when the
+   * target's runner is in the process, so a bad scheduler field is refused at the call. Optional
+   * (absent = false) so runners written before it still type-check.
+   */
+  readonly validate?: boolean;
   /** Smallest interval between two `poll` calls the target tolerates, in ms (cluster etiquette). */
   readonly minPollIntervalMs: number;
   /**
@@ -93,6 +99,12 @@ export interface Runner {
   poll(handles: readonly RunnerHandle[], options?: RunnerCallOptions): Promise<RunnerStatus[]>;
   /** Asks the job to stop. The job then reports `cancelled`. Idempotent. */
   cancel(handle: RunnerHandle, options?: RunnerCallOptions): Promise<void>;
+  /**
+   * Checks what this runner alone knows about a spec (e.g. SLURM's `gres`, `dependency`, extra
+   * directives), without I/O; throws a ValidationError naming the field (prefixed with `field`,
+   * default `spec`). `submit` must refuse the same specs. Advertised by `capabilities.validate`.
+   */
+  validate?(spec: JobSpec, field?: string): void;
   /** Recovers the handle of a job submitted under `jobKey`, or null if the runner never saw it. */
   find?(jobKey: string, options?: RunnerCallOptions): Promise<RunnerHandle | null>;
   /** Copies output files matching the spec's `outputs` globs (or `globs`) to local `dest`. */

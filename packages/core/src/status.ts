@@ -1,5 +1,6 @@
-// The status vocabulary every runner reports in. Native scheduler states are kept beside the
-// mapped state so nothing is lost in translation.
+// The two state vocabularies: where a job stands according to its runner (native scheduler
+// states are kept beside the mapped state so nothing is lost in translation), and where it
+// stands in the queue. Every other list of states (the queue's SQL lists) derives from these.
 
 /** Where a job stands according to its runner. */
 export type RunnerState =
@@ -54,4 +55,58 @@ export interface RunnerStatus {
   /** Epoch milliseconds, where known. */
   readonly startedAt?: number;
   readonly endedAt?: number;
+}
+
+/**
+ * Lifecycle of a queued job (docs/concepts.md has the transitions). `ready` = may be claimed by
+ * a scheduler; `queued` = accepted by the runner, not started (a SLURM PENDING job).
+ */
+export type JobState =
+  | 'waiting' // dependencies not met yet
+  | 'ready' // may be claimed (at or after runAt)
+  | 'submitting' // claimed by a scheduler, runner.submit in flight (leased)
+  | 'queued' // the runner accepted it, not started
+  | 'running'
+  | 'succeeded'
+  | 'failed'
+  | 'cancelled'
+  | 'timeout'
+  | 'skipped'; // a dependency ended badly
+
+/** Every job state, in lifecycle order. */
+export const JOB_STATES: readonly JobState[] = [
+  'waiting',
+  'ready',
+  'submitting',
+  'queued',
+  'running',
+  'succeeded',
+  'failed',
+  'cancelled',
+  'timeout',
+  'skipped',
+];
+
+/** Job states after which a job changes only by an explicit retry. */
+export const TERMINAL_JOB_STATES: ReadonlySet<JobState> = new Set<JobState>([
+  'succeeded',
+  'failed',
+  'cancelled',
+  'timeout',
+  'skipped',
+]);
+
+/** Job states that are not terminal: the job still has somewhere to go. */
+export const OPEN_JOB_STATES: readonly JobState[] = JOB_STATES.filter(
+  (s) => !TERMINAL_JOB_STATES.has(s),
+);
+
+/** Job states that hold one of a target's `maxConcurrent` slots. */
+export const LIVE_JOB_STATES: readonly JobState[] = ['submitting', 'queued', 'running'];
+
+/** Job states a runner has a handle for (polled each round). */
+export const HANDLED_JOB_STATES: readonly JobState[] = ['queued', 'running'];
+
+export function isTerminalJobState(state: JobState): boolean {
+  return TERMINAL_JOB_STATES.has(state);
 }

@@ -3,10 +3,10 @@
 
 export { queueMigrations } from './migrations.js';
 export { openQueue } from './open-queue.js';
-export { DEFAULT_BACKOFF } from './queue.js';
-export { QueueError } from './queue-error.js';
+export { QueueError, type QueueErrorCode } from './queue-error.js';
+export { DEFAULT_BACKOFF } from './scheduler.js';
 export { type PostgresStoreOptions, postgresStore } from './store/postgres/postgres-store.js';
-export { conditionHolds, LEGAL_TRANSITIONS } from './store/rules.js';
+export { LEGAL_TRANSITIONS } from './store/rules.js';
 export { type SqliteStoreOptions, sqliteStore } from './store/sqlite/sqlite-store.js';
 export type * from './types.js';
 export { JOB_STATES, TERMINAL_JOB_STATES } from './types.js';

@@ -2,7 +2,8 @@
 // (which applies the migrations), registers the targets, and returns the Queue.
 
 import { ValidationError } from '@crystalmath/core';
-import { checkSchedulerOptions, QueueImpl, resolveTargets } from './queue.js';
+import { checkSchedulerOptions, resolveTargets } from './attorney.js';
+import { QueueImpl } from './queue.js';
 import { sqliteStore } from './store/sqlite/sqlite-store.js';
 import { asStoreFactory } from './store/store.js';
 import type { OpenQueueOptions, Queue } from './types.js';

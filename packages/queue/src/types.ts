@@ -1,41 +1,18 @@
 // The public types of @crystalmath/queue: jobs, workflows, targets, events and the options of
 // `openQueue`. The scheduler, the stores and every front-end (CLI, dashboards) share these.
 
-import type { JobSpec, JsonValue, Runner, RunnerHandle, RunnerStatus } from '@crystalmath/core';
+import type {
+  JobSpec,
+  JobState,
+  JsonValue,
+  Runner,
+  RunnerHandle,
+  RunnerStatus,
+} from '@crystalmath/core';
 
-/** Lifecycle of a queued job. See docs/concepts.md for the legal transitions. */
-export type JobState =
-  | 'waiting' // dependencies not met yet
-  | 'ready' // may be claimed (at or after runAt)
-  | 'submitting' // claimed by a scheduler, runner.submit in flight (leased)
-  | 'queued' // the runner accepted it, not started
-  | 'running'
-  | 'succeeded'
-  | 'failed'
-  | 'cancelled'
-  | 'timeout'
-  | 'skipped'; // a dependency ended badly
-
-export const JOB_STATES: readonly JobState[] = [
-  'waiting',
-  'ready',
-  'submitting',
-  'queued',
-  'running',
-  'succeeded',
-  'failed',
-  'cancelled',
-  'timeout',
-  'skipped',
-];
-
-export const TERMINAL_JOB_STATES: ReadonlySet<JobState> = new Set([
-  'succeeded',
-  'failed',
-  'cancelled',
-  'timeout',
-  'skipped',
-]);
+/** Lifecycle of a queued job: defined in @crystalmath/core (`status.ts`), re-exported here. */
+export type { JobState } from '@crystalmath/core';
+export { JOB_STATES, TERMINAL_JOB_STATES } from '@crystalmath/core';
 
 /** Condition on a dependency edge, as in SLURM: `afterok` (default), `afterany`, `afternotok`. */
 export type EdgeCondition = 'afterok' | 'afterany' | 'afternotok';
@@ -308,6 +285,11 @@ export interface SchedulerOptions {
   readonly claimBatch?: number;
   /** Runner submits in flight at once. Default 16. */
   readonly submitConcurrency?: number;
+  /**
+   * Deadline of one `runner.submit` (its AbortSignal fires then). Its claim's lease is renewed
+   * until the submit returns or this deadline passes, whichever is first. Default 600 000 ms.
+   */
+  readonly submitTimeoutMs?: number;
   /** Identifies this scheduler in leases. Default: hostname:pid:random. */
   readonly ownerId?: string;
 }

@@ -7,11 +7,12 @@ import { posix } from 'node:path';
 import {
   type CollectResult,
   CrystalMathError,
+  checkRunnerJob,
   downloadMatching,
   type ErrorCode,
-  isCrystalMathError,
   isValidJobKey,
   outputPatterns,
+  planInputs,
   type Runner,
   type RunnerCallOptions,
   type RunnerCapabilities,
@@ -20,9 +21,10 @@ import {
   type RunnerStatus,
   readTail,
   resolveInside,
-  safeRelativePath,
+  runnerExec,
   shJoin,
   shQuote,
+  stageInputs,
   type TailResult,
   type Transport,
   tailOptions,
@@ -200,30 +202,24 @@ export class ProcessRunner implements Runner {
     return this.#root === '.' ? jobKey : resolveInside(this.#root, jobKey, 'jobKey');
   }
 
-  async #exec(
+  #exec(
     script: string,
     code: ErrorCode,
     what: string,
     options: RunnerCallOptions | undefined,
     stdin?: string,
   ): Promise<{ stdout: string; stderr: string; exitCode: number | null }> {
-    try {
-      return await this.#transport.exec(
-        { script },
-        {
-          timeoutMs: this.#timeoutMs,
-          ...(stdin === undefined ? {} : { stdin }),
-          ...(options?.signal === undefined ? {} : { signal: options.signal }),
-        },
-      );
-    } catch (err) {
-      if (isCrystalMathError(err, 'E_ABORTED')) throw err;
-      throw new CrystalMathError(
-        code,
-        `[runner-process] ${what} failed on ${this.#transport.description}: ${err instanceof Error ? err.message : String(err)}`,
-        { cause: err, details: { operation: what } },
-      );
-    }
+    return runnerExec(
+      this.#transport,
+      { script },
+      { timeoutMs: this.#timeoutMs, stdin, ...(options?.signal ? { signal: options.signal } : {}) },
+      (err) =>
+        new CrystalMathError(
+          code,
+          `[runner-process] ${what} failed on ${this.#transport.description}: ${err instanceof Error ? err.message : String(err)}`,
+          { cause: err, details: { operation: what } },
+        ),
+    );
   }
 
   #parse(handle: RunnerHandle, field = 'handle'): ParsedHandle {
@@ -231,12 +227,7 @@ export class ProcessRunner implements Runner {
   }
 
   async submit(job: RunnerJob, options?: RunnerCallOptions): Promise<RunnerHandle> {
-    throwIfAborted(options?.signal, 'submit');
-    if (typeof job !== 'object' || job === null)
-      throw new ValidationError('job', 'must be an object');
-    if (!isValidJobKey(job.key)) {
-      throw new ValidationError('job.key', 'must be letters, digits and ._- (at most 64)');
-    }
+    checkRunnerJob(job, options?.signal);
     const spec = job.spec;
     validateJobSpec(spec);
     const rendered = renderWrapper({
@@ -245,27 +236,15 @@ export class ProcessRunner implements Runner {
       killGraceMs: this.#graceMs,
       shell: this.#shell,
     });
-    const inputs = (spec.inputs ?? []).map((input, i) => {
-      const to = safeRelativePath(input.to, `spec.inputs[${i}].to`);
-      if (to === X || to.startsWith(`${X}/`)) {
-        throw new ValidationError(`spec.inputs[${i}].to`, `must not be inside ${X}/ (reserved)`);
-      }
-      return { input, to };
-    });
+    const { inputs, subdirs } = planInputs(spec);
     const dir = this.jobDir(job.key);
-    const subdirs = new Set<string>();
-    for (const { to } of inputs) if (posix.dirname(to) !== '.') subdirs.add(posix.dirname(to));
     const nonce = randomBytes(8).toString('hex');
-    await this.#claim(job.key, dir, [...subdirs], nonce, options);
+    await this.#claim(job.key, dir, subdirs, nonce, options);
     const signal = options?.signal === undefined ? {} : { signal: options.signal };
     const submittedAt = Date.now();
     let launched = false;
     try {
-      for (const { input, to } of inputs) {
-        const target = `${dir}/${to}`;
-        if ('from' in input) await this.#transport.upload(input.from, target, signal);
-        else await this.#transport.writeFile(target, input.content, signal);
-      }
+      await stageInputs(this.#transport, dir, inputs, options?.signal);
       if (rendered.userScript !== undefined) {
         await this.#transport.writeFile(`${dir}/${X}/script.sh`, rendered.userScript, {
           mode: 0o755,

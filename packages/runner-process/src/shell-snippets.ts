@@ -2,8 +2,10 @@
 // poll, cancel, cleanup). They are constants: user strings never reach them except as quoted
 // words or as lines on standard input.
 
-/** Directory inside each job directory that belongs to the runner (inputs may not go there). */
-export const INTERNAL_DIR = '.cm';
+import { RUNNER_INTERNAL_DIR } from '@crystalmath/core';
+
+/** The runners' reserved folder in a job directory (defined once in core). */
+export const INTERNAL_DIR = RUNNER_INTERNAL_DIR;
 
 /**
  * Sets `$cm_detach`, a command prefix that runs a command in a new session (so in its own

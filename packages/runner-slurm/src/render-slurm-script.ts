@@ -10,6 +10,7 @@ import {
   DIRECTIVE_PATTERN,
   isValidJobKey,
   type JobSpec,
+  RUNNER_INTERNAL_DIR,
   safeRelativePath,
   shExports,
   shQuote,
@@ -25,7 +26,8 @@ import {
 } from './slurm-resources.js';
 
 /** Folder inside each job directory holding the runner's own files. */
-export const INTERNAL_DIR = '.cm';
+/** The runners' reserved folder in a job directory (defined once in core). */
+export const INTERNAL_DIR = RUNNER_INTERNAL_DIR;
 /** The generated batch script, relative to the job directory. */
 export const SCRIPT_FILE = `${INTERNAL_DIR}/job.sbatch`;
 /** A `script` job's body, relative to the job directory. */

@@ -3,12 +3,15 @@ import {
   AbortError,
   type CollectResult,
   CrystalMathError,
+  checkRunnerJob,
   downloadMatching,
   isCrystalMathError,
   isTerminalRunnerState,
   isValidJobKey,
+  type JobSpec,
   type JsonValue,
   outputPatterns,
+  planInputs,
   type Runner,
   type RunnerCallOptions,
   type RunnerCapabilities,
@@ -16,9 +19,11 @@ import {
   type RunnerJob,
   type RunnerStatus,
   readTail,
+  runnerExec,
   safeRelativePath,
   shJoin,
   shQuote,
+  stageInputs,
   type TailResult,
   type Transport,
   tailOptions,
@@ -228,9 +233,32 @@ export class SlurmRunner implements Runner {
       collect: true,
       cleanup: true,
       tail: true,
+      validate: true,
       minPollIntervalMs: this.#minInterval,
       walltimeStepSeconds: 60, // --time is in whole minutes (formatWalltime rounds up)
     };
+  }
+
+  /**
+   * Refuses, without I/O, a spec `submit` would refuse: bad SLURM fields (`gres`, `dependency`,
+   * extra directives, ...) after merging this runner's defaults. The queue calls it at enqueue,
+   * so a bad field fails the call instead of ending as a failed job. `field` prefixes the
+   * ValidationError's field (default `spec`).
+   */
+  validate(spec: JobSpec, field = 'spec'): void {
+    try {
+      renderSlurmScript({
+        key: 'cm-validate',
+        spec,
+        ...(this.#defaults === undefined ? {} : { defaults: this.#defaults }),
+        skipDirectives: this.#skip,
+      });
+    } catch (error) {
+      const at = isCrystalMathError(error, 'E_VALIDATION') ? (error as ValidationError).field : '';
+      if (field === 'spec' || !at.startsWith('spec')) throw error;
+      const message = (error as ValidationError).message.slice(at.length + 2);
+      throw new ValidationError(`${field}${at.slice(4)}`, message, { cause: error });
+    }
   }
 
   /** The job directory of `jobKey` on the cluster. */
@@ -238,41 +266,34 @@ export class SlurmRunner implements Runner {
     return posix.join(this.#root, jobKey);
   }
 
-  async #exec(
+  #exec(
     command: readonly string[] | { readonly script: string },
     what: string,
     options: RunnerCallOptions | undefined,
     stdin?: string,
   ): Promise<{ stdout: string; stderr: string; exitCode: number | null }> {
-    try {
-      return await this.#transport.exec(command, {
-        timeoutMs: this.#timeout,
-        ...(stdin === undefined ? {} : { stdin }),
-        ...(options?.signal === undefined ? {} : { signal: options.signal }),
-      });
-    } catch (err) {
-      if (isCrystalMathError(err, 'E_ABORTED')) throw err;
-      // The transport's own error says why (connection refused, authentication, timeout): a
-      // user reading the job's reason needs it, not only that the command did not run.
-      const why = err instanceof Error ? (err.message.split('\n', 1)[0] ?? '') : String(err);
-      const code = isCrystalMathError(err) ? ` [${err.code}]` : '';
-      throw new SlurmCommandError(
-        `${what} could not run on ${this.#transport.description}: ${clip(why, 300)}${code}`,
-        {
-          cause: err,
-          details: { command: what, ...(isCrystalMathError(err) ? { causeCode: err.code } : {}) },
-        },
-      );
-    }
+    return runnerExec(
+      this.#transport,
+      command,
+      { timeoutMs: this.#timeout, stdin, ...(options?.signal ? { signal: options.signal } : {}) },
+      (err) => {
+        // The transport's own error says why (connection refused, authentication, timeout): a
+        // user reading the job's reason needs it, not only that the command did not run.
+        const why = err instanceof Error ? (err.message.split('\n', 1)[0] ?? '') : String(err);
+        const code = isCrystalMathError(err) ? ` [${err.code}]` : '';
+        return new SlurmCommandError(
+          `${what} could not run on ${this.#transport.description}: ${clip(why, 300)}${code}`,
+          {
+            cause: err,
+            details: { command: what, ...(isCrystalMathError(err) ? { causeCode: err.code } : {}) },
+          },
+        );
+      },
+    );
   }
 
   async submit(job: RunnerJob, options?: RunnerCallOptions): Promise<RunnerHandle> {
-    throwIfAborted(options?.signal, 'submit');
-    if (typeof job !== 'object' || job === null)
-      throw new ValidationError('job', 'must be an object');
-    if (!isValidJobKey(job.key)) {
-      throw new ValidationError('job.key', 'must be letters, digits and ._- (at most 64)');
-    }
+    checkRunnerJob(job, options?.signal);
     const spec = job.spec;
     const rendered = renderSlurmScript({
       key: job.key,
@@ -280,32 +301,17 @@ export class SlurmRunner implements Runner {
       ...(this.#defaults === undefined ? {} : { defaults: this.#defaults }),
       skipDirectives: this.#skip,
     });
-    const inputs = (spec.inputs ?? []).map((input, i) => {
-      const to = safeRelativePath(input.to, `spec.inputs[${i}].to`);
-      if (to === INTERNAL_DIR || to.startsWith(`${INTERNAL_DIR}/`)) {
-        throw new ValidationError(
-          `spec.inputs[${i}].to`,
-          `must not be inside ${INTERNAL_DIR}/ (reserved)`,
-        );
-      }
-      return { input, to };
-    });
+    const planned = planInputs(spec);
     const resources = spec.resources as SlurmResources | undefined;
     const array = resources?.array ?? this.#defaults?.array;
     const dir = this.jobDir(job.key);
-    const subdirs = new Set<string>([INTERNAL_DIR]);
-    for (const { to } of inputs) if (posix.dirname(to) !== '.') subdirs.add(posix.dirname(to));
+    const subdirs = new Set<string>([INTERNAL_DIR, ...planned.subdirs]);
     if (spec.workdir !== undefined) subdirs.add(safeRelativePath(spec.workdir, 'spec.workdir'));
 
     await this.#claim(job.key, dir, [...subdirs], options);
     let sbatchStarted = false;
     try {
-      for (const { input, to } of inputs) {
-        const target = `${dir}/${to}`;
-        const signal = options?.signal === undefined ? {} : { signal: options.signal };
-        if ('from' in input) await this.#transport.upload(input.from, target, signal);
-        else await this.#transport.writeFile(target, input.content, signal);
-      }
+      await stageInputs(this.#transport, dir, planned.inputs, options?.signal);
       if (rendered.userScript !== undefined) {
         await this.#transport.writeFile(`${dir}/${USER_SCRIPT_FILE}`, rendered.userScript, {
           mode: 0o755,

@@ -116,10 +116,14 @@ export function runnerConformance(
     it('declares its capabilities and kind', () => {
       expect(typeof runner.kind).toBe('string');
       expect(runner.capabilities.minPollIntervalMs).toBeGreaterThanOrEqual(0);
-      expect(runner.capabilities.find).toBe(typeof runner.find === 'function');
-      expect(runner.capabilities.collect).toBe(typeof runner.collect === 'function');
-      expect(runner.capabilities.cleanup).toBe(typeof runner.cleanup === 'function');
-      expect(runner.capabilities.tail).toBe(typeof runner.tail === 'function');
+      // The queue trusts the declared capabilities (e.g. find-based recovery): each must match
+      // the method being there.
+      for (const cap of ['find', 'collect', 'cleanup', 'tail', 'validate'] as const) {
+        expect(
+          runner.capabilities[cap] === true,
+          `capabilities.${cap} is ${String(runner.capabilities[cap])} but ${cap}() is ${typeof runner[cap] === 'function' ? 'present' : 'absent'}`,
+        ).toBe(typeof runner[cap] === 'function');
+      }
     });
 
     it('runs a job to success with exit code 0', async () => {

@@ -214,7 +214,14 @@ class DeadScheduler implements fc.AsyncCommand<Model, Real> {
     });
     const q = await open(r.store, {
       targets: Object.fromEntries(TARGETS.map((t) => [t, { runner: hung }])),
-      scheduler: { ownerId: `dead-${r.dead.length}`, leaseMs: 1, claimBatch: 2 },
+      // Its submit never returns; past submitTimeoutMs it stops renewing the claims' leases,
+      // as a dead scheduler would (a live one renews them while a submit is in flight).
+      scheduler: {
+        ownerId: `dead-${r.dead.length}`,
+        leaseMs: 1,
+        claimBatch: 2,
+        submitTimeoutMs: 1,
+      },
     });
     void q.tick().catch(() => undefined); // claims, then hangs in submit forever
     await new Promise((res) => setTimeout(res, 5));

@@ -468,9 +468,17 @@ describeStores((makeStore) => {
   });
 
   it('retries failed attempts with exponential backoff and jitter, then gives up', async () => {
+    // Time is the injected clock: each retry is due when the test moves the clock to its
+    // runAt, whatever the machine's load (no wall-clock wait, no count of ticks).
+    let now = 1_000_000;
+    await queue.close();
+    queue = await open(store, {
+      targets: { a: { runner }, b: { runner, maxConcurrent: 2 } },
+      clock: { now: () => now },
+    });
     let failures = 2;
     runner.outcome = () => (failures-- > 0 ? 'failed' : 'succeeded');
-    const t0 = Date.now();
+    const t0 = now;
     const job = await queue.enqueue(spec(), {
       target: 'a',
       maxAttempts: 3,
@@ -480,16 +488,30 @@ describeStores((makeStore) => {
     await queue.tick(); // a1 failed -> ready at +40ms +-25%
     const retrying = (await queue.get(job.id))!;
     expect(retrying.state).toBe('ready');
-    expect(retrying.runAt - Date.now()).toBeLessThanOrEqual(50);
+    expect(retrying.runAt - t0).toBeLessThanOrEqual(50);
     expect(retrying.runAt).toBeGreaterThanOrEqual(t0 + 30);
-    await tickUntil(queue, async () => (await queue.get(job.id))!.state === 'succeeded', 500);
+    await queue.tick(); // not due yet: the clock has not moved
+    expect((await queue.get(job.id))!.attempt).toBe(1);
+    now = retrying.runAt;
+    await queue.tick(); // submit a2
+    await queue.tick(); // a2 failed -> ready at +80ms +-25%
+    const second = (await queue.get(job.id))!;
+    expect(second).toMatchObject({ state: 'ready', attempt: 2 });
+    expect(second.runAt - now).toBeGreaterThanOrEqual(60);
+    expect(second.runAt - now).toBeLessThanOrEqual(100);
+    now = second.runAt;
+    await queue.tick(); // submit a3
+    await queue.tick(); // a3 succeeded
+    expect((await queue.get(job.id))!.state).toBe('succeeded');
     expect(runner.submitted.filter((k) => k.includes(`-${job.id}-`))).toEqual(
       [1, 2, 3].map((a) => expect.stringContaining(`-${job.id}-a${a}`)),
     );
     // the budget is spent: a failed job with maxAttempts 1 fails for good
     runner.outcome = () => 'failed';
     const once = await queue.enqueue(spec(), { target: 'a' });
-    await tickUntil(queue, async () => (await queue.get(once.id))!.state === 'failed');
+    await queue.tick();
+    await queue.tick();
+    expect((await queue.get(once.id))!.state).toBe('failed');
     // The state says failed; the reason says why without the state word again.
     expect((await queue.get(once.id))!.reason).toMatch(/^exit 3\b/);
   });
@@ -613,10 +635,17 @@ describeStores((makeStore) => {
 
   it('emits typed in-process events and persists the same log', async () => {
     const seen: string[] = [];
-    queue.on('job:state', (e) => seen.push(`${e.jobId}:${e.from ?? '-'}>${e.to}`));
+    let fourth!: () => void;
+    const delivered = new Promise<void>((r) => {
+      fourth = r;
+    });
+    queue.on('job:state', (e) => {
+      seen.push(`${e.jobId}:${e.from ?? '-'}>${e.to}`);
+      if (seen.length === 4) fourth();
+    });
     const job = await queue.enqueue(spec(), { target: 'a' });
     await tickUntil(queue, async () => (await queue.get(job.id))!.state === 'succeeded');
-    await new Promise((r) => setTimeout(r, 10));
+    await delivered; // in-process delivery follows the commit asynchronously
     expect(seen).toEqual([
       `${job.id}:->ready`,
       `${job.id}:ready>submitting`,
@@ -665,6 +694,12 @@ describeStores((makeStore) => {
   });
 
   it('prune removes old finished jobs and events but keeps parents of open jobs', async () => {
+    let now = 1_000_000;
+    await queue.close();
+    queue = await open(store, {
+      targets: { a: { runner }, b: { runner, maxConcurrent: 2 } },
+      clock: { now: () => now },
+    });
     const done = await queue.enqueue(spec(), { target: 'a' });
     const parent = await queue.enqueue(spec(), { target: 'a' });
     await tickUntil(queue, async () => (await queue.get(parent.id))!.state === 'succeeded');
@@ -672,10 +707,10 @@ describeStores((makeStore) => {
     const child = await queue.enqueue(spec(), {
       target: 'a',
       dependsOn: [{ job: parent.id, condition: 'afterany' }],
-      runAt: Date.now() + 3_600_000,
+      runAt: now + 3_600_000,
     });
     expect(child.state).toBe('ready');
-    await new Promise((r) => setTimeout(r, 5));
+    now += 5; // what ended so far is now older than olderThanMs: 0
     const removed = await queue.prune({ olderThanMs: 0 });
     expect(removed.jobs).toBe(1);
     expect(removed.events).toBeGreaterThan(0);

@@ -1,17 +1,15 @@
-// Decisions every store makes the same way, whatever its SQL: which dependency edges hold, what
-// a runner status does to a job, which transitions are legal. Stores call these inside their
-// transactions; the model-based test checks the event log against LEGAL_TRANSITIONS.
+// The transition logic of the queue, written once for both stores: which dependency edges
+// hold, what a runner status, a failed submit, a recovered lease, a cancel or a retry does to a
+// job. Each function reads the row(s) a store locked and returns the guarded `Move` to apply;
+// the store only turns a Move into its dialect's UPDATE (SQLite one synchronous statement,
+// PostgreSQL batched by `moveMany`). The model-based test checks the event log against
+// LEGAL_TRANSITIONS.
 
 import { isDeepStrictEqual } from 'node:util';
-import type { RunnerStatus } from '@crystalmath/core';
+import { isTerminalJobState, type RunnerHandle, type RunnerStatus } from '@crystalmath/core';
 import { QueueError } from '../queue-error.js';
 import type { EdgeCondition, FailurePolicy, JobState } from '../types.js';
-import type { JobRow, NewJob, RetryPolicy } from './store.js';
-
-/** SQL list of the terminal states, for `state in ${TERMINAL_SQL}`. */
-export const TERMINAL_SQL = "('succeeded', 'failed', 'cancelled', 'timeout', 'skipped')";
-/** SQL list of the states that hold a target slot. */
-export const LIVE_SQL = "('submitting', 'queued', 'running')";
+import type { JobRow, NewJob, RetryPolicy, SubmittedResult } from './store.js';
 
 /** Every legal `from -> to` of a job (`null` = created). Anything else is a bug. */
 export const LEGAL_TRANSITIONS: ReadonlyMap<JobState | null, ReadonlySet<JobState>> = new Map<
@@ -36,14 +34,204 @@ export const LEGAL_TRANSITIONS: ReadonlyMap<JobState | null, ReadonlySet<JobStat
   ['skipped', new Set<JobState>(['ready', 'waiting'])],
 ]);
 
-export function isTerminal(state: JobState): boolean {
-  return (
-    state === 'succeeded' ||
-    state === 'failed' ||
-    state === 'cancelled' ||
-    state === 'timeout' ||
-    state === 'skipped'
+export const isTerminal: (state: JobState) => boolean = isTerminalJobState;
+
+/** Values a transition writes into cm_jobs columns. */
+export type ColumnValues = Record<string, string | number | null>;
+
+/**
+ * One guarded transition: `UPDATE cm_jobs SET state = <to>, updated_at = <now>, <set...> WHERE
+ * id = <id> AND state = <from>`, plus its `job:state` event with `reason`. A store applies it
+ * in the open transaction; one that matches no row writes nothing.
+ */
+export interface Move {
+  readonly id: number;
+  readonly from: JobState;
+  readonly to: JobState;
+  readonly set?: ColumnValues;
+  readonly reason?: string | null;
+}
+
+const CANCELLED_BY_REQUEST = 'cancelled by request';
+const CLEAR_LEASE = { lease_owner: null, lease_until: null } as const;
+
+/** Whether `row` is still the claim `owner` made for `attempt` (state submitting). */
+export function holdsClaim(
+  row: JobRow | undefined,
+  attempt: number,
+  owner: string | null,
+): row is JobRow & { state: 'submitting' } {
+  return row?.state === 'submitting' && row.attempt === attempt && row.lease_owner === owner;
+}
+
+/** A claim whose submit returned a handle: `queued`. */
+export function submittedMove(r: SubmittedResult): Move {
+  return {
+    id: r.id,
+    from: 'submitting',
+    to: 'queued',
+    set: { handle: JSON.stringify(r.handle), ...CLEAR_LEASE, reason: null },
+  };
+}
+
+/** A claim whose submit failed: cancelled if asked, back to ready at `retryAt`, else failed. */
+export function submitFailedMove(
+  row: JobRow,
+  reason: string,
+  retryAt: number | null,
+  now: number,
+): Move {
+  const id = row.id;
+  if (row.cancel_requested) return cancelledMove(id, 'submitting', now, CLEAR_LEASE);
+  if (retryAt !== null)
+    return {
+      id,
+      from: 'submitting',
+      to: 'ready',
+      set: { ...CLEAR_LEASE, run_at: retryAt, reason },
+      reason,
+    };
+  return {
+    id,
+    from: 'submitting',
+    to: 'failed',
+    set: { ...CLEAR_LEASE, ended_at: now, reason },
+    reason,
+  };
+}
+
+/** How a recovered claim is resolved (see `QueueStore.resolveLease`). */
+export type LeaseOutcome = { handle: RunnerHandle } | { failReason: string } | { resubmit: true };
+
+/**
+ * An abandoned claim: adopt the handle the runner knows (queued), cancel it when asked, fail it
+ * when the outcome is unknowable, or the SAME attempt again (same job key: no second job).
+ */
+export function leaseMove(row: JobRow, outcome: LeaseOutcome, now: number): Move {
+  const id = row.id;
+  if ('handle' in outcome) {
+    const handle = JSON.stringify(outcome.handle);
+    const set = { ...CLEAR_LEASE, handle, reason: null };
+    return { id, from: 'submitting', to: 'queued', set, reason: 'adopted after a crash' };
+  }
+  // Not running anywhere (or unknowable): nothing to cancel on the runner.
+  if (row.cancel_requested) return cancelledMove(id, 'submitting', now, CLEAR_LEASE);
+  if ('failReason' in outcome) {
+    const why = outcome.failReason;
+    const set = { ...CLEAR_LEASE, ended_at: now, reason: why };
+    return { id, from: 'submitting', to: 'failed', set, reason: why };
+  }
+  const why = 'resubmitting after a crash';
+  const set = { ...CLEAR_LEASE, attempt: row.attempt - 1, reason: why };
+  return { id, from: 'submitting', to: 'ready', set, reason: why };
+}
+
+/**
+ * What `cancel(id)` does to a job: a waiting or ready job ends at once (a Move); a live one is
+ * flagged `cancel_requested` for the scheduler that owns it (`'flag'`); an ended one: nothing.
+ */
+export function cancelRequest(row: JobRow, now: number): Move | 'flag' | null {
+  if (row.state === 'waiting' || row.state === 'ready')
+    return cancelledMove(row.id, row.state, now, { cancel_requested: 1 });
+  return isTerminal(row.state) ? null : 'flag';
+}
+
+/** A live job whose runner was asked to cancel it; null when it is no longer live. */
+export function markCancelledMove(row: JobRow | undefined, now: number): Move | null {
+  if (row === undefined || (row.state !== 'queued' && row.state !== 'running')) return null;
+  return cancelledMove(row.id, row.state, now);
+}
+
+function cancelledMove(id: number, from: JobState, now: number, extra: ColumnValues = {}): Move {
+  const why = CANCELLED_BY_REQUEST;
+  return { id, from, to: 'cancelled', set: { ...extra, ended_at: now, reason: why }, reason: why };
+}
+
+/**
+ * A waiting dependent, judged on ALL its parents once one ended: skipped (naming the parent that
+ * decided it, see `skipReason`), ready at `max(run_at, now)`, or null (still waiting).
+ */
+export function dependentMove<
+  P extends {
+    readonly id: number;
+    readonly state: JobState;
+    readonly condition: EdgeCondition;
+    readonly workflow_key?: string | null;
+  },
+>(
+  child: { readonly id: number; readonly run_at: number },
+  parents: readonly P[],
+  policy: FailurePolicy | null,
+  now: number,
+): Move | null {
+  const d = decideDependent(parents, policy);
+  if (d.decision === 'skip') {
+    const why = skipReason(d.because);
+    return {
+      id: child.id,
+      from: 'waiting',
+      to: 'skipped',
+      set: { ended_at: now, reason: why },
+      reason: why,
+    };
+  }
+  if (d.decision === 'ready') {
+    const set = { run_at: Math.max(Number(child.run_at), now), reason: null };
+    return { id: child.id, from: 'waiting', to: 'ready', set };
+  }
+  return null;
+}
+
+/** Throws E_QUEUE_INVALID_STATE unless `row` may be retried by hand. */
+export function assertRetryable(row: JobRow): void {
+  if (['failed', 'cancelled', 'timeout', 'skipped'].includes(row.state)) return;
+  throw new QueueError(
+    'E_QUEUE_INVALID_STATE',
+    `job ${row.id} is ${row.state}: only failed, cancelled, timeout or skipped jobs can be retried`,
+    { details: { job: String(row.id), state: row.state } },
   );
+}
+
+/** Thrown by `retry` when the job itself cannot run again until a parent is retried. */
+export function blockedRetryError(id: number): QueueError {
+  return new QueueError(
+    'E_QUEUE_INVALID_STATE',
+    `job ${id} has a dependency that ended badly: retry that one first`,
+    { details: { job: String(id) } },
+  );
+}
+
+/**
+ * A retry by hand of `job` (or of a dependent it skipped): a fresh attempt budget, waiting
+ * while a parent is open, ready otherwise; null when an ended parent's edge cannot hold.
+ */
+export function retryMove(
+  job: JobRow,
+  parents: readonly { readonly state: JobState; readonly condition: EdgeCondition }[],
+  policy: FailurePolicy | null,
+  now: number,
+): Move | null {
+  if (parents.some((p) => isTerminal(p.state) && !conditionHolds(p.condition, p.state, policy)))
+    return null;
+  const waiting = parents.some((p) => !isTerminal(p.state));
+  return {
+    id: job.id,
+    from: job.state,
+    to: waiting ? 'waiting' : 'ready',
+    set: {
+      attempt_base: job.attempt,
+      run_at: now,
+      ended_at: null,
+      exit_code: null,
+      handle: null,
+      runner_status: null,
+      cancel_requested: 0,
+      lease_owner: null,
+      lease_until: null,
+      reason: null,
+    },
+    reason: 'retry requested',
+  };
 }
 
 /**
@@ -66,7 +254,7 @@ export function jobKey(storeId: string, id: number, attempt: number): string {
 }
 
 /** Runner states after which another attempt may help. */
-const RETRYABLE = new Set<string>(['failed', 'out_of_memory', 'node_fail', 'lost']);
+const RETRYABLE = new Set<RunnerStatus['state']>(['failed', 'out_of_memory', 'node_fail', 'lost']);
 
 /** What one runner status does to a live (queued/running) job. */
 export type StatusDecision =

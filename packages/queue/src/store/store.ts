@@ -209,6 +209,11 @@ export interface QueueStore {
     retryAt: number | null,
     now: number,
   ): Promise<void>;
+  /**
+   * Extends the leases of the given jobs that are still `submitting` under `owner` to `until`
+   * (a live scheduler's submits in flight). No state change, no event. Returns how many.
+   */
+  renewLeases(ids: readonly number[], owner: string, until: number, now: number): Promise<number>;
   /** Jobs in queued/running of the given targets (they have handles). */
   liveJobs(targets: readonly string[]): Promise<JobRow[]>;
   /** Applies runner statuses in one transaction; ends jobs, retries per `retry`, releases dependents. */

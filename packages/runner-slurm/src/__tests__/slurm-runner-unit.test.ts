@@ -42,6 +42,26 @@ describe('SlurmRunner without a scheduler', () => {
     data: { jobId, jobDir: join(root, key), name: key, submittedAt: 0, ...extra },
   });
 
+  it('validate(spec) refuses a bad SLURM field without I/O, naming the field under the caller prefix', async () => {
+    const counted = countingTransport(transport);
+    const runner = new SlurmRunner({ transport: counted.transport, root });
+    expect(runner.capabilities.validate).toBe(true);
+    const good: JobSpec = { name: 'ok', argv: ['true'], resources: { tasks: 2 } };
+    expect(() => runner.validate(good)).not.toThrow();
+    const bad = (resources: Record<string, unknown>): JobSpec =>
+      ({ name: 'bad', argv: ['true'], resources }) as JobSpec;
+    expect(thrown(() => runner.validate(bad({ gres: 'gpu;rm -rf /' }))).field).toBe(
+      'spec.resources.gres',
+    );
+    const dep = bad({ dependency: [{ type: 'afterok', jobIds: ['x1'] }] });
+    expect(thrown(() => runner.validate(dep, 'items[3].spec')).field).toMatch(
+      /^items\[3\]\.spec\.resources\.dependency/,
+    );
+    const extra = bad({ extraDirectives: ['--wrap=rm -rf /'] });
+    expect(thrown(() => runner.validate(extra, 'options.spec')).code).toBe('E_VALIDATION');
+    expect(counted.execs()).toBe(0);
+  });
+
   it('validates its options and names the field', () => {
     expect(thrown(() => new SlurmRunner({ transport, root: '' })).field).toBe('root');
     expect(

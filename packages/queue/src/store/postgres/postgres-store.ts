@@ -5,7 +5,7 @@
 // under one advisory lock so their `seq` order is the commit order (see #commitEvents).
 
 import { createHash } from 'node:crypto';
-import { type RunnerHandle, ValidationError } from '@crystalmath/core';
+import { ValidationError } from '@crystalmath/core';
 import { Migrator } from '@crystalmath/migrate';
 import { Kysely, PostgresDialect } from 'kysely';
 import type {
@@ -27,18 +27,27 @@ import type {
   QueueEvent,
   QueueStoreFactory,
 } from '../../types.js';
+import { type EventRow, type PendingEvent, toEvent } from '../event-row.js';
 import {
+  assertRetryable,
   assertSameDefinition,
-  conditionHolds,
-  decideDependent,
+  blockedRetryError,
+  cancelRequest,
   decideStatus,
+  dependentMove,
   existingWorkflow,
+  holdsClaim,
   isTerminal,
-  LIVE_SQL,
+  type LeaseOutcome,
+  leaseMove,
+  type Move,
+  markCancelledMove,
   planNewJob,
-  skipReason,
-  TERMINAL_SQL,
+  retryMove,
+  submitFailedMove,
+  submittedMove,
 } from '../rules.js';
+import { HANDLED_SQL, LIVE_SQL, OPEN_SQL, TERMINAL_SQL } from '../state-sql.js';
 import type {
   DepRow,
   InsertResult,
@@ -87,7 +96,6 @@ const EVENTS_LOCK = 0x636d5f65; // 'cm_e'
 const RETRYABLE = new Set(['40P01', '40001', '23505']);
 const MAX_TRIES = 8;
 const SCHEMA = /^[a-z_][a-z0-9_]{0,62}$/;
-const OPEN_SQL = "('waiting', 'ready', 'submitting', 'queued', 'running')";
 
 /**
  * The shared store: one PostgreSQL database for schedulers, producers and observers on several
@@ -139,20 +147,6 @@ function describeUrl(cs: string): string {
   }
 }
 
-interface EventRow {
-  seq: number;
-  at: number;
-  type: string;
-  job_id: number | null;
-  workflow_id: number | null;
-  target: string | null;
-  from_state: JobState | null;
-  to_state: JobState | null;
-  reason: string | null;
-}
-
-type PendingEvent = Omit<EventRow, 'seq'>;
-
 type PgModule = typeof import('pg');
 
 /** Maps a driver error to E_STORE (message only: pg's messages carry no password). */
@@ -184,15 +178,6 @@ function prepared(text: string, params: readonly Param[]): QueryConfig {
     statementNames.set(text, name);
   }
   return { name, text, values: params as unknown[] };
-}
-
-/** A guarded transition for `Tx.moveMany`. */
-interface Move {
-  readonly id: number;
-  readonly from: JobState;
-  readonly to: JobState;
-  readonly set?: Record<string, string | number | null>;
-  readonly reason?: string | null;
 }
 
 /** SQL types of the cm_jobs columns a transition may set, for typed `unnest` arrays. */
@@ -281,6 +266,11 @@ class Tx {
     if (row.workflow_id !== null) this.touched.add(row.workflow_id);
     if (isTerminal(to)) this.ended.push({ id, state: to, workflow_id: row.workflow_id });
     return true;
+  }
+
+  /** `move` of a transition decided in rules.ts. */
+  async apply(m: Move | null): Promise<boolean> {
+    return m !== null && this.move(m.id, m.from, m.to, m.set, m.reason ?? null);
   }
 
   /**
@@ -385,24 +375,13 @@ class Tx {
       }
       const moves: Move[] = [];
       for (const child of children) {
-        const d = decideDependent(parents.get(Number(child.id)) ?? [], child.on_failure);
-        if (d.decision === 'skip') {
-          const why = skipReason(d.because);
-          moves.push({
-            id: child.id,
-            from: 'waiting',
-            to: 'skipped',
-            set: { ended_at: this.now, reason: why },
-            reason: why,
-          });
-        } else if (d.decision === 'ready') {
-          moves.push({
-            id: child.id,
-            from: 'waiting',
-            to: 'ready',
-            set: { run_at: Math.max(Number(child.run_at), this.now), reason: null },
-          });
-        }
+        const m = dependentMove(
+          child,
+          parents.get(Number(child.id)) ?? [],
+          child.on_failure,
+          this.now,
+        );
+        if (m !== null) moves.push(m);
       }
       await this.moveMany(moves); // skipped ones join `ended` for the next round
     }
@@ -1046,23 +1025,13 @@ export class PostgresStore implements QueueStore {
       for (const r of sorted) {
         const row = rows.get(r.id);
         if (row === undefined) continue;
-        if (row.state !== 'submitting' || row.attempt !== r.attempt || row.lease_owner !== owner) {
+        if (!holdsClaim(row, r.attempt, owner)) {
           // Another scheduler recovered the claim: it adopted this very submission (same job key)
           // through find(), unless the job was cancelled meanwhile.
           if (row.state === 'cancelled' && row.attempt === r.attempt) toCancel.push(r);
           continue;
         }
-        moves.push({
-          id: r.id,
-          from: 'submitting',
-          to: 'queued',
-          set: {
-            handle: JSON.stringify(r.handle),
-            lease_owner: null,
-            lease_until: null,
-            reason: null,
-          },
-        });
+        moves.push(submittedMove(r));
         if (row.cancel_requested) toCancel.push(r);
       }
       await tx.moveMany(moves);
@@ -1081,27 +1050,34 @@ export class PostgresStore implements QueueStore {
   ): Promise<void> {
     await this.#write(now, async (tx) => {
       const row = await tx.lockRow(id);
-      if (row?.state !== 'submitting' || row.attempt !== attempt || row.lease_owner !== owner)
-        return;
-      const clear = { lease_owner: null, lease_until: null };
-      if (row.cancel_requested)
-        await tx.move(
-          id,
-          'submitting',
-          'cancelled',
-          { ...clear, ended_at: now, reason: 'cancelled by request' },
-          'cancelled by request',
-        );
-      else if (retryAt !== null)
-        await tx.move(id, 'submitting', 'ready', { ...clear, run_at: retryAt, reason }, reason);
-      else await tx.move(id, 'submitting', 'failed', { ...clear, ended_at: now, reason }, reason);
+      if (holdsClaim(row, attempt, owner))
+        await tx.apply(submitFailedMove(row, reason, retryAt, now));
     });
+  }
+
+  async renewLeases(
+    ids: readonly number[],
+    owner: string,
+    until: number,
+    _now: number,
+  ): Promise<number> {
+    if (ids.length === 0) return 0;
+    this.#assertOpen();
+    // One statement, so no transaction of its own: it changes no state and writes no event.
+    const sql = `update cm_jobs set lease_until = $1 where lease_owner = $2 and state = 'submitting'
+      and id = any($3::bigint[])`;
+    this.#onQuery?.(sql);
+    try {
+      return (await this.#pool.query(prepared(sql, [until, owner, ids]))).rowCount ?? 0;
+    } catch (error) {
+      throw storeError(error);
+    }
   }
 
   async liveJobs(targets: readonly string[]): Promise<JobRow[]> {
     if (targets.length === 0) return [];
     return this.#all<JobRow>(
-      `select * from cm_jobs where state in ('queued', 'running') and target = any($1::text[]) order by id`,
+      `select * from cm_jobs where state in ${HANDLED_SQL} and target = any($1::text[]) order by id`,
       targets,
     );
   }
@@ -1177,54 +1153,12 @@ export class PostgresStore implements QueueStore {
     id: number,
     attempt: number,
     expectedOwner: string | null,
-    outcome: { handle: RunnerHandle } | { failReason: string } | { resubmit: true },
+    outcome: LeaseOutcome,
     now: number,
   ): Promise<boolean> {
     return this.#write(now, async (tx) => {
       const row = await tx.lockRow(id);
-      if (
-        row?.state !== 'submitting' ||
-        row.attempt !== attempt ||
-        row.lease_owner !== expectedOwner
-      )
-        return false;
-      const clear = { lease_owner: null, lease_until: null };
-      if ('handle' in outcome) {
-        return tx.move(
-          id,
-          'submitting',
-          'queued',
-          { ...clear, handle: JSON.stringify(outcome.handle), reason: null },
-          'adopted after a crash',
-        );
-      }
-      if (row.cancel_requested) {
-        // Not running anywhere (or unknowable): nothing to cancel on the runner.
-        return tx.move(
-          id,
-          'submitting',
-          'cancelled',
-          { ...clear, ended_at: now, reason: 'cancelled by request' },
-          'cancelled by request',
-        );
-      }
-      if ('failReason' in outcome) {
-        return tx.move(
-          id,
-          'submitting',
-          'failed',
-          { ...clear, ended_at: now, reason: outcome.failReason },
-          outcome.failReason,
-        );
-      }
-      // The runner never saw it: the same attempt again (same job key), so no second job.
-      return tx.move(
-        id,
-        'submitting',
-        'ready',
-        { ...clear, attempt: row.attempt - 1, reason: 'resubmitting after a crash' },
-        'resubmitting after a crash',
-      );
+      return holdsClaim(row, attempt, expectedOwner) && tx.apply(leaseMove(row, outcome, now));
     });
   }
 
@@ -1232,37 +1166,21 @@ export class PostgresStore implements QueueStore {
     return this.#write(now, async (tx) => {
       const row = await tx.lockRow(id);
       if (!row) return null;
-      if (row.state === 'waiting' || row.state === 'ready') {
-        await tx.move(
-          id,
-          row.state,
-          'cancelled',
-          { ended_at: now, cancel_requested: 1, reason: 'cancelled by request' },
-          'cancelled by request',
-        );
-      } else if (!isTerminal(row.state)) {
+      const m = cancelRequest(row, now);
+      if (m === 'flag')
         await tx.run(
           'update cm_jobs set cancel_requested = 1, updated_at = $1 where id = $2',
           now,
           id,
         );
-      }
+      else await tx.apply(m);
       return (await tx.get<JobRow>('select * from cm_jobs where id = $1', id)) ?? null;
     });
   }
 
   async markCancelled(id: number, now: number): Promise<void> {
     await this.#write(now, async (tx) => {
-      const row = await tx.lockRow(id);
-      if (row && (row.state === 'queued' || row.state === 'running')) {
-        await tx.move(
-          id,
-          row.state,
-          'cancelled',
-          { ended_at: now, reason: 'cancelled by request' },
-          'cancelled by request',
-        );
-      }
+      await tx.apply(markCancelledMove(await tx.lockRow(id), now));
     });
   }
 
@@ -1270,41 +1188,13 @@ export class PostgresStore implements QueueStore {
     return this.#write(now, async (tx) => {
       const row = await tx.lockRow(id);
       if (!row) return null;
-      if (!['failed', 'cancelled', 'timeout', 'skipped'].includes(row.state)) {
-        throw new QueueError(
-          'E_QUEUE_INVALID_STATE',
-          `job ${id} is ${row.state}: only failed, cancelled, timeout or skipped jobs can be retried`,
-          { details: { job: String(id), state: row.state } },
-        );
-      }
+      assertRetryable(row);
       const reset = async (job: JobRow, policy: FailurePolicy | null): Promise<boolean> => {
         const parents = await tx.all<{ state: JobState; condition: EdgeCondition }>(
           'select p.state, d.condition from cm_deps d join cm_jobs p on p.id = d.parent_id where d.job_id = $1 for share of p',
           job.id,
         );
-        if (
-          parents.some((p) => isTerminal(p.state) && !conditionHolds(p.condition, p.state, policy))
-        )
-          return false;
-        const waiting = parents.some((p) => !isTerminal(p.state));
-        return tx.move(
-          job.id,
-          job.state,
-          waiting ? 'waiting' : 'ready',
-          {
-            attempt_base: job.attempt,
-            run_at: now,
-            ended_at: null,
-            exit_code: null,
-            handle: null,
-            runner_status: null,
-            cancel_requested: 0,
-            lease_owner: null,
-            lease_until: null,
-            reason: null,
-          },
-          'retry requested',
-        );
+        return tx.apply(retryMove(job, parents, policy, now));
       };
       const policyOf = async (job: JobRow): Promise<FailurePolicy | null> =>
         job.workflow_id === null
@@ -1315,13 +1205,7 @@ export class PostgresStore implements QueueStore {
                 job.workflow_id,
               )
             )?.on_failure ?? null);
-      if (!(await reset(row, await policyOf(row)))) {
-        throw new QueueError(
-          'E_QUEUE_INVALID_STATE',
-          `job ${id} has a dependency that ended badly: retry that one first`,
-          { details: { job: String(id) } },
-        );
-      }
+      if (!(await reset(row, await policyOf(row)))) throw blockedRetryError(id);
       // Dependents skipped because of this job wait for it again, transitively.
       const todo = [id];
       for (let parent = todo.pop(); parent !== undefined; parent = todo.pop()) {
@@ -1453,41 +1337,5 @@ export class PostgresStore implements QueueStore {
     this.#closed = true;
     await Promise.all([...this.#listeners].map((u) => u()));
     await this.#pool.end();
-  }
-}
-
-function toEvent(r: EventRow): QueueEvent {
-  const wf = r.workflow_id === null ? null : String(r.workflow_id);
-  switch (r.type) {
-    case 'job:state':
-      return {
-        seq: r.seq,
-        at: r.at,
-        type: 'job:state',
-        jobId: String(r.job_id),
-        workflowId: wf,
-        target: r.target ?? '',
-        from: r.from_state,
-        to: r.to_state as JobState,
-        reason: r.reason,
-      };
-    case 'target:limit':
-      return {
-        seq: r.seq,
-        at: r.at,
-        type: 'target:limit',
-        target: r.target ?? '',
-        maxConcurrent: r.reason === null ? null : Number(r.reason),
-      };
-    case 'workflow:created':
-    case 'workflow:done':
-      return { seq: r.seq, at: r.at, type: r.type, workflowId: wf ?? '' };
-    default:
-      return {
-        seq: r.seq,
-        at: r.at,
-        type: r.type as 'queue:paused' | 'queue:resumed',
-        target: r.target,
-      };
   }
 }

@@ -6,7 +6,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
-import { type RunnerHandle, ValidationError } from '@crystalmath/core';
+import { ValidationError } from '@crystalmath/core';
 import { Migrator } from '@crystalmath/migrate';
 import Database from 'better-sqlite3';
 import { Kysely, SqliteDialect } from 'kysely';
@@ -20,18 +20,26 @@ import type {
   QueueEvent,
   QueueStoreFactory,
 } from '../../types.js';
+import { EVENT_COLUMNS, type EventRow, toEvent } from '../event-row.js';
 import {
+  assertRetryable,
   assertSameDefinition,
-  conditionHolds,
-  decideDependent,
+  blockedRetryError,
+  cancelRequest,
   decideStatus,
+  dependentMove,
   existingWorkflow,
+  holdsClaim,
   isTerminal,
-  LIVE_SQL,
+  type LeaseOutcome,
+  leaseMove,
+  type Move,
+  markCancelledMove,
   planNewJob,
-  skipReason,
-  TERMINAL_SQL,
+  retryMove,
+  submitFailedMove,
 } from '../rules.js';
+import { HANDLED_SQL, LIVE_SQL, openOrChain, TERMINAL_SQL } from '../state-sql.js';
 import type {
   DepRow,
   InsertResult,
@@ -92,25 +100,10 @@ interface Ended {
   state: JobState;
 }
 
-interface EventRow {
-  seq: number;
-  at: number;
-  type: string;
-  job_id: number | null;
-  workflow_id: number | null;
-  target: string | null;
-  from_state: JobState | null;
-  to_state: JobState | null;
-  reason: string | null;
-}
-
-/**
- * The open-jobs predicate on `column`, spelled exactly as the partial index `cm_jobs_open` is
- * (migration 0002): an OR chain, not `IN (...)`, which SQLite evaluates through a temporary
- * table on every row written (half the insert rate). Queries repeat it so the index is usable.
- */
-const openJobs = (column = 'state'): string =>
-  `(${['waiting', 'ready', 'submitting', 'queued', 'running'].map((s) => `${column} = '${s}'`).join(' or ')})`;
+/** The open-jobs predicate as the partial index spells it (see `openOrChain`). */
+const OPEN = openOrChain('state');
+const OPEN_J = openOrChain('j.state');
+const OPEN_C = openOrChain('c.state');
 const JOB_COLUMNS = [
   'id',
   'name',
@@ -130,16 +123,6 @@ const JOB_COLUMNS = [
   'created_at',
   'updated_at',
   'ended_at',
-];
-const EVENT_COLUMNS = [
-  'at',
-  'type',
-  'job_id',
-  'workflow_id',
-  'target',
-  'from_state',
-  'to_state',
-  'reason',
 ];
 /** Bound parameters per multi-row statement: under SQLite's historical limit of 999. */
 const MAX_PARAMS = 990;
@@ -338,6 +321,11 @@ export class SqliteStore implements QueueStore {
     return true;
   }
 
+  /** `#move` of a transition decided in rules.ts. */
+  #apply(m: Move | null, now: number): boolean {
+    return m !== null && this.#move(m.id, m.from, m.to, now, m.set, m.reason ?? null);
+  }
+
   /**
    * Releases or skips the dependents of every job ended in this transaction, transitively, one
    * wave of ended jobs at a time. A dependent is judged on all its parents (two may have ended
@@ -364,21 +352,11 @@ export class SqliteStore implements QueueStore {
            where d.job_id = ? order by p.id`,
           child.id,
         );
-        const d = decideDependent(parents, child.on_failure);
-        if (d.decision === 'skip') {
-          const why = skipReason(d.because);
-          this.#move(child.id, 'waiting', 'skipped', now, { ended_at: now, reason: why }, why);
-        } else if (d.decision === 'ready') {
-          const runAt = Math.max(child.run_at, now);
-          this.#move(child.id, 'waiting', 'ready', now, { run_at: runAt, reason: null });
-        }
+        this.#apply(dependentMove(child, parents, child.on_failure, now), now);
       }
     }
     for (const wf of this.#touchedWorkflows) {
-      const open = this.#get(
-        `select 1 from cm_jobs where workflow_id = ? and ${openJobs()} limit 1`,
-        wf,
-      );
+      const open = this.#get(`select 1 from cm_jobs where workflow_id = ? and ${OPEN} limit 1`, wf);
       if (
         open === undefined &&
         this.#run('update cm_workflows set done_at = ? where id = ? and done_at is null', now, wf)
@@ -607,7 +585,7 @@ export class SqliteStore implements QueueStore {
   async targets(): Promise<TargetRow[]> {
     return this.#all<TargetRow>(
       `select t.name, t.max_concurrent, t.paused,
-        (select count(*) from cm_jobs j where ${openJobs('j.state')} and j.state in ${LIVE_SQL} and j.target = t.name) active
+        (select count(*) from cm_jobs j where ${OPEN_J} and j.state in ${LIVE_SQL} and j.target = t.name) active
        from cm_targets t order by t.name`,
     );
   }
@@ -663,7 +641,7 @@ export class SqliteStore implements QueueStore {
       // Counted inside the write transaction: no other writer can claim between count and claim.
       const slots = this.#all<{ name: string; max_concurrent: number | null; active: number }>(
         `select t.name, t.max_concurrent,
-          (select count(*) from cm_jobs j where ${openJobs('j.state')} and j.state in ${LIVE_SQL} and j.target = t.name) active
+          (select count(*) from cm_jobs j where ${OPEN_J} and j.state in ${LIVE_SQL} and j.target = t.name) active
          from cm_targets t where t.paused = 0 and t.name in (select value from json_each(?))
            and (select paused from cm_meta where id = 1) = 0`,
         JSON.stringify(targets),
@@ -677,7 +655,7 @@ export class SqliteStore implements QueueStore {
         const rows = this.#all<JobRow>(
           `update cm_jobs set state = 'submitting', attempt = attempt + 1, lease_owner = ?,
              lease_until = ?, updated_at = ?
-           where id in (select id from cm_jobs where ${openJobs()} and state = 'ready' and target = ? and run_at <= ?
+           where id in (select id from cm_jobs where ${OPEN} and state = 'ready' and target = ? and run_at <= ?
                         order by priority desc, id limit ?)
              and state = 'ready'
            returning *`,
@@ -750,32 +728,35 @@ export class SqliteStore implements QueueStore {
   ): Promise<void> {
     this.#write(now, () => {
       const row = this.#row(id);
-      if (row?.state !== 'submitting' || row.attempt !== attempt || row.lease_owner !== owner) {
-        return;
-      }
-      const clear = { lease_owner: null, lease_until: null };
-      if (row.cancel_requested) {
-        const why = 'cancelled by request';
-        this.#move(
-          id,
-          'submitting',
-          'cancelled',
-          now,
-          { ...clear, ended_at: now, reason: why },
-          why,
-        );
-      } else if (retryAt !== null) {
-        this.#move(id, 'submitting', 'ready', now, { ...clear, run_at: retryAt, reason }, reason);
-      } else {
-        this.#move(id, 'submitting', 'failed', now, { ...clear, ended_at: now, reason }, reason);
-      }
+      if (holdsClaim(row, attempt, owner))
+        this.#apply(submitFailedMove(row, reason, retryAt, now), now);
     });
+  }
+
+  async renewLeases(
+    ids: readonly number[],
+    owner: string,
+    until: number,
+    now: number,
+  ): Promise<number> {
+    if (ids.length === 0) return 0;
+    return this.#write(
+      now,
+      () =>
+        this.#run(
+          `update cm_jobs set lease_until = ? where lease_owner = ? and state = 'submitting'
+           and id in (select value from json_each(?))`,
+          until,
+          owner,
+          JSON.stringify(ids),
+        ).changes,
+    );
   }
 
   async liveJobs(targets: readonly string[]): Promise<JobRow[]> {
     if (targets.length === 0) return [];
     return this.#all<JobRow>(
-      `select * from cm_jobs where ${openJobs()} and state in ('queued', 'running')
+      `select * from cm_jobs where ${OPEN} and state in ${HANDLED_SQL}
          and target in (select value from json_each(?)) order by id`,
       JSON.stringify(targets),
     );
@@ -821,7 +802,7 @@ export class SqliteStore implements QueueStore {
   ): Promise<JobRow[]> {
     if (targets.length === 0) return [];
     return this.#all<JobRow>(
-      `select * from cm_jobs where ${openJobs()} and state = 'submitting' and target in (select value from json_each(?))
+      `select * from cm_jobs where ${OPEN} and state = 'submitting' and target in (select value from json_each(?))
        and (lease_until < ? or lease_owner = ?) order by id`,
       JSON.stringify(targets),
       now,
@@ -833,56 +814,13 @@ export class SqliteStore implements QueueStore {
     id: number,
     attempt: number,
     expectedOwner: string | null,
-    outcome: { handle: RunnerHandle } | { failReason: string } | { resubmit: true },
+    outcome: LeaseOutcome,
     now: number,
   ): Promise<boolean> {
     return this.#write(now, () => {
       const row = this.#row(id);
-      if (
-        row?.state !== 'submitting' ||
-        row.attempt !== attempt ||
-        row.lease_owner !== expectedOwner
-      ) {
-        return false;
-      }
-      const clear = { lease_owner: null, lease_until: null };
-      if ('handle' in outcome) {
-        const handle = JSON.stringify(outcome.handle);
-        const why = 'adopted after a crash';
-        return this.#move(id, 'submitting', 'queued', now, { ...clear, handle, reason: null }, why);
-      }
-      if (row.cancel_requested) {
-        // Not running anywhere (or unknowable): nothing to cancel on the runner.
-        const why = 'cancelled by request';
-        return this.#move(
-          id,
-          'submitting',
-          'cancelled',
-          now,
-          { ...clear, ended_at: now, reason: why },
-          why,
-        );
-      }
-      if ('failReason' in outcome) {
-        const why = outcome.failReason;
-        return this.#move(
-          id,
-          'submitting',
-          'failed',
-          now,
-          { ...clear, ended_at: now, reason: why },
-          why,
-        );
-      }
-      // The runner never saw it: the same attempt again (same job key), so no second job.
-      const why = 'resubmitting after a crash';
-      return this.#move(
-        id,
-        'submitting',
-        'ready',
-        now,
-        { ...clear, attempt: row.attempt - 1, reason: why },
-        why,
+      return (
+        holdsClaim(row, attempt, expectedOwner) && this.#apply(leaseMove(row, outcome, now), now)
       );
     });
   }
@@ -891,24 +829,17 @@ export class SqliteStore implements QueueStore {
     return this.#write(now, () => {
       const row = this.#row(id);
       if (!row) return null;
-      if (row.state === 'waiting' || row.state === 'ready') {
-        const why = 'cancelled by request';
-        const set = { ended_at: now, cancel_requested: 1, reason: why };
-        this.#move(id, row.state, 'cancelled', now, set, why);
-      } else if (!isTerminal(row.state)) {
+      const m = cancelRequest(row, now);
+      if (m === 'flag')
         this.#run('update cm_jobs set cancel_requested = 1, updated_at = ? where id = ?', now, id);
-      }
+      else this.#apply(m, now);
       return this.#row(id) ?? null;
     });
   }
 
   async markCancelled(id: number, now: number): Promise<void> {
     this.#write(now, () => {
-      const row = this.#row(id);
-      if (row && (row.state === 'queued' || row.state === 'running')) {
-        const why = 'cancelled by request';
-        this.#move(id, row.state, 'cancelled', now, { ended_at: now, reason: why }, why);
-      }
+      this.#apply(markCancelledMove(this.#row(id), now), now);
     });
   }
 
@@ -916,13 +847,7 @@ export class SqliteStore implements QueueStore {
     return this.#write(now, () => {
       const row = this.#row(id);
       if (!row) return null;
-      if (!['failed', 'cancelled', 'timeout', 'skipped'].includes(row.state)) {
-        throw new QueueError(
-          'E_QUEUE_INVALID_STATE',
-          `job ${id} is ${row.state}: only failed, cancelled, timeout or skipped jobs can be retried`,
-          { details: { job: String(id), state: row.state } },
-        );
-      }
+      assertRetryable(row);
       const policyOf = (job: JobRow): FailurePolicy | null =>
         job.workflow_id === null
           ? null
@@ -931,45 +856,13 @@ export class SqliteStore implements QueueStore {
               job.workflow_id,
             )?.on_failure ?? null);
       const reset = (job: JobRow): boolean => {
-        const policy = policyOf(job);
         const parents = this.#all<{ state: JobState; condition: EdgeCondition }>(
           'select p.state, d.condition from cm_deps d join cm_jobs p on p.id = d.parent_id where d.job_id = ?',
           job.id,
         );
-        if (
-          parents.some((p) => isTerminal(p.state) && !conditionHolds(p.condition, p.state, policy))
-        ) {
-          return false;
-        }
-        const waiting = parents.some((p) => !isTerminal(p.state));
-        const set = {
-          attempt_base: job.attempt,
-          run_at: now,
-          ended_at: null,
-          exit_code: null,
-          handle: null,
-          runner_status: null,
-          cancel_requested: 0,
-          lease_owner: null,
-          lease_until: null,
-          reason: null,
-        };
-        return this.#move(
-          job.id,
-          job.state,
-          waiting ? 'waiting' : 'ready',
-          now,
-          set,
-          'retry requested',
-        );
+        return this.#apply(retryMove(job, parents, policyOf(job), now), now);
       };
-      if (!reset(row)) {
-        throw new QueueError(
-          'E_QUEUE_INVALID_STATE',
-          `job ${id} has a dependency that ended badly: retry that one first`,
-          { details: { job: String(id) } },
-        );
-      }
+      if (!reset(row)) throw blockedRetryError(id);
       // Dependents skipped because of this job wait for it again, transitively.
       const todo = [id];
       for (let parent = todo.pop(); parent !== undefined; parent = todo.pop()) {
@@ -998,7 +891,7 @@ export class SqliteStore implements QueueStore {
         `delete from cm_jobs where ended_at < ? and state in ${TERMINAL_SQL}
          and id < (select max(id) from cm_jobs)
          and not exists (select 1 from cm_deps d join cm_jobs c on c.id = d.job_id
-           where d.parent_id = cm_jobs.id and ${openJobs('c.state')})`,
+           where d.parent_id = cm_jobs.id and ${OPEN_C})`,
         before,
       ).changes;
       this.#run(
@@ -1032,9 +925,9 @@ export class SqliteStore implements QueueStore {
   async allTerminal(ids: readonly number[] | null): Promise<boolean> {
     const open =
       ids === null
-        ? this.#get(`select 1 from cm_jobs where ${openJobs()} limit 1`)
+        ? this.#get(`select 1 from cm_jobs where ${OPEN} limit 1`)
         : this.#get(
-            `select 1 from cm_jobs where id in (select value from json_each(?)) and ${openJobs()} limit 1`,
+            `select 1 from cm_jobs where id in (select value from json_each(?)) and ${OPEN} limit 1`,
             JSON.stringify(ids),
           );
     return open === undefined;
@@ -1045,41 +938,5 @@ export class SqliteStore implements QueueStore {
     this.#closed = true;
     this.#stmts.clear();
     this.#db.close();
-  }
-}
-
-function toEvent(r: EventRow): QueueEvent {
-  const wf = r.workflow_id === null ? null : String(r.workflow_id);
-  switch (r.type) {
-    case 'job:state':
-      return {
-        seq: r.seq,
-        at: r.at,
-        type: 'job:state',
-        jobId: String(r.job_id),
-        workflowId: wf,
-        target: r.target ?? '',
-        from: r.from_state,
-        to: r.to_state as JobState,
-        reason: r.reason,
-      };
-    case 'target:limit':
-      return {
-        seq: r.seq,
-        at: r.at,
-        type: 'target:limit',
-        target: r.target ?? '',
-        maxConcurrent: r.reason === null ? null : Number(r.reason),
-      };
-    case 'workflow:created':
-    case 'workflow:done':
-      return { seq: r.seq, at: r.at, type: r.type, workflowId: wf ?? '' };
-    default:
-      return {
-        seq: r.seq,
-        at: r.at,
-        type: r.type as 'queue:paused' | 'queue:resumed',
-        target: r.target,
-      };
   }
 }

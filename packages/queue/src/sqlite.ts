@@ -1,0 +1,4 @@
+// @crystalmath/queue/sqlite: the embedded SQLite store on its own entry point (better-sqlite3 is
+// a dependency of the package: it works after a plain install).
+
+export { type SqliteStoreOptions, sqliteStore } from './store/sqlite/sqlite-store.js';
