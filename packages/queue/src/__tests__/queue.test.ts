@@ -662,13 +662,19 @@ describeStores((makeStore) => {
     const before = await queue.enqueue(spec('before'), { target: 'a' });
     await tickUntil(queue, async () => (await queue.get(before.id))!.state === 'succeeded');
     const seen: string[] = [];
+    // In-process delivery follows the commit asynchronously: wait for the job's last event.
+    let ended!: () => void;
+    const afterEnded = new Promise<void>((r) => {
+      ended = r;
+    });
     const listener = (e: { jobId: string; to: string }): void => {
       seen.push(`${e.jobId}:${e.to}`);
+      if (e.to === 'succeeded') ended();
     };
     queue.on('job:state', listener);
     const after = await queue.enqueue(spec('after'), { target: 'a' });
     await tickUntil(queue, async () => (await queue.get(after.id))!.state === 'succeeded');
-    await new Promise((r) => setTimeout(r, 10));
+    await afterEnded;
     expect(seen.length).toBeGreaterThan(0);
     expect(seen.every((s) => s.startsWith(`${after.id}:`))).toBe(true);
     queue.off('job:state', listener);
@@ -676,11 +682,18 @@ describeStores((makeStore) => {
     const reopened = await open(store, { targets: { a: { runner }, b: { runner } } });
     try {
       const heard: string[] = [];
-      reopened.on('job:state', (e) => heard.push(`${e.jobId}:${e.to}`));
+      let thirdEnded!: () => void;
+      const delivered = new Promise<void>((r) => {
+        thirdEnded = r;
+      });
+      reopened.on('job:state', (e) => {
+        heard.push(`${e.jobId}:${e.to}`);
+        if (e.to === 'succeeded') thirdEnded();
+      });
       reopened.on('workflow:done', (e) => heard.push(`w${e.workflowId}`));
       const third = await reopened.enqueue(spec('third'), { target: 'a' });
       await tickUntil(reopened, async () => (await reopened.get(third.id))!.state === 'succeeded');
-      await new Promise((r) => setTimeout(r, 10));
+      await delivered;
       expect(heard[0]).toBe(`${third.id}:ready`);
       expect(heard.every((s) => s.startsWith(`${third.id}:`))).toBe(true);
       // Replay stays available to whoever asks for it.
