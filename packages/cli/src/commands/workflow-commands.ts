@@ -3,6 +3,7 @@
 // is opened.
 
 import { isAbsolute, resolve } from 'node:path';
+import { isCrystalMathError } from '@crystalmath/core';
 import type { Job, Metadata, WorkflowDefinition, WorkflowJobDefinition } from '@crystalmath/queue';
 import { TERMINAL_JOB_STATES } from '@crystalmath/queue';
 import type { Command } from 'commander';
@@ -90,9 +91,20 @@ export function registerWorkflowCommands(program: Command, ctx: CommandContext):
       await ctx.withQueue(async ({ queue }) => {
         const wf = await findWorkflow(queue, id);
         if (!wf) throw new CliError('E_NOT_FOUND', `workflow cancel: no workflow with id "${id}"`);
-        const open = Object.values(wf.jobs).filter((j) => !TERMINAL_JOB_STATES.has(j.state));
+        // Dependents first (newest id first): cancelling a parent first would skip its waiting
+        // dependents, and cancelling those afterwards would find them already ended.
+        const open = Object.values(wf.jobs)
+          .filter((j) => !TERMINAL_JOB_STATES.has(j.state))
+          .sort((a, b) => Number(b.id) - Number(a.id));
         const cancelled: Job[] = [];
-        for (const j of open) cancelled.push(await queue.cancel(j.id));
+        for (const j of open) {
+          try {
+            cancelled.push(await queue.cancel(j.id));
+          } catch (error) {
+            // It ended (or was skipped) since the workflow was read: nothing left to cancel.
+            if (!isCrystalMathError(error, 'E_QUEUE_INVALID_STATE')) throw error;
+          }
+        }
         const label = workflowLabel(wf.id);
         ctx.emit({ workflow: wf.id, cancelled }, () =>
           ctx.out(
