@@ -84,6 +84,8 @@ export interface PostgresStoreOptions {
   readonly schema?: string;
   /** Longest wait for the migration lock on open. Default 60 000 ms. */
   readonly lockTimeoutMs?: number;
+  /** Longest wait for a new connection (a silent host) before E_STORE. Default 10 000 ms. */
+  readonly connectTimeoutMs?: number;
   /** Called with the SQL of every statement the store executes (diagnostics, query-count tests). */
   readonly onQuery?: (sql: string) => void;
 }
@@ -125,6 +127,10 @@ export function postgresStore(options: PostgresStoreOptions): QueueStoreFactory 
   if (lock !== undefined && (!Number.isFinite(lock) || lock < 0)) {
     throw new ValidationError('store.lockTimeoutMs', 'must be a non-negative number');
   }
+  const connect = options.connectTimeoutMs;
+  if (connect !== undefined && (!Number.isInteger(connect) || connect < 1)) {
+    throw new ValidationError('store.connectTimeoutMs', 'must be a positive integer');
+  }
   if (options.schema !== undefined && !SCHEMA.test(options.schema)) {
     throw new ValidationError('store.schema', 'must be a plain lower-case identifier');
   }
@@ -149,14 +155,39 @@ function describeUrl(cs: string): string {
 
 type PgModule = typeof import('pg');
 
-/** Maps a driver error to E_STORE (message only: pg's messages carry no password). */
-function storeError(error: unknown): unknown {
+/**
+ * Maps a driver error to E_STORE naming the server (`where`: the URL without its password).
+ * The cause is a COPY holding only the message and the codes: pg-pool hangs the client on its
+ * errors (`error.client`), whose connection parameters hold the password.
+ */
+function storeError(error: unknown, where: string): unknown {
   if (error instanceof QueueError || error instanceof ValidationError) return error;
   if (error instanceof Error) {
-    return new QueueError('E_STORE', `PostgreSQL: ${error.message}`, { cause: error });
+    const cause = sanitized(error);
+    const code = cause.code ? ` (${cause.code})` : '';
+    return new QueueError('E_STORE', `PostgreSQL ${where}: ${error.message}${code}`, {
+      cause,
+      details: { store: where, ...(cause.code ? { code: cause.code } : {}) },
+    });
   }
   return error;
 }
+
+/** A secret-free copy of a driver error: message, name, code and errno fields only. */
+function sanitized(error: Error): Error & { code?: string } {
+  const copy = new Error(error.message) as Error & Record<string, unknown>;
+  copy.name = error.name;
+  const e = error as unknown as Record<string, unknown>;
+  for (const k of ['code', 'errno', 'syscall', 'address', 'port', 'severity', 'routine']) {
+    const v = e[k];
+    if (typeof v === 'string' || typeof v === 'number') copy[k] = v;
+  }
+  copy.stack = `${copy.name}: ${copy.message}`;
+  return copy as Error & { code?: string };
+}
+
+/** A dropped client's late `error` event: nothing to do (the query it ran got the error). */
+const ignoreClientError = (): void => undefined;
 
 function sqlState(error: unknown): string | undefined {
   const code = (error as { code?: unknown } | null)?.code;
@@ -410,6 +441,8 @@ export class PostgresStore implements QueueStore {
   readonly #pool: Pool;
   readonly #pg: PgModule;
   readonly #clientConfig: ClientConfig;
+  /** The server as errors name it: `postgres://user@host:port/db`, never the password. */
+  readonly #where: string;
   readonly #onQuery: ((sql: string) => void) | undefined;
   readonly #listeners = new Set<() => Promise<void>>();
   #closed = false;
@@ -419,6 +452,7 @@ export class PostgresStore implements QueueStore {
     pg: PgModule,
     pool: Pool,
     clientConfig: ClientConfig,
+    where: string,
     storeId: string,
     lastSeq: number,
     onQuery: ((sql: string) => void) | undefined,
@@ -426,6 +460,7 @@ export class PostgresStore implements QueueStore {
     this.#pg = pg;
     this.#pool = pool;
     this.#clientConfig = clientConfig;
+    this.#where = where;
     this.storeId = storeId;
     this.#lastSeq = lastSeq;
     this.#onQuery = onQuery;
@@ -463,10 +498,19 @@ export class PostgresStore implements QueueStore {
       application_name: 'crystalmath-queue',
       ...(options.schema !== undefined ? { options: `-c search_path=${options.schema}` } : {}),
     };
-    const poolConfig: PoolConfig = { ...clientConfig, max: options.poolSize ?? 5 };
+    const where = describeUrl(options.connectionString);
+    const poolConfig: PoolConfig = {
+      ...clientConfig,
+      max: options.poolSize ?? 5,
+      connectionTimeoutMillis: options.connectTimeoutMs ?? 10_000,
+    };
     const pool = new pg.Pool(poolConfig);
     // An idle client whose server went away emits here; the next query reconnects.
-    pool.on('error', () => undefined);
+    pool.on('error', ignoreClientError);
+    // pg-pool detaches its own listener while a client is checked out: a connection lost in the
+    // middle of a transaction would then emit an unhandled `error` and end the process. Every
+    // client gets one for life; the query in flight rejects with the error and #write wraps it.
+    pool.on('connect', (client) => client.on('error', ignoreClientError));
     try {
       if (options.schema !== undefined)
         // Two processes creating it at once: one of them gets a duplicate error, harmlessly.
@@ -492,13 +536,14 @@ export class PostgresStore implements QueueStore {
         pg,
         pool,
         clientConfig,
+        where,
         meta.rows[0]!.store_id,
         seq.rows[0]?.seq ?? 0,
         options.onQuery,
       );
     } catch (error) {
       await pool.end().catch(() => undefined);
-      throw storeError(error);
+      throw storeError(error, where);
     }
   }
 
@@ -514,7 +559,7 @@ export class PostgresStore implements QueueStore {
     try {
       return (await this.#pool.query(prepared(sql, params))).rows as T[];
     } catch (error) {
-      throw storeError(error);
+      throw storeError(error, this.#where);
     }
   }
 
@@ -539,7 +584,7 @@ export class PostgresStore implements QueueStore {
       try {
         client = await this.#pool.connect();
       } catch (error) {
-        throw storeError(error);
+        throw storeError(error, this.#where);
       }
       let broken = false;
       try {
@@ -572,7 +617,7 @@ export class PostgresStore implements QueueStore {
           await new Promise((r) => setTimeout(r, Math.random() * 5 * attempt));
           continue;
         }
-        throw storeError(error);
+        throw storeError(error, this.#where);
       } finally {
         client.release(broken);
       }
@@ -1068,7 +1113,7 @@ export class PostgresStore implements QueueStore {
     try {
       return (await this.#pool.query(prepared(sql, [until, owner, ids]))).rowCount ?? 0;
     } catch (error) {
-      throw storeError(error);
+      throw storeError(error, this.#where);
     }
   }
 
@@ -1316,7 +1361,7 @@ export class PostgresStore implements QueueStore {
     try {
       await connect();
     } catch (error) {
-      throw storeError(error);
+      throw storeError(error, this.#where);
     }
     const unsubscribe = async (): Promise<void> => {
       stopped = true;
