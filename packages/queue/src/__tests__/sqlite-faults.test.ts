@@ -30,7 +30,7 @@ function scratch(): string {
 const sha = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
 
 async function expectRefused(path: string, pattern: RegExp): Promise<void> {
-  const error = await openQueue({ store: sqliteStore({ path }) }).then(
+  const error = await openQueue({ store: sqliteStore({ path }), targets: {} }).then(
     (q: Queue) => {
       cleanups.push(() => q.close());
       return null;
