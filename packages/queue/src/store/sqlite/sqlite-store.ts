@@ -1125,3 +1125,60 @@ export class SqliteStore implements QueueStore {
     this.#db.close();
   }
 }
+
+/** What `checkSqliteStore` found. */
+export interface SqliteCheckResult {
+  /** The file, absolute. */
+  readonly path: string;
+  /** True when `PRAGMA integrity_check` answered `ok`. */
+  readonly ok: boolean;
+  /** The problems it listed (at most 100), empty when ok. */
+  readonly problems: readonly string[];
+}
+
+/**
+ * Runs SQLite's full `PRAGMA integrity_check` on a queue file, read-only (it reads every page:
+ * seconds for a large file). Throws E_STORE naming the path when the file cannot be opened.
+ */
+export function checkSqliteStore(path: string): SqliteCheckResult {
+  const where = resolve(path);
+  let db: Db | null = null;
+  try {
+    db = new Database(where, { readonly: true, fileMustExist: true, timeout: INNER_BUSY_MS });
+    const rows = db.pragma('integrity_check(100)') as { integrity_check: string }[];
+    const problems = rows.map((r) => r.integrity_check).filter((m) => m !== 'ok');
+    return { path: where, ok: problems.length === 0, problems };
+  } catch (error) {
+    throw sqliteError(error, where, 'integrity check');
+  } finally {
+    db?.close();
+  }
+}
+
+/**
+ * Copies a queue file to `dest` with SQLite's online backup API (pages in steps: the queue goes
+ * on working meanwhile) and returns the pages copied. The copy holds every commit, including
+ * those still in the `-wal` file. Throws E_STORE naming the path that failed.
+ */
+export async function backupSqliteStore(path: string, dest: string): Promise<number> {
+  const where = resolve(path);
+  if (existsSync(dest)) {
+    throw new QueueError(
+      'E_STORE',
+      `SQLite backup: ${resolve(dest)} exists; refusing to overwrite it`,
+      {
+        details: { store: resolve(dest) },
+      },
+    );
+  }
+  let db: Db | null = null;
+  try {
+    db = new Database(where, { readonly: true, fileMustExist: true, timeout: INNER_BUSY_MS });
+    const r = await db.backup(resolve(dest));
+    return r.totalPages;
+  } catch (error) {
+    throw sqliteError(error, where, `backup to ${resolve(dest)}`);
+  } finally {
+    db?.close();
+  }
+}
