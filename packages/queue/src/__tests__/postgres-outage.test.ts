@@ -26,7 +26,7 @@ const RESUME_TIMEOUT_MS = 30_000;
 /** A loopback TCP relay to `port` that counts the connections it accepts. */
 async function relay(port: number): Promise<{ port: number; connections: number; close(): void }> {
   const sockets = new Set<Socket>();
-  const state = { port: 0, connections: 0, close: () => undefined as void };
+  const state = { port: 0, connections: 0, close: (): void => undefined };
   const server: Server = createServer((client) => {
     state.connections++;
     const upstream = connect(port, '127.0.0.1');
