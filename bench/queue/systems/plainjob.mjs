@@ -15,6 +15,8 @@ export const plainjob = {
     bulk: true,
     dependencies: 'n/a (no dependencies)',
     keepsFinished: true,
+    producers: true,
+    schedulers: 'n/a (PostgreSQL-class figure)',
   },
   settings: '',
 
