@@ -84,6 +84,7 @@ export function renderChart(json) {
   const legend =
     'darker bar = @crystalmath/queue with its ratio to the best peer of its class (> 1.00x is better); blue: SQLite class, orange: PostgreSQL class';
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${top + height}" viewBox="0 0 ${WIDTH} ${top + height}" font-family="sans-serif">
+<title>${escapeXml(title)}</title>
 <style>.t{font-size:13px;font-weight:bold}.h,.n{font-size:11px;fill:#666}.l,.v{font-size:11px}.o{font-size:11px;font-weight:bold}.s{font-size:12px}</style>
 <rect width="100%" height="100%" fill="#fff"/>
 <text x="8" y="18" class="s">${escapeXml(title)}</text>
