@@ -8,6 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { requireService } from '@crystalmath/testkit';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openQueue } from '../open-queue.js';
 import { PostgresStore, postgresStore } from '../store/postgres/postgres-store.js';
@@ -51,6 +52,9 @@ describe('postgresStore options', () => {
     expect(() =>
       postgresStore({ connectionString: 'postgres://h/db', schema: 'x; drop table y' }),
     ).toThrow(expect.objectContaining({ field: 'store.schema' }));
+    expect(() => postgresStore({ connectionString: 'postgres://h/db', vacuumEvery: -1 })).toThrow(
+      expect.objectContaining({ field: 'store.vacuumEvery' }),
+    );
   });
 
   it('describes the database without its password', () => {
@@ -73,6 +77,54 @@ describe.skipIf(!service)('PostgreSQL store', () => {
     (
       postgresStore({ connectionString: db.connectionString, schema, poolSize }) as StoreFactory
     ).open();
+
+  it('vacuums cm_jobs itself, in the background, every vacuumEvery claimed jobs', async () => {
+    const schema = schemaName();
+    const queries: string[] = [];
+    const store = await (
+      postgresStore({
+        connectionString: db.connectionString,
+        schema,
+        vacuumEvery: 5,
+        onQuery: (sql) => queries.push(sql),
+      }) as StoreFactory
+    ).open();
+    const stats = new pg.Client({ connectionString: db.connectionString });
+    await stats.connect();
+    const vacuums = async () => {
+      const r = await stats.query<{ n: number }>(
+        'select vacuum_count::int n from pg_stat_user_tables where schemaname = $1 and relname = $2',
+        [schema, 'cm_jobs'],
+      );
+      return r.rows[0]?.n ?? 0;
+    };
+    try {
+      await store.ensureTargets([{ name: 'a' }]);
+      await store.insertJobs(
+        Array.from({ length: 8 }, () => newJob('a')),
+        null,
+        1,
+      );
+      expect(await store.claim('o', 2, 60_000, 4, ['a'])).toHaveLength(4);
+      expect(queries.filter((q) => q.startsWith('vacuum'))).toHaveLength(0);
+      // The fifth claimed job starts one; the claim does not wait for it.
+      expect(await store.claim('o', 2, 60_000, 4, ['a'])).toHaveLength(4);
+      expect(queries.filter((q) => q.startsWith('vacuum'))).toHaveLength(1);
+    } finally {
+      // close() waits for the background VACUUM.
+      await store.close();
+    }
+    try {
+      // The VACUUM's statistics are flushed as it ends; read them until they show it (deadline).
+      const deadline = Date.now() + 10_000;
+      while ((await vacuums()) < 1 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(await vacuums()).toBeGreaterThanOrEqual(1);
+    } finally {
+      await stats.end();
+    }
+  });
 
   it('concurrent claims from several connections never exceed a target limit', async () => {
     const schema = schemaName();
