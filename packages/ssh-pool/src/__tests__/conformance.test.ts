@@ -9,34 +9,70 @@ import { ssh, testHost } from './helpers.js';
 
 const suffix = () => `${process.pid}-${Date.now().toString(36)}`;
 
-describe.skipIf(!ssh)('SshTransport over the testbed sshd', () => {
-  transportConformance('ssh (normal user, relative paths)', async () => {
-    const pool = new SshPool({ max: 2 });
-    const transport = new SshTransport({ pool, host: testHost('user') });
-    const root = `cm-ssh-conformance-${suffix()}`;
-    await transport.mkdir(root);
-    return {
-      transport,
-      root,
-      cleanup: async () => {
-        await transport.remove(root);
-        await pool.close();
-      },
-    };
-  });
+/**
+ * What one command costs for `as` on the testbed, measured once on a warm connection: every
+ * exec starts the account's shell, whose rc files may be slow (root's ~/.bashrc runs
+ * `pyenv init`: ~2.8 s a command here, more on a loaded machine).
+ */
+async function measureExecMs(as: 'user' | 'root'): Promise<number> {
+  const pool = new SshPool({ max: 1 });
+  try {
+    const transport = new SshTransport({ pool, host: testHost(as) });
+    await transport.exec(['true']);
+    const started = Date.now();
+    await transport.exec(['true']);
+    return Date.now() - started;
+  } finally {
+    await pool.close();
+  }
+}
 
-  transportConformance('ssh (root, absolute paths)', async () => {
-    const pool = new SshPool({ max: 2 });
-    const transport = new SshTransport({ pool, host: testHost('root') });
-    const root = `/tmp/cm-ssh-conformance-root-${suffix()}`;
-    await transport.mkdir(root);
-    return {
-      transport,
-      root,
-      cleanup: async () => {
-        await transport.remove(root);
-        await pool.close();
-      },
-    };
-  });
+/**
+ * The per-test budget: core's default 30 s, plus the widest case ("runs 20 commands
+ * concurrently") as if its 20 commands ran one after another at the measured cost. A hang or
+ * a pool that stops running commands still fails; a slow login shell alone does not.
+ */
+const budgetMs = async (as: 'user' | 'root'): Promise<number> =>
+  30_000 + 20 * (await measureExecMs(as));
+const USER_TIMEOUT_MS = ssh ? await budgetMs('user') : 30_000;
+const ROOT_TIMEOUT_MS = ssh ? await budgetMs('root') : 30_000;
+
+describe.skipIf(!ssh)('SshTransport over the testbed sshd', () => {
+  transportConformance(
+    'ssh (normal user, relative paths)',
+    async () => {
+      const pool = new SshPool({ max: 2 });
+      const transport = new SshTransport({ pool, host: testHost('user') });
+      const root = `cm-ssh-conformance-${suffix()}`;
+      await transport.mkdir(root);
+      return {
+        transport,
+        root,
+        cleanup: async () => {
+          await transport.remove(root);
+          await pool.close();
+        },
+      };
+    },
+    { timeoutMs: USER_TIMEOUT_MS },
+  );
+
+  transportConformance(
+    'ssh (root, absolute paths)',
+    async () => {
+      const pool = new SshPool({ max: 2 });
+      const transport = new SshTransport({ pool, host: testHost('root') });
+      const root = `/tmp/cm-ssh-conformance-root-${suffix()}`;
+      await transport.mkdir(root);
+      return {
+        transport,
+        root,
+        cleanup: async () => {
+          await transport.remove(root);
+          await pool.close();
+        },
+      };
+    },
+    { timeoutMs: ROOT_TIMEOUT_MS },
+  );
 });
