@@ -28,21 +28,26 @@ async function measureExecMs(as: 'user' | 'root'): Promise<number> {
 }
 
 /**
- * The per-test budget: core's default 30 s, plus the widest case ("runs 20 commands
- * concurrently") as if its 20 commands ran one after another at the measured cost. A hang or
- * a pool that stops running commands still fails; a slow login shell alone does not.
+ * How long a command may wait for a session: 30 s (the pool's default), plus the widest case
+ * ("runs 20 commands concurrently") as if its 20 commands ran one after another at the
+ * measured cost. A hang, or a pool that stops serving, still fails; a slow login shell on a
+ * loaded machine alone does not. Each test may take that long and 30 s more.
  */
-const budgetMs = async (as: 'user' | 'root'): Promise<number> =>
+const acquireBudgetMs = async (as: 'user' | 'root'): Promise<number> =>
   30_000 + 20 * (await measureExecMs(as));
-const USER_TIMEOUT_MS = ssh ? await budgetMs('user') : 30_000;
-const ROOT_TIMEOUT_MS = ssh ? await budgetMs('root') : 30_000;
+const USER_ACQUIRE_MS = ssh ? await acquireBudgetMs('user') : 30_000;
+const ROOT_ACQUIRE_MS = ssh ? await acquireBudgetMs('root') : 30_000;
 
 describe.skipIf(!ssh)('SshTransport over the testbed sshd', () => {
   transportConformance(
     'ssh (normal user, relative paths)',
     async () => {
       const pool = new SshPool({ max: 2 });
-      const transport = new SshTransport({ pool, host: testHost('user') });
+      const transport = new SshTransport({
+        pool,
+        host: testHost('user'),
+        acquireTimeoutMs: USER_ACQUIRE_MS,
+      });
       const root = `cm-ssh-conformance-${suffix()}`;
       await transport.mkdir(root);
       return {
@@ -54,14 +59,18 @@ describe.skipIf(!ssh)('SshTransport over the testbed sshd', () => {
         },
       };
     },
-    { timeoutMs: USER_TIMEOUT_MS },
+    { timeoutMs: USER_ACQUIRE_MS + 30_000 },
   );
 
   transportConformance(
     'ssh (root, absolute paths)',
     async () => {
       const pool = new SshPool({ max: 2 });
-      const transport = new SshTransport({ pool, host: testHost('root') });
+      const transport = new SshTransport({
+        pool,
+        host: testHost('root'),
+        acquireTimeoutMs: ROOT_ACQUIRE_MS,
+      });
       const root = `/tmp/cm-ssh-conformance-root-${suffix()}`;
       await transport.mkdir(root);
       return {
@@ -73,6 +82,6 @@ describe.skipIf(!ssh)('SshTransport over the testbed sshd', () => {
         },
       };
     },
-    { timeoutMs: ROOT_TIMEOUT_MS },
+    { timeoutMs: ROOT_ACQUIRE_MS + 30_000 },
   );
 });
