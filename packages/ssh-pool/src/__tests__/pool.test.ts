@@ -194,6 +194,8 @@ describe.skipIf(!ssh)('SshPool', () => {
           ])
         ).stdout.trim();
       try {
+        // Connected first: the 500 ms below are the command's, not the SSH handshake's.
+        await pool.warmup(testHost(as));
         const started = Date.now();
         await expect(
           t.exec(['sh', '-c', `sleep ${secs} | cat; echo survived`], { timeoutMs: 500 }),
