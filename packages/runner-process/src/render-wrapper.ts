@@ -194,6 +194,13 @@ export function renderWrapper(options: RenderWrapperOptions): RenderedWrapper {
     '  if [ -f "$cm/cancelled" ]; then cm_finish cancelled - "cancelled before it started"; exit 0; fi',
     '  $cm_detach "$cm_sh" "$cm/wrapper.sh" job </dev/null >>"$cm/stdout" 2>>"$cm/stderr" &',
     '  cm_jpid=$!',
+    // The job leads its own group only once setsid ran in it: until then a kill of the group
+    // the handle names finds nothing. Wait for it (or for the job's end) before .cm/job.
+    '  cm_i=0',
+    '  while cm_stat "$cm_jpid" && [ "$cm_st_pgid" != "$cm_jpid" ] && [ "$cm_i" -lt 1000 ]; do',
+    '    sleep 0.01 2>/dev/null || sleep 1',
+    '    cm_i=$((cm_i + 1))',
+    '  done',
     '  cm_st_start=-',
     '  cm_stat "$cm_jpid"',
     `  printf '%s %s %s\\n' "$cm_jpid" "$cm_jpid" "$cm_st_start" > "$cm/job.tmp" && mv -f "$cm/job.tmp" "$cm/job"`,

@@ -19,6 +19,8 @@ import { type ScratchDatabase, scratchDatabase } from './postgres-kind.js';
 
 const service = requireService('postgres');
 const SOAK_MS = Number(process.env.CM_QUEUE_PG_SOAK_MS ?? 60_000);
+/** How long a NOTIFY may take to reach another connection before the test fails. */
+const NOTIFY_TIMEOUT_MS = 30_000;
 const CHILD = fileURLToPath(new URL('./fixtures/pg-scheduler-child.mjs', import.meta.url));
 const DIST = fileURLToPath(new URL('../../dist/index.js', import.meta.url));
 
@@ -189,14 +191,32 @@ describe.skipIf(!service)('PostgreSQL store', () => {
 
   it('wakes a subscriber in another connection on enqueue and on dependency release', async () => {
     const schema = schemaName();
-    const a = await openStore(schema);
+    const sent: string[] = [];
+    const a = await (
+      postgresStore({
+        connectionString: db.connectionString,
+        schema,
+        onQuery: (sql) => sent.push(sql),
+      }) as StoreFactory
+    ).open();
     const b = await openStore(schema);
     let wakes = 0;
-    const unsubscribe = await b.subscribe!(() => wakes++);
-    const waitWake = async (before: number) => {
-      for (let i = 0; i < 100 && wakes === before; i++) await new Promise((r) => setTimeout(r, 20));
-      return wakes > before;
-    };
+    let onWake = (): void => undefined;
+    const unsubscribe = await b.subscribe!(() => {
+      wakes++;
+      onWake();
+    });
+    // Resolves true at the first wake after `before`; false only after NOTIFY_TIMEOUT_MS.
+    const waitWake = (before: number) =>
+      new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => resolve(wakes > before), NOTIFY_TIMEOUT_MS);
+        onWake = () => {
+          if (wakes <= before) return;
+          clearTimeout(timer);
+          resolve(true);
+        };
+        onWake();
+      });
     try {
       await a.ensureTargets([{ name: 't' }]);
       const base = newJob('t');
@@ -211,14 +231,16 @@ describe.skipIf(!service)('PostgreSQL store', () => {
       );
       expect(await waitWake(w)).toBe(true);
       const [claimed] = await a.claim('o', 2, 60_000, 1, ['t']);
+      sent.length = 0;
       await a.recordSubmitted(
         [{ id: claimed!.id, attempt: 1, handle: { kind: 'x', jobKey: 'k', data: {} } }],
         'o',
         3,
       );
       w = wakes;
-      // No wake while nothing became ready...
-      await new Promise((r) => setTimeout(r, 150));
+      // No wake while nothing became ready: the transaction sent no NOTIFY (checked at the
+      // source, where no wait for something that must not arrive is needed)...
+      expect(sent.filter((sql) => /notify/i.test(sql))).toEqual([]);
       expect(wakes).toBe(w);
       await a.applyStatuses(
         [{ id: ids[0]!, attempt: 1, status: { state: 'succeeded', exitCode: 0 } }],
