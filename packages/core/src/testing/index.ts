@@ -10,6 +10,7 @@ export {
   waitForTerminal,
 } from './runner-conformance.js';
 export {
+  COMMAND_WORDS,
   NASTY_STRINGS,
   type TransportConformanceOptions,
   type TransportFixture,

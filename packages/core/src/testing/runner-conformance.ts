@@ -10,7 +10,7 @@ import { isCrystalMathError } from '../errors.js';
 import type { JobSpec } from '../job.js';
 import type { Runner, RunnerHandle } from '../runner.js';
 import { isTerminalRunnerState, type RunnerStatus } from '../status.js';
-import { NASTY_STRINGS } from './transport-conformance.js';
+import { COMMAND_WORDS, NASTY_STRINGS } from './transport-conformance.js';
 
 export interface RunnerFixture {
   readonly runner: Runner;
@@ -158,6 +158,31 @@ export function runnerConformance(
       if (!runner.collect) return;
       expect((await output(h)).split('\0').slice(0, -1)).toEqual(NASTY_STRINGS);
       expect(await output(h, 'env.txt')).toBe(env.CM_VALUE);
+    });
+
+    it('runs each command word as a program, never as an assignment or a reserved word', async () => {
+      const [assign, path, pre, post] = await Promise.all([
+        submit({ name: 'assign', argv: ['X=1'] }),
+        submit({ name: 'path', argv: ['PATH=/nonexistent', 'true'] }),
+        submit({ name: 'pre-if', argv: ['true'], pre: [['if']] }),
+        submit({ name: 'post-words', argv: ['true'], post: COMMAND_WORDS.map((w) => [w]) }),
+      ]);
+      const s = await Promise.all([finish(assign), finish(path), finish(pre), finish(post)]);
+      expect(s[0], 'argv ["X=1"] must fail like execvp("X=1")').toMatchObject({
+        state: 'failed',
+        exitCode: 127,
+      });
+      expect(s[1], 'argv ["PATH=/nonexistent", "true"] must not run true').toMatchObject({
+        state: 'failed',
+        exitCode: 127,
+      });
+      expect(s[2], 'pre [["if"]] must fail like execvp("if")').toMatchObject({
+        state: 'failed',
+        exitCode: 127,
+      });
+      expect(s[3]?.state, 'post commands named like reserved words must not break the job').toBe(
+        'succeeded',
+      );
     });
 
     it('runs a script job in its workdir with staged inputs', async () => {
