@@ -2,9 +2,15 @@
 // small helpers for tests. Requires vitest (an optional peer dependency).
 
 export {
+  RUNNER_RULES,
+  type RunnerCaseContext,
+  type RunnerCaseResult,
+  type RunnerConformanceCase,
   type RunnerConformanceOptions,
   type RunnerFixture,
   runnerConformance,
+  runnerConformanceCases,
+  runRunnerConformance,
   testJobKey,
   waitForState,
   waitForTerminal,
