@@ -6,8 +6,8 @@
 import {
   type JobSpec,
   safeRelativePath,
+  shCommand,
   shExports,
-  shJoin,
   shQuote,
   ValidationError,
 } from '@crystalmath/core';
@@ -83,12 +83,12 @@ function jobBody(options: RenderWrapperOptions): string[] {
   lines.push(shExports(env, 'spec.env'));
   (spec.pre ?? []).forEach((argv, i) => {
     lines.push(
-      `  ${shJoin(argv, `spec.pre[${i}]`)} || { cm_rc=$?; cm_fail "$cm_rc" ${shQuote(`pre[${i}] exited with status `)}"$cm_rc"; }`,
+      `  ${shCommand(argv, `spec.pre[${i}]`)} || { cm_rc=$?; cm_fail "$cm_rc" ${shQuote(`pre[${i}] exited with status `)}"$cm_rc"; }`,
     );
   });
   const main =
     spec.argv !== undefined
-      ? shJoin(spec.argv, 'spec.argv')
+      ? shCommand(spec.argv, 'spec.argv')
       : `${shQuote(shell, 'shell')} "$cm/script.sh"`;
   const post = spec.post ?? [];
   if (post.length === 0) {
@@ -96,7 +96,7 @@ function jobBody(options: RenderWrapperOptions): string[] {
   } else {
     lines.push(`  ${main}`, '  cm_rc=$?');
     post.forEach((argv, i) => {
-      lines.push(`  ${shJoin(argv, `spec.post[${i}]`)} || :`);
+      lines.push(`  ${shCommand(argv, `spec.post[${i}]`)} || :`);
     });
     lines.push('  exit "$cm_rc"');
   }
@@ -226,7 +226,8 @@ export function renderWrapper(options: RenderWrapperOptions): RenderedWrapper {
     '    cm_finish failed "$cm_rc" "setup failed: $cm_why"',
     '  elif [ -n "$cm_sig" ]; then cm_finish failed "$cm_rc" "the wrapper received SIG$cm_sig"',
     '  elif [ "$cm_rc" = 0 ]; then cm_finish succeeded 0 ""',
-    '  else cm_finish failed "$cm_rc" "exit status $cm_rc"',
+    // The exit code is the whole story: a reason would only repeat it ("failed (exit 3): exit status 3").
+    '  else cm_finish failed "$cm_rc" ""',
     '  fi',
     '  exit 0',
     '}',

@@ -72,6 +72,12 @@ describe('setup failures', () => {
     expect(st.reason).toMatch(/setup failed: .*module/);
   });
 
+  it('reports a plain non-zero exit by its exit code alone, with no reason repeating it', async () => {
+    const st = await finish(await submit({ name: 'exit3', argv: ['sh', '-c', 'exit 3'] }));
+    expect(st).toMatchObject({ state: 'failed', exitCode: 3 });
+    expect(st.reason).toBeUndefined();
+  });
+
   it('reports a failing pre command with its exit status and never runs the main command', async () => {
     const h = await submit({
       name: 'pre',
