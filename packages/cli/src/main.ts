@@ -51,6 +51,10 @@ const COMMAND_MODULES: readonly {
     names: ['run'],
     load: async () => (await import('./commands/run-command.js')).registerRunCommand,
   },
+  {
+    names: ['store'],
+    load: async () => (await import('./commands/store-commands.js')).registerStoreCommands,
+  },
 ];
 
 /** Global options that take a value, so the command name is found after them. */

@@ -36,6 +36,8 @@ export {
   renderSlurmScript,
   type SlurmDirective,
   slurmJobName,
+  type SlurmTargetOptions,
+  validateSlurmTargetOptions,
 } from './render-slurm-script.js';
 export { type PollFacts, resolveStatus, type TrackedJob } from './resolve-status.js';
 export { SlurmCommandError, SlurmParseError } from './slurm-errors.js';
