@@ -35,8 +35,8 @@ export {
   type RenderSlurmScriptOptions,
   renderSlurmScript,
   type SlurmDirective,
-  slurmJobName,
   type SlurmTargetOptions,
+  slurmJobName,
   validateSlurmTargetOptions,
 } from './render-slurm-script.js';
 export { type PollFacts, resolveStatus, type TrackedJob } from './resolve-status.js';
