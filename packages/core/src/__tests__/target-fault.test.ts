@@ -16,17 +16,15 @@ describe('isTransientTargetError', () => {
       true,
     );
     expect(isTransientTargetError(new CrystalMathError('E_SSH_CIRCUIT_OPEN', 'open'))).toBe(true);
-    expect(isTransientTargetError(new CrystalMathError('E_RUNNER_TIMEOUT', 'deadline'))).toBe(
-      true,
-    );
+    expect(isTransientTargetError(new CrystalMathError('E_RUNNER_TIMEOUT', 'deadline'))).toBe(true);
   });
 
   it('is false for permanent faults, even under a transient-looking wrapper', () => {
     const auth = new CrystalMathError('E_SSH_AUTH', 'refused every key');
     expect(isTransientTargetError(wrapped(auth))).toBe(false);
-    expect(isTransientTargetError(new CrystalMathError('E_SSH_TIMEOUT', 'x', { cause: auth }))).toBe(
-      false,
-    );
+    expect(
+      isTransientTargetError(new CrystalMathError('E_SSH_TIMEOUT', 'x', { cause: auth })),
+    ).toBe(false);
     expect(isTransientTargetError(new CrystalMathError('E_SSH_HOSTKEY_MISMATCH', 'x'))).toBe(false);
     expect(isTransientTargetError(new ValidationError('spec.argv', 'empty'))).toBe(false);
   });
