@@ -68,7 +68,7 @@ function causeChain(error: unknown): unknown[] {
  */
 export function isTransientTargetError(error: unknown): boolean {
   const chain = causeChain(error);
-  if (chain.some(isPermanentTargetError)) return false;
+  if (chain.some(isPermanentCode)) return false;
   return chain.some((e) => {
     if (isCrystalMathError(e)) return TRANSIENT_CODES.has(e.code);
     const code = typeof e === 'object' ? (e as { code?: unknown }).code : undefined;
@@ -76,8 +76,15 @@ export function isTransientTargetError(error: unknown): boolean {
   });
 }
 
-/** True when `error` itself (not its causes) is a fault that retrying cannot cure. */
-function isPermanentTargetError(error: unknown): boolean {
+/**
+ * True when `error` or a cause is a fault of the target's settings that retrying cannot cure:
+ * authentication refused, host key unknown, changed or revoked, bad configuration.
+ */
+export function isPermanentTargetError(error: unknown): boolean {
+  return causeChain(error).some(isPermanentCode);
+}
+
+function isPermanentCode(error: unknown): boolean {
   return isCrystalMathError(error) && PERMANENT_CODES.has(error.code);
 }
 

@@ -38,11 +38,11 @@ export const DEFAULT_DEADLINES: Required<TargetDeadlines> = {
   tailMs: 30_000,
 };
 
-/** Retry delays of an unreachable target: 0.5 s, 1 s, 2 s, 4 s, 4 s, ... +-20 %. */
+/** Retry delays of an unreachable target: 0.5 s, 1 s, 1 s, ... +-20 % (one probe each). */
 export const DEFAULT_UNREACHABLE_BACKOFF: Required<BackoffOptions> = {
   initialMs: 500,
   factor: 2,
-  maxMs: 4_000,
+  maxMs: 1_000,
   jitter: 0.2,
 };
 

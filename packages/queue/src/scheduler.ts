@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import {
   isCrystalMathError,
+  isPermanentTargetError,
   isTerminalRunnerState,
   isTransientTargetError,
   type Runner,
@@ -48,6 +49,8 @@ export interface SchedulerHost {
   /** A target became unreachable, or answers again. */
   targetHealth(event: TargetHealthEvent): void;
 }
+
+const NEVER_REACHED = 'the target answers again and never saw the submit: resubmitting';
 
 /** How long stop() waits for runner calls in flight before aborting them. */
 export const DEFAULT_STOP_TIMEOUT_MS = 5_000;
@@ -288,10 +291,17 @@ export class Scheduler {
       this.#nextRecovery = now + this.#recoveryInterval();
       expired = await this.#store.expiredLeases(now, free, own);
     }
+    // An unreachable target whose try is due is probed with its parked claims, else one claim.
+    const healthy = free.filter((t) => this.#health.get(t)!.unreachable === null);
+    const probed = free.filter(
+      (t) => this.#health.get(t)!.unreachable !== null && !this.#parked.get(t)?.size,
+    );
     const claimed =
-      free.length === 0
+      healthy.length === 0
         ? []
-        : await this.#store.claim(this.#owner, now, this.#leaseMs, this.#claimBatch, free);
+        : await this.#store.claim(this.#owner, now, this.#leaseMs, this.#claimBatch, healthy);
+    for (const t of probed)
+      claimed.push(...(await this.#store.claim(this.#owner, now, this.#leaseMs, 1, [t])));
     for (const target of free) {
       const recover = expired.filter((r) => r.target === target);
       const mine = claimed.filter((r) => r.target === target);
@@ -363,10 +373,18 @@ export class Scheduler {
     }
     for (const row of expired)
       if (!parked.has(Number(row.id))) unknown.push({ row, owner: row.lease_owner, handle: null });
-    for (const u of unknown) {
+    // The first one probes the target; the rest go together once it answered.
+    const one = async (u: (typeof unknown)[number]): Promise<boolean> => {
       const resolved = await this.#resolve(target, u.row, u.owner, u.handle);
-      if (resolved === 'unreachable') return this.#release(claimed, target);
+      if (resolved === 'unreachable') return false;
       parked.delete(Number(u.row.id));
+      return true;
+    };
+    if (unknown.length > 0) {
+      const [first, ...rest] = unknown;
+      if (!(await one(first!))) return this.#release(claimed, target);
+      const results = await Promise.all(rest.map(one));
+      if (results.includes(false)) return this.#release(claimed, target);
     }
     if (claimed.length > 0) await this.#submit(target, claimed);
   }
@@ -392,7 +410,9 @@ export class Scheduler {
         const key = jobKey(this.#store.storeId, id, attempt);
         const handle = await this.#call(target, 'find', (signal) => runner.find(key, { signal }));
         this.#reachable(target);
-        outcome = handle ? { handle } : { resubmit: true };
+        outcome = handle
+          ? { handle }
+          : { resubmit: true, ...(owner === this.#owner ? { reason: NEVER_REACHED } : {}) };
       } else {
         outcome = {
           failReason:
@@ -433,26 +453,23 @@ export class Scheduler {
     const health = this.#health.get(target)!;
     const ok: SubmittedResult[] = [];
     const untried: JobRow[] = [];
-    // Probing an unreachable target: one call; the rest wait for its answer. Otherwise, once a
-    // call finds the target unreachable, the claims not yet tried go back untouched.
-    const probing = health.unreachable !== null;
-    let tries = 0;
+    // Probing an unreachable target: one call first, the rest once it answers. Once a call
+    // finds the target unreachable, the claims not yet tried go back untouched.
     let next = 0;
     const worker = async (): Promise<void> => {
       for (let row = claimed[next++]; row !== undefined; row = claimed[next++]) {
-        const blocked = health.unreachable !== null && (!probing || tries > 0);
-        if (blocked || this.#stopSignal.signal.aborted) {
-          untried.push(row);
-          continue;
-        }
-        tries++;
-        await this.#submitOne(target, runner, row, ok);
+        if (health.unreachable !== null || this.#stopSignal.signal.aborted) untried.push(row);
+        else await this.#submitOne(target, runner, row, ok);
       }
     };
-    const width = probing ? 1 : Math.min(this.#submitConcurrency, claimed.length);
     const renewal = this.#renewLeases(claimed);
     try {
-      await Promise.all(Array.from({ length: width }, worker));
+      if (health.unreachable !== null) {
+        next = 1;
+        await this.#submitOne(target, runner, claimed[0]!, ok);
+      }
+      const width = Math.min(this.#submitConcurrency, claimed.length - next);
+      await Promise.all(Array.from({ length: Math.max(1, width) }, worker));
     } finally {
       await renewal.stop();
     }
@@ -535,8 +552,12 @@ export class Scheduler {
     const code = rootErrorCode(error);
     const message = errorMessage(error);
     const reason = `submit failed: ${code && !message.includes(code) ? `${code}: ` : ''}${message}`;
+    // A bad spec, or a target whose credentials or settings are refused: another attempt
+    // cannot help, so the job fails now with the typed reason.
     const invalid =
-      isCrystalMathError(error, 'E_VALIDATION') || isCrystalMathError(error, 'E_PATH_UNSAFE');
+      isCrystalMathError(error, 'E_VALIDATION') ||
+      isCrystalMathError(error, 'E_PATH_UNSAFE') ||
+      isPermanentTargetError(error);
     try {
       await this.#store.recordSubmitFailed(
         id,

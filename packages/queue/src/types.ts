@@ -172,8 +172,9 @@ export interface TargetOptions {
   /** Per-call deadlines of this target's runner calls (see `TargetDeadlines` for defaults). */
   readonly deadlines?: TargetDeadlines;
   /**
-   * How often an unreachable target is tried again: 500 ms, doubling, at most 4 000 ms, +-20 %
-   * by default, so work resumes within about 5 s of the target's return.
+   * How often an unreachable target is tried again: 500 ms, doubling, at most 1 000 ms, +-20 %
+   * by default (each try is one call: a parked claim's find(), or one submit), so work resumes
+   * within a few seconds of the target's return.
    */
   readonly unreachableBackoff?: BackoffOptions;
 }

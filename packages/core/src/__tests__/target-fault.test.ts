@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { AbortError, CrystalMathError, ValidationError } from '../errors.js';
-import { isTransientTargetError, rootErrorCode } from '../target-fault.js';
+import { isPermanentTargetError, isTransientTargetError, rootErrorCode } from '../target-fault.js';
 
 function wrapped(inner: unknown): CrystalMathError {
   return new CrystalMathError('E_RUNNER_SUBMIT', '[runner-process] mkdir failed', { cause: inner });
@@ -48,5 +48,13 @@ describe('rootErrorCode', () => {
   it('names the innermost typed code', () => {
     expect(rootErrorCode(wrapped(new CrystalMathError('E_SSH_AUTH', 'no')))).toBe('E_SSH_AUTH');
     expect(rootErrorCode(new Error('plain'))).toBeNull();
+  });
+});
+
+describe('isPermanentTargetError', () => {
+  it('finds a refused key or host key under the runner wrapper', () => {
+    expect(isPermanentTargetError(wrapped(new CrystalMathError('E_SSH_AUTH', 'no')))).toBe(true);
+    expect(isPermanentTargetError(new CrystalMathError('E_SSH_HOSTKEY_MISMATCH', 'x'))).toBe(true);
+    expect(isPermanentTargetError(wrapped(new CrystalMathError('E_SSH_CONNECT', 'x')))).toBe(false);
   });
 });
