@@ -31,7 +31,7 @@ export interface ResolvedTarget {
 
 /** Runner call deadlines when a target gives none (documented on `TargetDeadlines`). */
 export const DEFAULT_DEADLINES: Required<TargetDeadlines> = {
-  submitMs: 300_000,
+  submitMs: 600_000,
   pollMs: 60_000,
   cancelMs: 60_000,
   findMs: 60_000,
@@ -79,10 +79,14 @@ function checkBackoff(b: BackoffOptions | undefined, field: string): void {
 }
 
 /** Per-call deadlines: positive integers (ms), defaults filled in. */
-function checkDeadlines(d: TargetDeadlines | undefined, field: string): Required<TargetDeadlines> {
-  if (d === undefined) return DEFAULT_DEADLINES;
+function checkDeadlines(
+  d: TargetDeadlines | undefined,
+  field: string,
+  submitMs: number,
+): Required<TargetDeadlines> {
+  const out = { ...DEFAULT_DEADLINES, submitMs };
+  if (d === undefined) return out;
   if (typeof d !== 'object' || d === null) throw new ValidationError(field, 'must be an object');
-  const out = { ...DEFAULT_DEADLINES };
   for (const k of Object.keys(DEFAULT_DEADLINES) as (keyof TargetDeadlines)[]) {
     const v = d[k];
     if (v === undefined) continue;
@@ -296,6 +300,8 @@ export function checkNewJob(
 export function resolveTargets(
   targets: { readonly [name: string]: TargetOptions },
   runners: { readonly [name: string]: Runner } | undefined,
+  /** `scheduler.submitTimeoutMs`: the submit deadline of targets that set none. */
+  submitTimeoutMs: number = DEFAULT_DEADLINES.submitMs,
 ): Map<string, ResolvedTarget> {
   if (typeof targets !== 'object' || targets === null)
     throw new ValidationError('targets', 'must be an object');
@@ -338,7 +344,7 @@ export function resolveTargets(
     out.set(name, {
       name,
       runner,
-      deadlines: checkDeadlines(t.deadlines, `targets.${name}.deadlines`),
+      deadlines: checkDeadlines(t.deadlines, `targets.${name}.deadlines`, submitTimeoutMs),
       unreachableBackoff: { ...DEFAULT_UNREACHABLE_BACKOFF, ...t.unreachableBackoff },
     });
   }

@@ -151,7 +151,7 @@ export interface WorkflowPage {
  * its signal) and treats the target as unreachable for a while. Defaults in parentheses.
  */
 export interface TargetDeadlines {
-  /** `submit`, input staging included (300 000 ms). */
+  /** `submit`, input staging included (`scheduler.submitTimeoutMs`, 600 000 ms). */
   readonly submitMs?: number;
   /** One `poll` of all the runner's live jobs (60 000 ms). */
   readonly pollMs?: number;
