@@ -198,8 +198,9 @@ export interface TargetInfo {
   /**
    * Set while this process's scheduler cannot reach the target (null when it can, or when this
    * process does not serve the target). Its jobs wait; none uses up an attempt meanwhile.
+   * Always present in what `targets()` returns; optional for values built by hand.
    */
-  readonly unreachable: TargetUnreachable | null;
+  readonly unreachable?: TargetUnreachable | null;
 }
 
 export interface ListFilter {

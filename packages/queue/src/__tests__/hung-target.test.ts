@@ -128,7 +128,7 @@ it('a poll that never settles, and ignores its signal, does not hold the other t
   // a's job was submitted; its polls time out: it stays queued (not failed), a is unreachable
   await waitFor(async () => ((await queue!.get(onA.id))!.state === 'submitting' ? null : true));
   const down = await waitFor(
-    async () => (await queue!.targets()).find((t) => t.name === 'a')!.unreachable,
+    async () => (await queue!.targets()).find((t) => t.name === 'a')!.unreachable ?? null,
   );
   expect(down.lastError).toContain('E_RUNNER_TIMEOUT');
   expect(['queued', 'running']).toContain((await queue.get(onA.id))!.state);

@@ -100,7 +100,7 @@ it.skipIf(!canRun)(
       // The outage is seen and shown, and no job ends while it lasts.
       const seen = await until(async () => {
         const t = (await queue.targets()).find((x) => x.name === 'cluster')!;
-        return t.unreachable;
+        return t.unreachable ?? null;
       });
       expect(seen.lastError).toMatch(/E_SSH_CONNECT|ECONNREFUSED|E_SSH_CIRCUIT_OPEN/);
       const rest = OUTAGE_MS - (Date.now() - downAt);
