@@ -314,6 +314,9 @@ export class Scheduler {
         });
       this.#lanes.set(target, lane);
     }
+    // A round by hand keeps its order (claim, submit, then poll what was submitted); the loop
+    // does not wait: the next round polls what this one submitted.
+    if (force) await Promise.all(this.#lanes.values());
     this.#startPolls(force);
     this.#host.notify(); // not a wake-up: a round must not wake the loop for itself
     return claimed.length >= this.#claimBatch;
