@@ -8,30 +8,15 @@ import { createRequire } from 'node:module';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { renderChart } from './lib/chart.mjs';
 import { postgresUp, postgresUrl, scratchDatabases } from './lib/postgres.mjs';
 import { startRedis } from './lib/redis-server.mjs';
-import { renderTable } from './lib/report.mjs';
+import { renderTable, summary } from './lib/report.mjs';
 import { measureSystem } from './lib/scenarios.mjs';
 import { startWatchdog } from './lib/watchdog.mjs';
-import { bullmq } from './systems/bullmq.mjs';
-import { crystalmathPostgres, crystalmathSqlite } from './systems/crystalmath.mjs';
-import { graphileWorker } from './systems/graphile-worker.mjs';
-import { liteque } from './systems/liteque.mjs';
-import { pgBoss } from './systems/pg-boss.mjs';
-import { plainjob } from './systems/plainjob.mjs';
+import { SYSTEMS } from './systems/index.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
-
-// Ours first, so that a run cut short by the time budget still has their figures.
-const SYSTEMS = [
-  crystalmathSqlite,
-  crystalmathPostgres,
-  plainjob,
-  liteque,
-  bullmq,
-  pgBoss,
-  graphileWorker,
-];
 
 // Counts sized so the whole default run stays under about 3 minutes on 2 cores; --quick is a
 // smoke run of a few seconds per system. Each can be overridden: --single=N, --finished=N, ...
@@ -50,6 +35,11 @@ const FULL = {
   finished: 100_000,
   concurrency: 32,
   pollMs: 10,
+  // The multi-process figures: producer processes enqueueing beside the worker (jobs per
+  // enqueue call), and worker processes sharing one PostgreSQL database.
+  producers: 4,
+  producerBatch: 1,
+  schedulers: 3,
   phaseTimeoutMs: 60_000,
   fillTimeoutMs: 30_000,
   // Past this the run is flagged as over its time target (every system still runs: ratios
@@ -77,12 +67,18 @@ const QUICK = {
 };
 
 function parseArgs(argv) {
-  const args = { quick: false, only: null, out: join(here, '..', 'results', 'latest.json') };
+  const args = {
+    quick: false,
+    json: false,
+    only: null,
+    out: join(here, '..', 'results', 'latest.json'),
+  };
   const overrides = {};
   for (const arg of argv) {
     if (arg === '--') continue; // some package managers pass it through
     const [key, value] = arg.replace(/^--/, '').split('=', 2);
     if (key === 'quick') args.quick = true;
+    else if (key === 'json') args.json = true;
     else if (key === 'only') args.only = new Set(value.split(','));
     else if (key === 'out') args.out = value;
     else if (key === 'help') args.help = true;
@@ -102,20 +98,22 @@ function betterSqliteVersion() {
   }
 }
 
-const USAGE = `usage: node bench/queue/run.mjs [--quick] [--only=id,id] [--out=file.json] [--<count>=N]
+const USAGE = `usage: node bench/queue/run.mjs [--quick] [--json] [--only=id,id] [--out=file.json] [--<count>=N]
 systems: ${SYSTEMS.map((s) => s.id).join(', ')}
 counts:  ${Object.keys(FULL).join(', ')}`;
 
-function describeRun(args, started, warnings) {
+function describeRun(args, started, warnings, loadStart) {
   const c = args.cfg;
   return {
+    load: { start: loadStart, end: loadavg().map((v) => Number(v.toFixed(2))) },
     mode: args.quick ? 'quick' : 'full',
     node: `Node ${process.versions.node}`,
     cpus: availableParallelism(),
     counts:
       `${c.single} single, ${c.bulk} bulk (batches of ${c.batch}; median of ${c.enqueueRounds} rounds, each at most ${c.enqueueMaxMs} ms), ` +
       `${c.dispatch} dispatched, ` +
-      `${c.latency} latency samples, ${c.dependencies} dependency pairs, ${c.finished} finished`,
+      `${c.latency} latency samples, ${c.dependencies} dependency pairs, ${c.finished} finished, ` +
+      `${c.producers} producer processes (${c.producerBatch} job${c.producerBatch === 1 ? '' : 's'} per call), ${c.schedulers} worker processes`,
     notes: [
       'dispatch = jobs handed to user code (worker handler, or the no-op Runner.submit) per second, from worker start',
       'dependency release = prerequisite completion handed back by user code -> dependent handed to user code',
@@ -130,6 +128,7 @@ function writeResults(args, meta, results) {
     at: new Date().toISOString(),
     ...meta,
     config: args.cfg,
+    summary: summary(results),
     systems: [...results.values()].map((r) => ({
       id: r.system.id,
       label: r.system.label,
@@ -143,6 +142,8 @@ function writeResults(args, meta, results) {
   };
   mkdirSync(dirname(args.out), { recursive: true });
   writeFileSync(args.out, `${JSON.stringify(json, null, 2)}\n`);
+  writeFileSync(args.out.replace(/\.json$/, '') + '.svg', renderChart(json));
+  return json;
 }
 
 async function main() {
@@ -152,6 +153,7 @@ async function main() {
     return 0;
   }
   const started = Date.now();
+  const loadStart = loadavg().map((v) => Number(v.toFixed(2)));
   const watchdog = startWatchdog({ stallMs: args.cfg.stallMs });
   const tmpDir = mkdtempSync(join(tmpdir(), 'cm-bench-'));
   const warnings = [];
@@ -160,6 +162,9 @@ async function main() {
   const env = {
     cfg: args.cfg,
     tmpDir,
+    // Names this run's Redis keys, so child processes find the parent's.
+    runId: process.pid,
+    watchChild: (pid) => watchdog.child(pid),
     warn: (msg) => {
       if (warnings.length < 50) warnings.push(msg);
     },
@@ -210,7 +215,7 @@ async function main() {
       results.set(system.id, { system, figures, seconds: (Date.now() - t0) / 1000 });
       await scratch?.dropAll();
       // Written after each system too, so a run stopped by the watchdog keeps what it measured.
-      writeResults(args, describeRun(args, started, warnings), results);
+      writeResults(args, describeRun(args, started, warnings, loadStart), results);
     }
   } finally {
     await redis?.stop?.();
@@ -226,11 +231,18 @@ async function main() {
         `${availableParallelism()} CPUs; figures taken on a busy machine are low across the board`,
     );
   }
-  const meta = describeRun(args, started, warnings);
+  const meta = describeRun(args, started, warnings, loadStart);
+  const json = writeResults(args, meta, results);
+  const chart = `${args.out.replace(/\.json$/, '')}.svg`;
+  if (args.json) {
+    // The summary alone on stdout (progress went to stderr), for scripts.
+    const { at, mode, node, cpus, load, seconds, summary: figures } = json;
+    console.log(JSON.stringify({ at, mode, node, cpus, load, seconds, figures, chart }, null, 2));
+    return 0;
+  }
   console.log(renderTable(results, meta));
   console.log(`total ${meta.seconds.toFixed(1)} s`);
-  writeResults(args, meta, results);
-  console.log(`results written to ${args.out}`);
+  console.log(`results written to ${args.out}, chart ${chart}`);
   return 0;
 }
 

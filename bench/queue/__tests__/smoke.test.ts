@@ -1,8 +1,9 @@
 // Proves in CI that the queue bench still runs end to end: a --quick run of @crystalmath/queue
-// (SQLite store) alone must exit 0 and print, and write as JSON, a real number for every figure.
+// (SQLite store) alone must exit 0 and print, and write as JSON and as a chart, a real number for
+// every figure, the multi-process one included; and a peer that cannot run is listed with why.
 
 import { type SpawnSyncReturns, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -26,8 +27,15 @@ describe('queue bench --quick', () => {
   beforeAll(() => {
     run = spawnSync(
       process.execPath,
-      [runScript, '--quick', `--only=${system}`, `--out=${out}`, '--finished=1000'],
-      { encoding: 'utf8', timeout: 50_000 },
+      [
+        runScript,
+        '--quick',
+        `--only=${system}`,
+        `--out=${out}`,
+        '--finished=1000',
+        '--producers=2',
+      ],
+      { encoding: 'utf8', timeout: 60_000 },
     );
   });
 
@@ -51,7 +59,7 @@ describe('queue bench --quick', () => {
     const entry = json.systems.find((s) => s.id === system);
     expect(entry?.skipped ?? null).toBeNull();
     const figures = entry?.figures ?? {};
-    for (const key of ['single', 'dispatch', 'latencyP50', 'latencyP99']) {
+    for (const key of ['single', 'dispatch', 'latencyP50', 'latencyP99', 'dispatchProducers']) {
       const value = figures[key]?.value;
       expect(
         Number.isFinite(value) && (value as number) > 0,
@@ -59,10 +67,47 @@ describe('queue bench --quick', () => {
       ).toBe(true);
     }
     // The rest are numbers, or a stated reason why the system has no such figure.
-    for (const key of ['bulk', 'dependencyP50', 'dependencyP99', 'dispatchFinished']) {
+    for (const key of [
+      'bulk',
+      'dependencyP50',
+      'dependencyP99',
+      'dispatchFinished',
+      'dispatchSchedulers',
+    ]) {
       const fig = figures[key];
       expect(fig?.error, key).toBeUndefined();
       expect(typeof fig?.value === 'number' || typeof fig?.na === 'string', key).toBe(true);
     }
+  });
+
+  it('draws every figure into an SVG chart beside the JSON', () => {
+    const svg = readFileSync(out.replace(/\.json$/, '.svg'), 'utf8');
+    expect(svg.startsWith('<svg')).toBe(true);
+    for (const title of ['single enqueue', 'dispatch while producer processes enqueue']) {
+      expect(svg).toContain(title);
+    }
+  });
+});
+
+describe('queue bench --json', () => {
+  it('prints the summary as JSON and lists a peer that cannot run with its reason', () => {
+    // liteque is probed and refused on this Node/better-sqlite3: the run is quick.
+    const out = join(dir, 'json.json');
+    const run = spawnSync(
+      process.execPath,
+      [runScript, '--quick', '--json', '--only=liteque', `--out=${out}`],
+      { encoding: 'utf8', timeout: 30_000 },
+    );
+    expect(run.status, run.stderr).toBe(0);
+    const json = JSON.parse(run.stdout) as {
+      load: { start: number[] };
+      chart: string;
+      figures: { key: string; systems: { id: string; notRun?: string; value?: number }[] }[];
+    };
+    expect(json.load.start).toHaveLength(3);
+    expect(existsSync(json.chart)).toBe(true);
+    const single = json.figures.find((f) => f.key === 'single');
+    const entry = single?.systems.find((s) => s.id === 'liteque');
+    expect(typeof entry?.notRun === 'string' || typeof entry?.value === 'number').toBe(true);
   });
 });

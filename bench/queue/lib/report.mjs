@@ -17,6 +17,16 @@ export const METRICS = [
     better: 'higher',
     target: { maxSlowdown: 0.1 },
   },
+  {
+    key: 'dispatchProducers',
+    title: 'dispatch while producer processes enqueue',
+    better: 'higher',
+  },
+  {
+    key: 'dispatchSchedulers',
+    title: 'dispatch by worker processes on one database',
+    better: 'higher',
+  },
 ];
 
 const fmtNumber = (v, unit) => {
@@ -73,6 +83,8 @@ function cell(fig) {
     const pct = fig.slowdown * 100;
     text += ` (${pct >= 0 ? '-' : '+'}${Math.abs(pct).toFixed(1)}%)`;
   }
+  if (fig.produced !== undefined) text += ` (enq ${fmtNumber(fig.produced, 'jobs/s')})`;
+  if (fig.duplicates) text += ` (${fig.duplicates} twice)`;
   return text;
 }
 
@@ -85,9 +97,10 @@ export function renderTable(results, meta) {
     .sort((a, b) => groupOrder(a) - groupOrder(b));
   const labelWidth = Math.max(...systems.map((s) => s.label.length), 10);
   const lines = [];
-  const hr = '-'.repeat(labelWidth + 62);
+  const hr = '-'.repeat(labelWidth + 72);
   lines.push(
     `queue bench: ${meta.mode} run, ${meta.node}, ${meta.cpus} CPUs, ${meta.counts}`,
+    `load average (1/5/15 min): ${meta.load.start.join(' ')} at the start, ${meta.load.end.join(' ')} at the end`,
     'ratio = vs the best peer of the same store class (sqlite class: plainjob, liteque, BullMQ;',
     '        postgres class: pg-boss, graphile-worker); > 1.00x is better than that peer',
     hr,
@@ -101,7 +114,7 @@ export function renderTable(results, meta) {
       const ratioText = ratio === undefined ? '' : `${ratio.toFixed(2)}x`;
       const v = verdict(metric, fig);
       lines.push(
-        `  ${system.label.padEnd(labelWidth)}  ${cell(fig).padEnd(34)} ${ratioText.padStart(8)}  ${v}`,
+        `  ${system.label.padEnd(labelWidth)}  ${cell(fig).padEnd(44)} ${ratioText.padStart(8)}  ${v}`,
       );
     }
   }
@@ -113,4 +126,33 @@ export function renderTable(results, meta) {
   for (const system of systems) lines.push(`settings ${system.label}: ${system.settings}`);
   for (const note of meta.notes) lines.push(`note: ${note}`);
   return lines.join('\n');
+}
+
+/**
+ * The figures as data, one entry per metric: every system's value (or why it has none), its
+ * ratio to the best peer of its class and its verdict. Written into the JSON and printed by
+ * `--json`.
+ */
+export function summary(results) {
+  const systems = [...results.values()];
+  return METRICS.map((metric) => ({
+    key: metric.key,
+    title: metric.title,
+    better: metric.better,
+    target: targetText(metric) || null,
+    systems: systems.map((r) => {
+      const fig = r.figures?.[metric.key];
+      const ratio = r.figures ? ratioToBestPeer(metric, r.system, results) : undefined;
+      return {
+        id: r.system.id,
+        label: r.system.label,
+        group: r.system.group,
+        ours: Boolean(r.system.ours),
+        ...(r.skip ? { notRun: r.skip } : {}),
+        ...(fig ?? {}),
+        ...(ratio !== undefined ? { ratioToBestPeer: Number(ratio.toFixed(3)) } : {}),
+        ...(fig && verdict(metric, fig) ? { verdict: verdict(metric, fig) } : {}),
+      };
+    }),
+  }));
 }

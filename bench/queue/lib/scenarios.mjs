@@ -2,7 +2,8 @@
 // interface, so every figure is taken with the same job counts and at the same moment: the job
 // handed to user code (a worker's handler, or the no-op Runner's `submit`).
 
-import { DispatchLog, now, percentile, rate, sleep, withTimeout } from './stats.mjs';
+import { forkChildren, stopChildren } from './processes.mjs';
+import { DispatchLog, fromEpoch, now, percentile, rate, sleep, withTimeout } from './stats.mjs';
 
 /**
  * @typedef {object} Session One fresh store of one system.
@@ -66,10 +67,27 @@ async function timedDispatch(session, prefix, cfg) {
   return { rate: rate(n, last - started), log };
 }
 
+/**
+ * Opens session `name` of `system`, runs `fn(session, remote)` and closes it. `remote` says how
+ * another process joins the same store (`pgUrl`: the scratch database the session created).
+ */
 async function withSession(system, env, name, fn) {
-  const session = await withTimeout(system.open(env, name), 60_000, `${system.label} open`);
+  const remote = { pgUrl: null };
+  const sessionEnv = env.postgres
+    ? {
+        ...env,
+        postgres: {
+          ...env.postgres,
+          create: async (prefix) => {
+            remote.pgUrl = await env.postgres.create(prefix);
+            return remote.pgUrl;
+          },
+        },
+      }
+    : env;
+  const session = await withTimeout(system.open(sessionEnv, name), 60_000, `${system.label} open`);
   try {
-    return await fn(session);
+    return await fn(session, remote);
   } finally {
     await withTimeout(session.stopWorker(), 15_000, `${system.label} stop`).catch((e) =>
       env.warn(e.message),
@@ -89,6 +107,8 @@ const METRIC_KEYS = [
   'dependencyP50',
   'dependencyP99',
   'dispatchFinished',
+  'dispatchProducers',
+  'dispatchSchedulers',
 ];
 
 /** Enqueue-to-dispatch latency, then dependency release, into a freshly started worker. */
@@ -142,6 +162,130 @@ async function latencyAndDependencies(system, s, cfg, f, progress) {
     f.dependencyP50 ??= failed(error);
     f.dependencyP99 ??= failed(error);
   }
+}
+
+/** A DispatchLog that also counts the first dispatch of each tag starting with `prefix`. */
+function backlogLog(prefix) {
+  const log = new DispatchLog();
+  log.backlog = 0;
+  const hitAt = log.hitAt.bind(log);
+  log.hitAt = (tag, t) => {
+    if (tag?.startsWith(prefix) && !log.times.has(tag)) log.backlog += 1;
+    hitAt(tag, t);
+  };
+  return log;
+}
+
+/** Warm-up of a fresh session's worker, untimed: the same for every system. */
+async function warmWorker(s, cfg) {
+  await enqueueAll(s, 'w', cfg.warmup, cfg.batch);
+  const warm = new DispatchLog();
+  await s.startWorker(warm);
+  await withTimeout(warm.waitForCount(cfg.warmup), cfg.phaseTimeoutMs, 'warm-up');
+  await s.settle(cfg.phaseTimeoutMs);
+  await s.stopWorker();
+}
+
+/**
+ * Dispatch of a backlog of `dispatch` jobs by this process's worker while `producers` other
+ * processes enqueue into the same store as fast as they can (one job per call, awaited, unless
+ * `producerBatch` > 1). The figure is every dispatch from the worker's start until the last
+ * backlog job was dispatched, per second; `produced` is the producers' enqueue rate meanwhile.
+ */
+async function dispatchWithProducers(system, env, progress) {
+  const { cfg } = env;
+  return withSession(system, env, 'producers', async (s, remote) => {
+    progress(`warm-up: ${cfg.warmup} jobs through the worker, untimed`);
+    await warmWorker(s, cfg);
+    await enqueueAll(s, 'd', cfg.dispatch, cfg.batch);
+    progress(`starting ${cfg.producers} producer processes`);
+    const log = backlogLog('d');
+    const children = await forkChildren(system, env, remote, 'producers', cfg.producers, (tag, t) =>
+      log.hitAt(tag, fromEpoch(t)),
+    );
+    try {
+      progress(
+        `dispatch of a ${cfg.dispatch}-job backlog while ${cfg.producers} processes enqueue`,
+      );
+      const produced = children.map((c) => c.next('produced'));
+      for (const [i, c] of children.entries()) {
+        c.send({ type: 'produce', prefix: `p${i}-`, batch: cfg.producerBatch });
+      }
+      const started = now();
+      await s.startWorker(log);
+      const last = await withTimeout(
+        log.waitUntil(() => log.backlog >= cfg.dispatch),
+        cfg.phaseTimeoutMs,
+        `dispatch of ${cfg.dispatch} beside producers`,
+      );
+      const dispatched = log.count;
+      for (const c of children) c.send({ type: 'stop' });
+      const counts = await withTimeout(Promise.all(produced), 30_000, 'producers stop');
+      const jobs = counts.reduce((a, c) => a + c.n, 0);
+      const ms = counts.reduce((a, c) => a + c.ms, 0) / counts.length;
+      return figure(rate(dispatched, last - started), 'jobs/s', {
+        dispatched,
+        producers: cfg.producers,
+        produced: rate(jobs, ms),
+      });
+    } finally {
+      await s.stopWorker();
+      await stopChildren(children);
+    }
+  });
+}
+
+/**
+ * Dispatch of a backlog of `dispatch` jobs by `schedulers` worker processes on one store, none
+ * in this process: from the moment all are told to start until the last backlog job was
+ * dispatched. `duplicates` counts jobs handed to user code more than once.
+ */
+async function dispatchWithSchedulers(system, env, progress) {
+  const { cfg } = env;
+  return withSession(system, env, 'schedulers', async (s, remote) => {
+    progress(`starting ${cfg.schedulers} worker processes`);
+    let log = backlogLog('w');
+    const children = await forkChildren(
+      system,
+      env,
+      remote,
+      'schedulers',
+      cfg.schedulers,
+      (tag, t) => log.hitAt(tag, fromEpoch(t)),
+    );
+    const each = async (type, reply) => {
+      const replies = reply ? children.map((c) => c.next(reply)) : [];
+      for (const c of children) c.send({ type });
+      await withTimeout(Promise.all(replies), cfg.phaseTimeoutMs, `${cfg.schedulers} x ${type}`);
+    };
+    try {
+      progress(`warm-up: ${cfg.warmup} jobs through ${cfg.schedulers} workers, untimed`);
+      await enqueueAll(s, 'w', cfg.warmup, cfg.batch);
+      await each('work');
+      await withTimeout(
+        log.waitUntil(() => log.backlog >= cfg.warmup),
+        cfg.phaseTimeoutMs,
+        'warm-up',
+      );
+      await each('idle', 'idle');
+      await enqueueAll(s, 'd', cfg.dispatch, cfg.batch);
+      progress(`dispatch of a ${cfg.dispatch}-job backlog by ${cfg.schedulers} worker processes`);
+      log = backlogLog('d');
+      const started = now();
+      await each('work');
+      const last = await withTimeout(
+        log.waitUntil(() => log.backlog >= cfg.dispatch),
+        cfg.phaseTimeoutMs,
+        `dispatch of ${cfg.dispatch} by ${cfg.schedulers} processes`,
+      );
+      return figure(rate(cfg.dispatch, last - started), 'jobs/s', {
+        schedulers: cfg.schedulers,
+        duplicates: log.duplicates,
+      });
+    } finally {
+      await stopChildren(children);
+    }
+  });
 }
 
 /**
@@ -263,6 +407,22 @@ export async function measureSystem(system, env) {
   } catch (error) {
     for (const k of METRIC_KEYS) f[k] ??= failed(error);
   }
+
+  // 3. Multi-process figures, each on a fresh store.
+  if (system.features.producers === true) {
+    try {
+      f.dispatchProducers = await dispatchWithProducers(system, env, progress);
+    } catch (error) {
+      f.dispatchProducers = failed(error);
+    }
+  } else f.dispatchProducers = na(system.features.producers ?? 'n/a');
+  if (system.features.schedulers === true) {
+    try {
+      f.dispatchSchedulers = await dispatchWithSchedulers(system, env, progress);
+    } catch (error) {
+      f.dispatchSchedulers = failed(error);
+    }
+  } else f.dispatchSchedulers = na(system.features.schedulers ?? 'n/a');
   for (const k of METRIC_KEYS) f[k] ??= failed(new Error('[bench] not reached'));
   return f;
 }

@@ -4,6 +4,9 @@
 /** Milliseconds since an arbitrary origin, with sub-millisecond resolution. */
 export const now = () => performance.now();
 
+/** Converts another process's epoch milliseconds (`performance.timeOrigin + now()`) to `now()`. */
+export const fromEpoch = (epochMs) => epochMs - performance.timeOrigin;
+
 /** The p-th percentile (0..100) of `values` by nearest rank; NaN when empty. */
 export function percentile(values, p) {
   if (values.length === 0) return Number.NaN;
@@ -48,14 +51,24 @@ export class DispatchLog {
     /** @type {Map<string, number>} tag -> when user code handed the job's completion back */
     this.doneTimes = new Map();
     this.count = 0;
+    /** Dispatches of a tag already dispatched (a job handed to user code twice). */
+    this.duplicates = 0;
     this.last = 0;
     this.waiters = [];
   }
 
   hit(tag) {
-    const t = now();
+    this.hitAt(tag, now());
+  }
+
+  /**
+   * A dispatch seen at `t` (this process's `now()` scale): another process's dispatches come in
+   * through here, converted from epoch time with `fromEpoch`.
+   */
+  hitAt(tag, t) {
     this.count += 1;
-    this.last = t;
+    if (tag !== undefined && this.times.has(tag)) this.duplicates += 1;
+    if (t > this.last) this.last = t;
     if (tag !== undefined && !this.times.has(tag)) this.times.set(tag, t);
     if (this.waiters.length > 0) {
       this.waiters = this.waiters.filter((w) => {
@@ -93,6 +106,7 @@ export class DispatchLog {
     this.times.clear();
     this.doneTimes.clear();
     this.count = 0;
+    this.duplicates = 0;
     this.last = 0;
   }
 }

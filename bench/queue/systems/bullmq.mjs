@@ -8,7 +8,13 @@ export const bullmq = {
   id: 'bullmq',
   label: 'BullMQ (redis)',
   group: 'sqlite',
-  features: { bulk: true, dependencies: true, keepsFinished: true },
+  features: {
+    bulk: true,
+    dependencies: true,
+    keepsFinished: true,
+    producers: true,
+    schedulers: 'n/a (PostgreSQL-class figure)',
+  },
   settings: '',
 
   async prepare(env) {
@@ -27,7 +33,7 @@ export const bullmq = {
   async open(env, session) {
     const { Queue, Worker, FlowProducer } = this.mod;
     const connection = { host: '127.0.0.1', port: this.port, maxRetriesPerRequest: null };
-    const prefix = `bench${process.pid}s${session}`;
+    const prefix = `bench${env.runId ?? process.pid}s${session}`;
     const queue = new Queue(QUEUE, { connection, prefix });
     const flows = new FlowProducer({ connection, prefix });
     await queue.waitUntilReady();

@@ -32,7 +32,13 @@ function makeSystem(dialect) {
     label,
     group: dialect,
     ours: true,
-    features: { bulk: true, dependencies: true, keepsFinished: true },
+    features: {
+      bulk: true,
+      dependencies: true,
+      keepsFinished: true,
+      producers: true,
+      schedulers: dialect === 'postgres' ? true : 'n/a (PostgreSQL-class figure)',
+    },
     settings: '',
 
     async prepare(env) {

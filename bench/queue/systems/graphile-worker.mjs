@@ -10,6 +10,8 @@ export const graphileWorker = {
     bulk: true,
     dependencies: 'n/a (no dependencies)',
     keepsFinished: 'n/a (deletes finished jobs)',
+    producers: true,
+    schedulers: true,
   },
   settings: '',
 

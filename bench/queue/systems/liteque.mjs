@@ -11,6 +11,8 @@ export const liteque = {
     bulk: 'n/a (no bulk enqueue API)',
     dependencies: 'n/a (no dependencies)',
     keepsFinished: 'n/a (deletes finished jobs)',
+    producers: true,
+    schedulers: 'n/a (PostgreSQL-class figure)',
   },
   settings: '',
 

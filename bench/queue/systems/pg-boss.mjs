@@ -12,6 +12,8 @@ export const pgBoss = {
     bulk: true,
     dependencies: 'n/a (no dependencies)',
     keepsFinished: true,
+    producers: true,
+    schedulers: true,
   },
   settings: '',
 

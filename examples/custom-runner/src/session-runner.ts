@@ -7,13 +7,16 @@ import {
   CrystalMathError,
   isValidJobKey,
   type Runner,
+  type RunnerCallOptions,
   type RunnerHandle,
   type RunnerJob,
   type RunnerStatus,
+  shCommand,
   shExports,
   shJoin,
   shQuote,
   type Transport,
+  throwIfAborted,
   ValidationError,
   validateJobSpec,
 } from '@crystalmath/core';
@@ -33,6 +36,9 @@ const POLL = `for d in "$@"; do
   elif [ -f "$d/pid" ]; then echo lost
   else echo missing; fi
 done`;
+
+const LAUNCH = `setsid sh run.sh </dev/null >/dev/null 2>&1 &
+while [ ! -f pid ]; do sleep 0.01; done`;
 
 /**
  * Runs jobs as detached sessions through a Transport.
@@ -58,19 +64,20 @@ export class SessionRunner implements Runner {
     this.#root = options.root;
   }
 
-  #handle(key: string): RunnerHandle {
-    return { kind: this.kind, jobKey: key, data: { dir: posix.join(this.#root, key) } };
+  /** The job directory of one of our handles; a handle of another runner is refused. */
+  #dir(h: RunnerHandle): string {
+    if (h.kind === this.kind && typeof h.data.dir === 'string') return h.data.dir;
+    throw new CrystalMathError('E_RUNNER_HANDLE', `[example] not a ${this.kind} handle`);
   }
 
-  async submit({ key, spec }: RunnerJob): Promise<RunnerHandle> {
+  async submit({ key, spec }: RunnerJob, options?: RunnerCallOptions): Promise<RunnerHandle> {
+    throwIfAborted(options?.signal, 'submit');
     if (!isValidJobKey(key)) throw new ValidationError('key', 'must be a valid job key');
     validateJobSpec(spec); // before anything is written: a rejected spec changes nothing
-    const h = this.#handle(key);
-    const dir = h.data.dir as string;
+    const dir = posix.join(this.#root, key);
     await this.#t.mkdir(this.#root);
     // `mkdir` without -p is the atomic claim: a second submission under the key fails here.
-    const claim = await this.#t.exec(['mkdir', dir]);
-    if (claim.exitCode !== 0) {
+    if ((await this.#t.exec(['mkdir', dir], options)).exitCode !== 0) {
       throw new CrystalMathError('E_RUNNER_SUBMIT', `[example] job ${key} already exists`);
     }
     for (const input of spec.inputs ?? []) {
@@ -82,35 +89,37 @@ export class SessionRunner implements Runner {
     const work = posix.join(dir, spec.workdir ?? '.');
     await this.#t.mkdir(work);
     if (spec.script !== undefined) await this.#t.writeFile(posix.join(dir, 'job.sh'), spec.script);
-    const command = spec.argv ? shJoin(spec.argv) : `sh ${shQuote(posix.join(dir, 'job.sh'))}`;
+    const argv = spec.argv ?? ['sh', posix.join(dir, 'job.sh')];
     const wall = spec.resources?.walltimeSeconds;
-    // --foreground keeps the command in our process group, so cancel reaches it too.
-    const limited = wall ? `timeout --foreground ${wall} ${command}` : command;
+    // --foreground keeps the command in our process group, so cancel reaches it too; shCommand
+    // makes the first word always a program (`X=1` or `if` is not shell syntax).
+    const main = wall ? `timeout --foreground ${wall} ${shJoin(argv)}` : shCommand(argv);
     const script = [
       'cd "$(dirname "$0")"',
       'echo $$ > pid.tmp && mv pid.tmp pid', // after setsid: this pid is the session's group
       shExports(spec.env ?? {}),
-      `(cd ${shQuote(work)} && ${limited}) > out.txt 2> err.txt`,
+      `(cd ${shQuote(work)} || exit 1`,
+      ...(spec.modules ?? []).map((m) => `module load ${shQuote(m)} || exit $?`),
+      ...(spec.pre ?? []).map((c, i) => `${shCommand(c, `spec.pre[${i}]`)} || exit $?`),
+      main,
+      'rc=$?', // post commands run whatever the outcome; the job keeps main's exit code
+      ...(spec.post ?? []).map((c, i) => shCommand(c, `spec.post[${i}]`)),
+      'exit $rc) > out.txt 2> err.txt',
       'echo $? > exit.tmp && mv exit.tmp exit',
     ].join('\n');
-    await this.#t.writeFile(posix.join(dir, 'run.sh'), script);
-    const start = await this.#t.exec(
-      {
-        script:
-          'setsid sh run.sh < /dev/null > /dev/null 2>&1 & while [ ! -f pid ]; do sleep 0.01; done',
-      },
-      { cwd: dir },
-    );
+    await this.#t.writeFile(posix.join(dir, 'run.sh'), script, options);
+    const start = await this.#t.exec({ script: LAUNCH }, { ...options, cwd: dir });
     if (start.exitCode !== 0) {
       throw new CrystalMathError('E_RUNNER_SUBMIT', `[example] could not start ${key}`);
     }
-    return h;
+    return { kind: this.kind, jobKey: key, data: { dir } };
   }
 
-  async poll(handles: readonly RunnerHandle[]): Promise<RunnerStatus[]> {
+  async poll(handles: readonly RunnerHandle[], o?: RunnerCallOptions): Promise<RunnerStatus[]> {
+    throwIfAborted(o?.signal, 'poll');
     if (handles.length === 0) return [];
-    const dirs = handles.map((h) => String(h.data.dir));
-    const r = await this.#t.exec(['sh', '-c', POLL, 'sh', ...dirs]);
+    const dirs = handles.map((h) => this.#dir(h));
+    const r = await this.#t.exec(['sh', '-c', POLL, 'sh', ...dirs], o);
     const lines = r.stdout.trim().split('\n');
     return handles.map((h, i): RunnerStatus => {
       const [word, code] = (lines[i] ?? 'missing').split(' ');
@@ -123,16 +132,18 @@ export class SessionRunner implements Runner {
     });
   }
 
-  async cancel(handle: RunnerHandle): Promise<void> {
-    const dir = String(handle.data.dir);
+  async cancel(handle: RunnerHandle, o?: RunnerCallOptions): Promise<void> {
+    throwIfAborted(o?.signal, 'cancel');
+    const dir = this.#dir(handle);
     // A finished job stays finished; otherwise mark it, then end its whole session.
     const script = `[ -f "$1/exit" ] && exit 0; touch "$1/cancelled"; kill -TERM -"$(cat "$1/pid")" 2>/dev/null; exit 0`;
-    await this.#t.exec(['sh', '-c', script, 'sh', dir]);
+    await this.#t.exec(['sh', '-c', script, 'sh', dir], o);
   }
 
-  async find(jobKey: string): Promise<RunnerHandle | null> {
+  async find(jobKey: string, o?: RunnerCallOptions): Promise<RunnerHandle | null> {
+    throwIfAborted(o?.signal, 'find');
     if (!isValidJobKey(jobKey)) return null;
-    const h = this.#handle(jobKey);
-    return (await this.#t.stat(posix.join(String(h.data.dir), 'run.sh'))) ? h : null;
+    const h = { kind: this.kind, jobKey, data: { dir: posix.join(this.#root, jobKey) } };
+    return (await this.#t.stat(posix.join(this.#dir(h), 'run.sh'), o)) ? h : null;
   }
 }

@@ -2,12 +2,14 @@
 // dag.yaml`): their schema, parsing, and translation into the queue's types. Everything is
 // validated (zod for shape, core's validateJobSpec for content) before the queue is touched.
 
+import { type Stats, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, resolve } from 'node:path';
 import {
   isCrystalMathError,
   type JobSpec,
   type JsonValue,
+  ValidationError,
   validateJobSpec,
 } from '@crystalmath/core';
 import type {
@@ -127,6 +129,35 @@ export async function readDataFile(file: string): Promise<unknown> {
 
 type SpecFields = { [K in keyof typeof specFields]?: z.output<(typeof specFields)[K]> };
 
+/**
+ * A local input is read only when the job is submitted, perhaps hours later: a path that is
+ * missing (or not a regular file) now is refused at enqueue, naming the field.
+ */
+function assertLocalInputsExist(spec: JobSpec, field: string): void {
+  spec.inputs?.forEach((input, i) => {
+    if (!('from' in input)) return;
+    let stat: Stats | undefined;
+    try {
+      stat = statSync(input.from, { throwIfNoEntry: false });
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? 'error';
+      throw new ValidationError(
+        `${field}.inputs[${i}].from`,
+        `cannot read ${input.from} (${code})`,
+      );
+    }
+    if (stat === undefined) {
+      throw new ValidationError(`${field}.inputs[${i}].from`, `${input.from} does not exist`);
+    }
+    if (!stat.isFile()) {
+      throw new ValidationError(
+        `${field}.inputs[${i}].from`,
+        `${input.from} is not a regular file`,
+      );
+    }
+  });
+}
+
 function toSpec(
   name: string,
   f: SpecFields,
@@ -158,6 +189,7 @@ function toSpec(
   try {
     validateJobSpec(spec, field);
     validateSlurmResources(spec.resources, `${field}.resources`);
+    assertLocalInputsExist(spec, field);
   } catch (err) {
     if (isCrystalMathError(err))
       throw new CliError(err.code, `${label}: ${err.message.replace(/^\[\w+\] /, '')}`, {

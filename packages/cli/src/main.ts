@@ -12,6 +12,7 @@ import { registerControlCommands } from './commands/control-commands.js';
 import { registerInitCommand } from './commands/init-command.js';
 import { registerJobCommands } from './commands/jobs-commands.js';
 import { registerRunCommand } from './commands/run-command.js';
+import { registerStoreCommands } from './commands/store-commands.js';
 import { registerTargetsCommands } from './commands/targets-commands.js';
 import { registerWatchCommand } from './commands/watch-command.js';
 import { registerWorkflowCommands } from './commands/workflow-commands.js';
@@ -52,6 +53,7 @@ export function createProgram(io: CliIo): { program: Command; ctx: CommandContex
   registerControlCommands(program, ctx);
   registerWatchCommand(program, ctx);
   registerRunCommand(program, ctx);
+  registerStoreCommands(program, ctx);
   for (const sub of program.commands) {
     sub.exitOverride();
     for (const s of sub.commands) s.exitOverride();

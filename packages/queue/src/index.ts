@@ -5,9 +5,15 @@ export { DEFAULT_DEADLINES, DEFAULT_UNREACHABLE_BACKOFF } from './attorney.js';
 export { queueMigrations } from './migrations.js';
 export { openQueue } from './open-queue.js';
 export { QueueError, type QueueErrorCode } from './queue-error.js';
-export { DEFAULT_BACKOFF, DEFAULT_STOP_TIMEOUT_MS } from './scheduler.js';
+export { DEFAULT_BACKOFF, DEFAULT_STOP_TIMEOUT_MS, STORE_BACKOFF } from './scheduler.js';
 export { type PostgresStoreOptions, postgresStore } from './store/postgres/postgres-store.js';
 export { LEGAL_TRANSITIONS } from './store/rules.js';
-export { type SqliteStoreOptions, sqliteStore } from './store/sqlite/sqlite-store.js';
+export {
+  backupSqliteStore,
+  checkSqliteStore,
+  type SqliteCheckResult,
+  type SqliteStoreOptions,
+  sqliteStore,
+} from './store/sqlite/sqlite-store.js';
 export type * from './types.js';
 export { JOB_STATES, TERMINAL_JOB_STATES } from './types.js';

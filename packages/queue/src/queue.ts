@@ -46,6 +46,7 @@ import type {
   QueueCounts,
   QueueEvent,
   QueueEventMap,
+  QueueHealth,
   TargetInfo,
   Workflow,
   WorkflowDefinition,
@@ -92,6 +93,13 @@ export class QueueImpl extends EventEmitter implements Queue {
           this.emit(event.type, event);
         } catch (error) {
           this.#error(error, `listener of ${event.type}`);
+        }
+      },
+      storeChanged: (change) => {
+        try {
+          this.emit(change.state === 'down' ? 'store:down' : 'store:up', change);
+        } catch (error) {
+          this.#error(error, `listener of store:${change.state}`);
         }
       },
     });
@@ -458,6 +466,13 @@ export class QueueImpl extends EventEmitter implements Queue {
   async #toJobs(rows: readonly JobRow[]): Promise<Job[]> {
     const deps = dependsOnById(await this.#store.depsOf(rows.map((r) => Number(r.id))));
     return rows.map((r) => rowToJob(r, deps.get(Number(r.id)) ?? []));
+  }
+
+  health(): QueueHealth {
+    return {
+      scheduler: this.#scheduler.running ? 'running' : 'stopped',
+      store: this.#scheduler.storeHealth,
+    };
   }
 
   // ------------------------------------------------------------------ scheduler

@@ -28,9 +28,13 @@ import type {
   Clock,
   Logger,
   SchedulerOptions,
+  StoreHealth,
   TargetHealthEvent,
   TargetUnreachable,
 } from './types.js';
+
+/** While the store is down, one log line at most this often (plus one at each change). */
+const STORE_LOG_EVERY_MS = 30_000;
 
 /** Retry delays when `backoff` is not given: 5 s, 10 s, 20 s, ... up to 10 min, +-20 %. */
 export const DEFAULT_BACKOFF: Required<BackoffOptions> = {
@@ -40,10 +44,24 @@ export const DEFAULT_BACKOFF: Required<BackoffOptions> = {
   jitter: 0.2,
 };
 
+/**
+ * Waits between scheduling rounds while the store fails (E_STORE): 100 ms doubling to 700 ms,
+ * +-20 %. The cap keeps both promises of a store outage: under 2 connection attempts a second
+ * while it is down (one per round), and work again within about a second of its return.
+ */
+export const STORE_BACKOFF: Required<BackoffOptions> = {
+  initialMs: 100,
+  factor: 2,
+  maxMs: 700,
+  jitter: 0.2,
+};
+
 /** What the scheduler needs from the Queue that owns it. */
 export interface SchedulerHost {
   /** Reports an error that must not stop the loop (log, `error` event). */
   error(error: unknown, context: string): void;
+  /** The store went down or came back (once per change). */
+  storeChanged(change: StoreHealth): void;
   /** Delivers new event-log rows to in-process listeners. */
   notify(): void;
   /** A target became unreachable, or answers again. */
@@ -103,6 +121,12 @@ export class Scheduler {
   #tickChain: Promise<unknown> = Promise.resolve();
   #nextRecovery = 0;
   #unsubscribe: (() => Promise<void>) | null = null;
+  /** Consecutive rounds that failed with E_STORE (0: the store is up). */
+  #storeFailures = 0;
+  #storeDownSince = 0;
+  #storeUpSince: number | null = null;
+  #storeError: string | null = null;
+  #lastStoreLog = 0;
 
   constructor(internals: SchedulerInternals, host: SchedulerHost) {
     this.#store = internals.store;
@@ -131,6 +155,22 @@ export class Scheduler {
   /** Why a target of this process cannot be reached now, or null. */
   unreachable(target: string): TargetUnreachable | null {
     return this.#health.get(target)?.unreachable ?? null;
+  }
+
+  get running(): boolean {
+    return this.#running;
+  }
+
+  /** The store as the loop last saw it. */
+  get storeHealth(): StoreHealth {
+    return this.#storeFailures === 0
+      ? { state: 'up', since: this.#storeUpSince, error: null, failures: 0 }
+      : {
+          state: 'down',
+          since: this.#storeDownSince,
+          error: this.#storeError,
+          failures: this.#storeFailures,
+        };
   }
 
   async start(): Promise<void> {
@@ -244,13 +284,62 @@ export class Scheduler {
       let again = false;
       try {
         again = await this.#serial(() => this.#tick(false));
+        this.#storeUp();
       } catch (error) {
+        if (isCrystalMathError(error, 'E_STORE')) {
+          // The store is down or locked: back off (a wake-up, e.g. PostgreSQL's LISTEN
+          // connection coming back, still ends the wait early), never spin.
+          const delay = this.#storeDown(error);
+          if (this.#running) await this.sleep(delay);
+          continue;
+        }
+        this.#storeUp();
         this.#host.error(error, 'scheduler round');
       }
       if (!this.#running) break;
       if (!again) await this.sleep(this.#nextDelay());
       else await new Promise<void>((r) => setImmediate(r)); // let producers in between rounds
     }
+  }
+
+  /** Records a failed round; returns how long to wait before the next one. */
+  #storeDown(error: Error): number {
+    const now = Date.now();
+    const message = error.message;
+    this.#storeError = message;
+    if (this.#storeFailures === 0) {
+      this.#storeDownSince = now;
+      this.#lastStoreLog = now;
+      this.#log.warn?.('[queue] store down: scheduling paused, retrying with backoff', {
+        error: message,
+      });
+      this.#host.storeChanged({ state: 'down', since: now, error: message, failures: 1 });
+    } else if (now - this.#lastStoreLog >= STORE_LOG_EVERY_MS) {
+      this.#lastStoreLog = now;
+      this.#log.warn?.('[queue] store still down', {
+        error: message,
+        failures: this.#storeFailures + 1,
+        downMs: now - this.#storeDownSince,
+      });
+    }
+    this.#storeFailures++;
+    const b = STORE_BACKOFF;
+    const base = Math.min(b.maxMs, b.initialMs * b.factor ** (this.#storeFailures - 1));
+    return Math.max(1, Math.round(base * (1 + b.jitter * (Math.random() * 2 - 1))));
+  }
+
+  #storeUp(): void {
+    if (this.#storeFailures === 0) return;
+    const now = Date.now();
+    const failures = this.#storeFailures;
+    this.#storeFailures = 0;
+    this.#storeError = null;
+    this.#storeUpSince = now;
+    this.#log.info?.('[queue] store back: scheduling resumed', {
+      downMs: now - this.#storeDownSince,
+      failures,
+    });
+    this.#host.storeChanged({ state: 'up', since: now, error: null, failures: 0 });
   }
 
   #nextDelay(): number {
@@ -477,7 +566,7 @@ export class Scheduler {
       await renewal.stop();
     }
     await this.#release(untried, target);
-    const toCancel = await this.#store.recordSubmitted(ok, this.#owner, this.#clock.now());
+    const toCancel = await this.#recordSubmitted(ok);
     for (const r of toCancel) {
       try {
         await this.#call(target, 'cancel', (signal) => runner.cancel(r.handle, { signal }));
@@ -485,6 +574,31 @@ export class Scheduler {
       } catch (error) {
         if (isTransientTargetError(error)) this.#unreachable(target, error);
         else this.#host.error(error, `cancel job ${r.id}`);
+      }
+    }
+  }
+
+  /**
+   * Records the handles, retrying a failed store write (connection lost, file locked) with the
+   * store backoff while the claims' leases last: the handles exist only in memory, and the
+   * guarded update makes a second try after an unknown outcome (commit sent, answer lost) a
+   * no-op. Past the lease, the jobs are recovered through `find()` like a crashed scheduler's.
+   */
+  async #recordSubmitted(ok: readonly SubmittedResult[]): Promise<SubmittedResult[]> {
+    const giveUp = Date.now() + this.#leaseMs / 2;
+    for (let failures = 1; ; failures++) {
+      try {
+        return await this.#store.recordSubmitted(ok, this.#owner, this.#clock.now());
+      } catch (error) {
+        if (!isCrystalMathError(error, 'E_STORE') || !this.#running || Date.now() >= giveUp)
+          throw error;
+        const b = STORE_BACKOFF;
+        const base = Math.min(b.maxMs, b.initialMs * b.factor ** (failures - 1));
+        await this.sleep(
+          base * (1 + b.jitter * (Math.random() * 2 - 1)),
+          this.#stopSignal.signal,
+          true,
+        );
       }
     }
   }
@@ -545,11 +659,7 @@ export class Scheduler {
       ? await this.#call(target, 'find', (signal) => runner.find(key, { signal })).catch(() => null)
       : null;
     if (found) {
-      await this.#store.recordSubmitted(
-        [{ id, attempt, handle: found }],
-        this.#owner,
-        this.#clock.now(),
-      );
+      await this.#recordSubmitted([{ id, attempt, handle: found }]);
       return;
     }
     const code = rootErrorCode(error);

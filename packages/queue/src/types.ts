@@ -297,6 +297,32 @@ export interface QueueEventMap {
   'workflow:done': Extract<QueueEvent, { type: 'workflow:done' }>;
   /** A runner or store call failed; the scheduler goes on. */
   error: { readonly error: Error; readonly context: string };
+  /**
+   * The scheduler's store calls began to fail (E_STORE: connection lost, server down, file
+   * locked past its deadline); it backs off until they work again. Once per change, in-process
+   * only (the event log cannot record it while the store is down).
+   */
+  'store:down': StoreHealth;
+  /** The store answers again after a `store:down`; scheduling resumed. */
+  'store:up': StoreHealth;
+}
+
+/** The store as this process's scheduler last saw it (`queue.health().store`). */
+export interface StoreHealth {
+  readonly state: 'up' | 'down';
+  /** Epoch ms of the last change (null: never down since the scheduler started). */
+  readonly since: number | null;
+  /** The E_STORE message that took it down (secret-free), null while up. */
+  readonly error: string | null;
+  /** Failed scheduling rounds since it went down (0 while up). */
+  readonly failures: number;
+}
+
+/** What `queue.health()` returns: this process's view, read without touching the store. */
+export interface QueueHealth {
+  /** Whether this process runs a scheduler (`start()` called and not stopped). */
+  readonly scheduler: 'running' | 'stopped';
+  readonly store: StoreHealth;
 }
 
 export interface EventsOptions {
@@ -406,6 +432,11 @@ export interface Queue {
   /** Workflows without their jobs, newest first, a page at a time. */
   workflows(options?: WorkflowListOptions): Promise<WorkflowPage>;
   targets(): Promise<TargetInfo[]>;
+  /**
+   * The store as this process's scheduler last saw it, synchronously and without a query (so
+   * it answers while the store is down). Without a running scheduler the store shows `up`.
+   */
+  health(): QueueHealth;
   /** The persisted event log as an async iterator; works from any process on the same store. */
   events(options?: EventsOptions): AsyncIterableIterator<QueueEvent>;
   /** Tail of a job's output through its runner's `tail`, when it has one. */

@@ -6,8 +6,8 @@
 import {
   type JobSpec,
   safeRelativePath,
+  shCommand,
   shExports,
-  shJoin,
   shQuote,
   ValidationError,
 } from '@crystalmath/core';
@@ -83,12 +83,12 @@ function jobBody(options: RenderWrapperOptions): string[] {
   lines.push(shExports(env, 'spec.env'));
   (spec.pre ?? []).forEach((argv, i) => {
     lines.push(
-      `  ${shJoin(argv, `spec.pre[${i}]`)} || { cm_rc=$?; cm_fail "$cm_rc" ${shQuote(`pre[${i}] exited with status `)}"$cm_rc"; }`,
+      `  ${shCommand(argv, `spec.pre[${i}]`)} || { cm_rc=$?; cm_fail "$cm_rc" ${shQuote(`pre[${i}] exited with status `)}"$cm_rc"; }`,
     );
   });
   const main =
     spec.argv !== undefined
-      ? shJoin(spec.argv, 'spec.argv')
+      ? shCommand(spec.argv, 'spec.argv')
       : `${shQuote(shell, 'shell')} "$cm/script.sh"`;
   const post = spec.post ?? [];
   if (post.length === 0) {
@@ -96,7 +96,7 @@ function jobBody(options: RenderWrapperOptions): string[] {
   } else {
     lines.push(`  ${main}`, '  cm_rc=$?');
     post.forEach((argv, i) => {
-      lines.push(`  ${shJoin(argv, `spec.post[${i}]`)} || :`);
+      lines.push(`  ${shCommand(argv, `spec.post[${i}]`)} || :`);
     });
     lines.push('  exit "$cm_rc"');
   }
@@ -194,6 +194,13 @@ export function renderWrapper(options: RenderWrapperOptions): RenderedWrapper {
     '  if [ -f "$cm/cancelled" ]; then cm_finish cancelled - "cancelled before it started"; exit 0; fi',
     '  $cm_detach "$cm_sh" "$cm/wrapper.sh" job </dev/null >>"$cm/stdout" 2>>"$cm/stderr" &',
     '  cm_jpid=$!',
+    // The job leads its own group only once setsid ran in it: until then a kill of the group
+    // the handle names finds nothing. Wait for it (or for the job's end) before .cm/job.
+    '  cm_i=0',
+    '  while cm_stat "$cm_jpid" && [ "$cm_st_pgid" != "$cm_jpid" ] && [ "$cm_i" -lt 1000 ]; do',
+    '    sleep 0.01 2>/dev/null || sleep 1',
+    '    cm_i=$((cm_i + 1))',
+    '  done',
     '  cm_st_start=-',
     '  cm_stat "$cm_jpid"',
     `  printf '%s %s %s\\n' "$cm_jpid" "$cm_jpid" "$cm_st_start" > "$cm/job.tmp" && mv -f "$cm/job.tmp" "$cm/job"`,
@@ -219,7 +226,8 @@ export function renderWrapper(options: RenderWrapperOptions): RenderedWrapper {
     '    cm_finish failed "$cm_rc" "setup failed: $cm_why"',
     '  elif [ -n "$cm_sig" ]; then cm_finish failed "$cm_rc" "the wrapper received SIG$cm_sig"',
     '  elif [ "$cm_rc" = 0 ]; then cm_finish succeeded 0 ""',
-    '  else cm_finish failed "$cm_rc" "exit status $cm_rc"',
+    // The exit code is the whole story: a reason would only repeat it ("failed (exit 3): exit status 3").
+    '  else cm_finish failed "$cm_rc" ""',
     '  fi',
     '  exit 0',
     '}',

@@ -12,6 +12,7 @@ import {
   type JobSpec,
   safeRelativePath,
   shQuote,
+  shQuoteCommand,
   ValidationError,
   validateJobSpec,
 } from '@crystalmath/core';
@@ -101,21 +102,32 @@ export function sgeJobName(key: string): string {
   return /^[0-9]/.test(key) ? `_${key}` : key;
 }
 
-/** One shell word for `value` with every CR and LF spelt as "$cm_cr" / "$cm_nl" (see above). */
-export function shWord(value: string, field: string): string {
-  if (!/[\r\n]/.test(value)) return shQuote(value, field);
+/**
+ * One shell word for `value` with every CR and LF spelt as "$cm_cr" / "$cm_nl" (see above);
+ * its first piece quoted by `quote` (core's `shQuote`, or `shQuoteCommand` for a command word).
+ */
+export function shWord(value: string, field: string, quote = shQuote): string {
+  if (!/[\r\n]/.test(value)) return quote(value, field);
   return value
     .split(/(\r|\n)/)
-    .map((piece) => {
+    .map((piece, i) => {
       if (piece === '\n') return '"$cm_nl"';
       if (piece === '\r') return '"$cm_cr"';
-      return piece === '' ? '' : shQuote(piece, field);
+      if (piece === '') return '';
+      return i === 0 ? quote(piece, field) : shQuote(piece, field);
     })
     .join('');
 }
 
+/** A command like core's `shCommand`: its first word is always read as a program. */
 function shWords(argv: readonly string[], field: string): string {
-  return argv.map((arg, i) => shWord(arg, `${field}[${i}]`) || "''").join(' ');
+  return argv
+    .map((arg, i) =>
+      i === 0
+        ? shWord(arg, `${field}[0]`, shQuoteCommand) || "''"
+        : shWord(arg, `${field}[${i}]`) || "''",
+    )
+    .join(' ');
 }
 
 function extraDirectives(r: SgeResources, f: string): SgeDirective[] {

@@ -34,6 +34,8 @@ export {
   type RenderSlurmScriptOptions,
   renderSlurmScript,
   type SlurmDirective,
+  type SlurmTargetOptions,
+  validateSlurmTargetOptions,
 } from './render-slurm-script.js';
 export { type PollFacts, resolveStatus, type TrackedJob } from './resolve-status.js';
 export { SlurmCommandError, SlurmParseError } from './slurm-errors.js';

@@ -14,6 +14,7 @@ import {
   safeRelativePath,
   shExports,
   shQuote,
+  shQuoteCommand,
   ValidationError,
   validateJobSpec,
 } from '@crystalmath/core';
@@ -22,6 +23,7 @@ import {
   mergeResources,
   type SlurmDefaults,
   type SlurmResources,
+  validateSlurmDefaults,
   validateSlurmResources,
 } from './slurm-resources.js';
 
@@ -173,17 +175,50 @@ function extraDirectives(r: SlurmResources, f: string): SlurmDirective[] {
   });
 }
 
-/** One shell word for `value`, like `shQuote`, but with each CR as `"$cm_cr"` (see above). */
-function shWord(value: string, field: string): string {
-  if (!value.includes('\r')) return shQuote(value, field);
+/**
+ * One shell word for `value`, like `quote` (core's `shQuote` by default), but with each CR as
+ * `"$cm_cr"` (see above).
+ */
+function shWord(value: string, field: string, quote = shQuote): string {
+  if (!value.includes('\r')) return quote(value, field);
   return value
     .split('\r')
-    .map((piece) => shQuote(piece, field))
+    .map((piece, i) => (i === 0 ? quote(piece, field) : shQuote(piece, field)))
     .join('"$cm_cr"');
 }
 
-function shWords(argv: readonly string[], field: string): string {
-  return argv.map((arg, i) => shWord(arg, `${field}[${i}]`)).join(' ');
+/** A command like core's `shCommand` (its first word always read as a program), CR-safe. */
+function shCommandWords(argv: readonly string[], field: string): string {
+  if (argv.length === 0) throw new ValidationError(field, 'must not be empty');
+  return argv
+    .map((arg, i) =>
+      i === 0 ? shWord(arg, `${field}[0]`, shQuoteCommand) : shWord(arg, `${field}[${i}]`),
+    )
+    .join(' ');
+}
+
+/** A SLURM target's site options, as `SlurmRunnerOptions` and the CLI configuration give them. */
+export interface SlurmTargetOptions {
+  readonly defaults?: SlurmDefaults | undefined;
+  readonly skipDirectives?: readonly string[] | undefined;
+}
+
+/**
+ * Validates a target's `defaults` with every rule a job's resources get (including the
+ * `extraDirectives` that would override an option the runner sets, such as `--output`) and
+ * its `skipDirectives`. Throws a ValidationError naming the field, prefixed by `field`
+ * (`targets.hpc` gives `targets.hpc.defaults.extraDirectives[0]`).
+ */
+export function validateSlurmTargetOptions(options: SlurmTargetOptions, field = ''): void {
+  const prefix = field === '' ? '' : `${field}.`;
+  const defaults = options.defaults;
+  validateSlurmDefaults(defaults, `${prefix}defaults`);
+  if (defaults !== undefined) {
+    extraDirectives(defaults, `${prefix}defaults`).forEach((d) => {
+      renderDirective(d);
+    });
+  }
+  normaliseSkipDirectives(options.skipDirectives, `${prefix}skipDirectives`);
 }
 
 function renderDirective(d: SlurmDirective): string {
@@ -276,13 +311,13 @@ export function renderSlurmScript(options: RenderSlurmScriptOptions): RenderedSl
   }
   // `command --` runs argv[0] as a command even when it looks like a keyword or an assignment.
   spec.pre?.forEach((argv, i) => {
-    lines.push(`command -- ${shWords(argv, `spec.pre[${i}]`)} || exit $?`);
+    lines.push(`command -- ${shCommandWords(argv, `spec.pre[${i}]`)} || exit $?`);
   });
-  if (spec.argv !== undefined) lines.push(`command -- ${shWords(spec.argv, 'spec.argv')}`);
+  if (spec.argv !== undefined) lines.push(`command -- ${shCommandWords(spec.argv, 'spec.argv')}`);
   else lines.push(`/bin/sh "$cm_dir/${USER_SCRIPT_FILE}"`);
   lines.push('cm_main_rc=$?');
   spec.post?.forEach((argv, i) => {
-    lines.push(`command -- ${shWords(argv, `spec.post[${i}]`)}`);
+    lines.push(`command -- ${shCommandWords(argv, `spec.post[${i}]`)}`);
   });
   lines.push('exit "$cm_main_rc"', '');
   const script = lines.join('\n');

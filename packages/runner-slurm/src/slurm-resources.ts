@@ -94,14 +94,16 @@ export function validateSlurmResources(
   }
 }
 
-/** Validates site defaults; errors name `defaults.<field>`. */
-export function validateSlurmDefaults(d: SlurmDefaults | undefined): void {
+/**
+ * Validates site defaults with the rules a job's resources get; errors name `<field>.<name>`.
+ * (`extraDirectives` naming an option the runner sets are checked by `validateSlurmTargetOptions`.)
+ */
+export function validateSlurmDefaults(d: SlurmDefaults | undefined, field = 'defaults'): void {
   if (d === undefined) return;
-  if (typeof d !== 'object' || d === null)
-    throw new ValidationError('defaults', 'must be an object');
-  validateSlurmResources(d, 'defaults');
+  if (typeof d !== 'object' || d === null) throw new ValidationError(field, 'must be an object');
+  validateSlurmResources(d, field);
   if (d.gpuDirective !== undefined && d.gpuDirective !== 'gpus' && d.gpuDirective !== 'gres') {
-    throw new ValidationError('defaults.gpuDirective', 'must be "gpus" or "gres"');
+    throw new ValidationError(`${field}.gpuDirective`, 'must be "gpus" or "gres"');
   }
 }
 

@@ -43,18 +43,14 @@ import {
 import {
   INTERNAL_DIR,
   JOBID_FILE,
-  normaliseSkipDirectives,
   renderSlurmScript,
   SCRIPT_FILE,
   USER_SCRIPT_FILE,
+  validateSlurmTargetOptions,
 } from './render-slurm-script.js';
 import { resolveStatus, type TrackedJob } from './resolve-status.js';
 import { clip, SlurmCommandError, SlurmParseError } from './slurm-errors.js';
-import {
-  type SlurmDefaults,
-  type SlurmResources,
-  validateSlurmDefaults,
-} from './slurm-resources.js';
+import type { SlurmDefaults, SlurmResources } from './slurm-resources.js';
 
 /** Options of `new SlurmRunner(...)`. */
 export interface SlurmRunnerOptions {
@@ -186,8 +182,7 @@ export class SlurmRunner implements Runner {
     ) {
       throw new ValidationError('root', 'must be a non-empty path without NUL or line breaks');
     }
-    validateSlurmDefaults(options.defaults);
-    normaliseSkipDirectives(options.skipDirectives);
+    validateSlurmTargetOptions(options);
     const nonNegative = (v: number | undefined, field: string, dflt: number): number => {
       if (v === undefined) return dflt;
       if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) {

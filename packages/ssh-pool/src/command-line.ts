@@ -3,7 +3,13 @@
 // unquoted. The final `exec` makes the command replace the shell, so its exit signal and
 // status reach us unchanged and a session signal reaches it directly.
 
-import { assertEnvName, type Command, shJoin, shQuote, ValidationError } from '@crystalmath/core';
+import {
+  assertEnvName,
+  type Command,
+  shCommand,
+  shQuote,
+  ValidationError,
+} from '@crystalmath/core';
 
 /**
  * Linux refuses one execve argument longer than 128 KiB (MAX_ARG_STRLEN), and sshd passes the
@@ -46,8 +52,9 @@ export function buildCommandLine(command: Command, options: CommandLineOptions =
       if (typeof arg !== 'string') throw new ValidationError(`argv[${i}]`, 'must be a string');
     });
     // `exec -x` would be read as an option by the shell's exec (dash has no `--`): a program
-    // whose name starts with '-' runs as a plain command instead.
-    parts.push(`${(argv[0] as string).startsWith('-') ? '' : 'exec '}${shJoin(argv)}`);
+    // whose name starts with '-' runs as a plain command instead. Either way the first word is
+    // quoted as a program name (`X=1` is not an assignment, `if` not a reserved word).
+    parts.push(`${(argv[0] as string).startsWith('-') ? '' : 'exec '}${shCommand(argv)}`);
   } else {
     const script = (command as { readonly script?: unknown }).script;
     if (typeof script !== 'string') {

@@ -51,3 +51,52 @@ describe('SessionRunner beyond conformance', () => {
     expect(text.trimEnd().split('\n').length).toBeLessThan(150);
   });
 });
+
+describe('docs/writing-a-runner.md', () => {
+  it('its conformance test snippet compiles as pasted, against this runner', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const { mkdir, readFile, writeFile } = await import('node:fs/promises');
+    const guide = await readFile(
+      new URL('../../../../docs/writing-a-runner.md', import.meta.url),
+      'utf8',
+    );
+    const snippet = [...guide.matchAll(/```ts\n([\s\S]*?)```/g)]
+      .map((m) => m[1] ?? '')
+      .find((code) => code.startsWith('// src/__tests__/my-runner.test.ts'));
+    expect(snippet, 'the guide has its my-runner.test.ts snippet').toBeDefined();
+    // A scratch project beside this one, so '@crystalmath/core' resolves as it would for a user.
+    const here = new URL('../../', import.meta.url).pathname;
+    const dir = await mkdtemp(join(here, '.snippet-'));
+    try {
+      await mkdir(join(dir, 'src/__tests__'), { recursive: true });
+      await writeFile(join(dir, 'src/__tests__/my-runner.test.ts'), snippet ?? '');
+      const runner = join(here, 'src/session-runner.js');
+      await writeFile(
+        join(dir, 'src/my-runner.ts'),
+        `export { SessionRunner as MyRunner } from '${runner}';\n`,
+      );
+      await writeFile(
+        join(dir, 'tsconfig.json'),
+        JSON.stringify({
+          extends: '../tsconfig.json',
+          compilerOptions: { noEmit: true, rootDir: '..' },
+          include: ['src'],
+        }),
+      );
+      // The workspace's TypeScript (a root devDependency), found the way Node finds packages.
+      const { createRequire } = await import('node:module');
+      const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
+      const out = (() => {
+        try {
+          execFileSync(process.execPath, [tsc, '-p', dir], { encoding: 'utf8' });
+          return '';
+        } catch (e) {
+          return String((e as { stdout?: string }).stdout ?? e);
+        }
+      })();
+      expect(out, 'tsc errors in the snippet').toBe('');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+});

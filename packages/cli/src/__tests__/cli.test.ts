@@ -85,6 +85,48 @@ describe('failures change nothing and say what is wrong in one line', () => {
     expect(list.jobs).toHaveLength(1);
   });
 
+  it('a job file whose local input does not exist: exit 4, names the field, writes nothing', async () => {
+    const dir = await newProject();
+    await writeFile(
+      join(dir, 'job.yaml'),
+      'name: scf\nargv: [pw.x]\ninputs: [{ from: inputs/scf.in, to: scf.in }]\n',
+    );
+    const r = await crystalmath(dir, ['submit', '--file', 'job.yaml']);
+    expect(r.code).toBe(ExitCode.INVALID_INPUT);
+    oneLine(r.stderr);
+    expect(r.stderr).toMatch(/job\.yaml: job\.inputs\[0\]\.from: .*inputs\/scf\.in does not exist/);
+    expect(existsSync(join(dir, 'state/queue.db'))).toBe(false);
+  });
+
+  it('SLURM target defaults get the rules a job gets: exit 3 at load, naming the field, nothing written', async () => {
+    const slurm = (extra: string): string =>
+      `store: state/queue.db\ntargets:\n  hpc: { type: slurm, root: /tmp/cm-hpc, ${extra} }\n`;
+    for (const [extra, field] of [
+      [
+        'defaults: { extraDirectives: ["--output=/etc/x"] }',
+        /targets\.hpc\.defaults\.extraDirectives\[0\]: --output is set by the runner/,
+      ],
+      [
+        'defaults: { extraDirectives: ["--err=/tmp/e"] }',
+        /targets\.hpc\.defaults\.extraDirectives\[0\]/,
+      ],
+      ['defaults: { cpusPerTask: 0 }', /targets\.hpc\.defaults\.cpusPerTask/],
+      [
+        'skipDirectives: [--output]',
+        /targets\.hpc\.skipDirectives\[0\]: --output is required by the runner/,
+      ],
+      ['skipDirectives: ["mem;x"]', /targets\.hpc\.skipDirectives\[0\]/],
+    ] as const) {
+      const dir = await newProject(slurm(extra));
+      const r = await crystalmath(dir, ['submit', '--', 'true']);
+      expect(r.code, extra).toBe(ExitCode.CONFIG);
+      oneLine(r.stderr);
+      expect(r.stderr, extra).toMatch(field);
+      expect(r.stderr).toMatch(/\[E_CONFIG\]/);
+      expect(existsSync(join(dir, 'state/queue.db')), extra).toBe(false);
+    }
+  });
+
   it('a workflow with a cycle is refused whole', async () => {
     const dir = await newProject();
     const wf = join(dir, 'cycle.yaml');

@@ -1,4 +1,4 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,6 +15,8 @@ afterAll(async () => {
 describe('job files', () => {
   it('turns a job file into a spec, resolving input paths against the file', async () => {
     const file = join(dir, 'job.yaml');
+    await mkdir(join(dir, 'inputs'), { recursive: true });
+    await writeFile(join(dir, 'inputs/scf.in'), '&control /\n');
     await writeFile(
       file,
       `name: scf
@@ -33,6 +35,26 @@ tags: [si]
       resources: { cpusPerTask: 4, walltimeSeconds: 600 },
     });
     expect(parsed.options('laptop')).toEqual({ target: 'laptop', priority: 5, tags: ['si'] });
+  });
+
+  it('refuses a local input that does not exist (or is not a file), naming the field', async () => {
+    const file = join(dir, 'missing-input.yaml');
+    const value = { name: 'x', argv: ['true'], inputs: [{ from: 'nope/scf.in', to: 'scf.in' }] };
+    expect(() => parseJobFile(value, file)).toThrow(
+      /job\.inputs\[0\]\.from: .*nope\/scf\.in does not exist/,
+    );
+    const folder = {
+      ...value,
+      inputs: [
+        { content: 'x', to: 'a' },
+        { from: '.', to: 'b' },
+      ],
+    };
+    expect(() => parseJobFile(folder, file)).toThrow(
+      /job\.inputs\[1\]\.from: .* is not a regular file/,
+    );
+    const wf = { name: 'w', jobs: { a: value } };
+    expect(() => parseWorkflowFile(wf, join(dir, 'wf.yaml'))).toThrow(/jobs\.a\.inputs\[0\]\.from/);
   });
 
   it('rejects a job with both argv and script, naming the field', () => {

@@ -4,6 +4,7 @@
 // workflows, plus counts, targets and tracked workflows once per refresh. It never
 // starts a scheduler, so it can run beside `crystalmath run` in another terminal or machine.
 
+import { isCrystalMathError } from '@crystalmath/core';
 import type { Queue, QueueEvent, Workflow } from '@crystalmath/queue';
 import type { Command } from 'commander';
 import { CliError } from '../cli-error.js';
@@ -174,20 +175,36 @@ export function registerWatchCommand(program: Command, ctx: CommandContext): voi
         if (tty) ctx.io.stdout.write(ENTER);
         let last: string[] = [];
         try {
+          let downSince: number | null = null;
           for (;;) {
-            await drain(); // newly created workflows join this frame
-            const snap = await snapshot(queue, state, store);
-            await drain();
-            const frame = renderWatch(snap, {
-              width: ctx.io.stdout.columns ?? 100,
-              ...(ctx.io.stdout.rows !== undefined ? { height: ctx.io.stdout.rows } : {}),
-              c: ctx.c,
-              ascii: flags.ascii === true,
-            });
+            let frame: string[];
+            let allDone = false;
+            try {
+              await drain(); // newly created workflows join this frame
+              const snap = await snapshot(queue, state, store);
+              await drain();
+              downSince = null;
+              allDone = snap.workflows.length > 0 && snap.workflows.every((w) => w.done);
+              frame = renderWatch(snap, {
+                width: ctx.io.stdout.columns ?? 100,
+                ...(ctx.io.stdout.rows !== undefined ? { height: ctx.io.stdout.rows } : {}),
+                c: ctx.c,
+                ascii: flags.ascii === true,
+              });
+            } catch (err) {
+              // The store is down or locked: say so in place of the frame and keep trying.
+              if (!isCrystalMathError(err, 'E_STORE')) throw err;
+              downSince ??= Date.now();
+              frame = [
+                ...last.slice(0, 1),
+                ctx.c.red(
+                  `store down since ${new Date(downSince).toLocaleTimeString()}: ${err.message} (retrying every ${interval} ms)`,
+                ),
+              ];
+            }
             last = frame;
             if (tty)
               ctx.io.stdout.write(`\x1b[H${frame.map((l) => `${l}\x1b[K`).join('\n')}\x1b[J`);
-            const allDone = snap.workflows.length > 0 && snap.workflows.every((w) => w.done);
             if (flags.exitWhenDone && allDone) break;
             if (stop.signal.aborted) break;
             await sleep(interval, stop.signal);

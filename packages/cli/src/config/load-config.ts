@@ -9,7 +9,12 @@ import { homedir } from 'node:os';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { isCrystalMathError } from '@crystalmath/core';
 import { type SgeResources, validateSgeResources } from '@crystalmath/runner-sge';
-import { type SlurmResources, validateSlurmResources } from '@crystalmath/runner-slurm';
+import {
+  type SlurmDefaults,
+  type SlurmResources,
+  validateSlurmResources,
+  validateSlurmTargetOptions,
+} from '@crystalmath/runner-slurm';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { CliError } from '../cli-error.js';
 import {
@@ -128,13 +133,21 @@ export function resolveConfig(value: unknown, file: string): ResolvedConfig {
   const targets: Record<string, TargetConfig> = {};
   for (const [name, t] of Object.entries(cfg.targets)) {
     try {
-      if (t.type === 'sge')
+      // The same rules a job's fields get, and the runner's own, at load: a bad default or
+      // skip list is a configuration error (exit 3) before anything is written.
+      if (t.type === 'sge') {
         validateSgeResources(t.defaults as SgeResources | undefined, `targets.${name}.defaults`);
-      else
+      } else if (t.type === 'slurm') {
+        validateSlurmTargetOptions(
+          { defaults: t.defaults as SlurmDefaults | undefined, skipDirectives: t.skipDirectives },
+          `targets.${name}`,
+        );
+      } else {
         validateSlurmResources(
           t.defaults as SlurmResources | undefined,
           `targets.${name}.defaults`,
         );
+      }
     } catch (err) {
       if (isCrystalMathError(err)) throw new CliError('E_CONFIG', `${label}: ${err.message}`);
       throw err;

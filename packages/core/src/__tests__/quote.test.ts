@@ -1,7 +1,14 @@
 import { spawnSync } from 'node:child_process';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { isCrystalMathError, shExports, shJoin, shQuote } from '../index.js';
+import {
+  isCrystalMathError,
+  SHELL_RESERVED_WORDS,
+  shCommand,
+  shExports,
+  shJoin,
+  shQuote,
+} from '../index.js';
 
 /** What `sh -c <script>` prints, as raw bytes decoded as UTF-8. */
 function sh(script: string): string {
@@ -76,5 +83,39 @@ describe('shQuote', () => {
     const env = { A: "x'y", B: '$(touch /tmp/nope)\nz' };
     expect(sh(`${shExports(env)}\nprintf '%s|%s' "$A" "$B"`)).toBe(`${env.A}|${env.B}`);
     expect(() => shExports({ 'BAD NAME': 'x' })).toThrow(/BAD NAME/);
+  });
+
+  describe('shCommand', () => {
+    /** Exit status and stderr of `<shell> -c <script>`. */
+    function run(shell: string, script: string): { status: number | null; stderr: string } {
+      const r = spawnSync(shell, ['-c', script], {
+        encoding: 'utf8',
+        env: { PATH: process.env.PATH },
+      });
+      return { status: r.status, stderr: r.stderr };
+    }
+
+    for (const shell of ['/bin/sh', '/bin/bash']) {
+      it(`runs an assignment-looking word as a program, like execvp (${shell})`, () => {
+        expect(run(shell, shCommand(['X=1'])).status).toBe(127);
+        expect(run(shell, `${shCommand(['PATH=/nonexistent', 'true'])}`).status).toBe(127);
+        expect(run(shell, `${shCommand(['X=1', 'printf', 'ran'])}; echo " $?"`).status).toBe(0);
+      });
+
+      it(`runs a reserved word as a program: the script still parses (${shell})`, () => {
+        const words = [...SHELL_RESERVED_WORDS].filter((w) => w !== 'time'); // also a program
+        const script = words.map((w) => `${shCommand([w])}\necho "$?" >&2`).join('\n');
+        const r = run(shell, script);
+        const statuses = r.stderr.split('\n').filter((l) => /^\d+$/.test(l));
+        expect(statuses, r.stderr).toEqual(words.map(() => '127'));
+      });
+    }
+
+    it('quotes only the first word specially, and refuses an empty argv naming the field', () => {
+      expect(shCommand(['printf', '%s', 'X=1'])).toBe('printf %s X=1');
+      expect(shCommand(['X=1', 'if'])).toBe("'X=1' if");
+      expect(shCommand(['if'])).toBe("'if'");
+      expect(() => shCommand([], 'spec.pre[0]')).toThrow(/spec\.pre\[0\]/);
+    });
   });
 });

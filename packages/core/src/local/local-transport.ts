@@ -17,7 +17,13 @@ import {
   writeFile,
 } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { AbortError, type CrystalMathError, TransportError, throwIfAborted } from '../errors.js';
+import {
+  AbortError,
+  type CrystalMathError,
+  TransportError,
+  throwIfAborted,
+  ValidationError,
+} from '../errors.js';
 import { assertEnvName } from '../quote.js';
 import type {
   Command,
@@ -61,6 +67,12 @@ function mapFsError(err: unknown, op: string, path: string): CrystalMathError {
   );
 }
 
+/** Throws a ValidationError naming `field` unless `value` is a string without a NUL byte. */
+function assertExecString(value: unknown, field: string): void {
+  if (typeof value !== 'string') throw new ValidationError(field, 'must be a string');
+  if (value.includes('\0')) throw new ValidationError(field, 'must not contain a NUL byte');
+}
+
 /**
  * Runs commands and file operations on this machine.
  *
@@ -94,10 +106,21 @@ export class LocalTransport implements Transport {
     if (file === undefined) {
       throw new TransportError('E_VALIDATION', '[core] exec: argv must not be empty');
     }
+    // Node would refuse these too, but with its own ERR_INVALID_ARG_* naming no field of ours;
+    // the SSH transport refuses the same inputs with the same fields (core's shQuote).
+    if (Array.isArray(command)) {
+      (command as readonly unknown[]).forEach((arg, i) => {
+        assertExecString(arg, `argv[${i}]`);
+      });
+    } else {
+      assertExecString((command as { script?: unknown }).script, 'command.script');
+    }
+    if (options.cwd !== undefined) assertExecString(options.cwd, 'options.cwd');
     const env: Record<string, string> = {};
     for (const [k, v] of Object.entries(this.#baseEnv)) if (v !== undefined) env[k] = v;
     for (const [k, v] of Object.entries(options.env ?? {})) {
       assertEnvName(k, 'options.env');
+      assertExecString(v, `options.env.${k}`);
       env[k] = v;
     }
     const cwd = options.cwd === undefined ? this.#home : this.resolvePath(options.cwd);

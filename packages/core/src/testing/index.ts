@@ -2,14 +2,21 @@
 // small helpers for tests. Requires vitest (an optional peer dependency).
 
 export {
+  RUNNER_RULES,
+  type RunnerCaseContext,
+  type RunnerCaseResult,
+  type RunnerConformanceCase,
   type RunnerConformanceOptions,
   type RunnerFixture,
   runnerConformance,
+  runnerConformanceCases,
+  runRunnerConformance,
   testJobKey,
   waitForState,
   waitForTerminal,
 } from './runner-conformance.js';
 export {
+  COMMAND_WORDS,
   NASTY_STRINGS,
   type TransportConformanceOptions,
   type TransportFixture,

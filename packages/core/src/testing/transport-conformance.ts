@@ -46,6 +46,39 @@ export const NASTY_STRINGS: readonly string[] = [
   // A line that a batch scheduler reading directives anywhere in a script (Grid Engine's `#$`)
   // would obey: a runner that lets it through puts the job in a directory that does not exist.
   '\n#$ -wd /nonexistent-cm\n#SBATCH --chdir=/nonexistent-cm\n',
+  // Words a shell reads specially in command position (see COMMAND_WORDS).
+  'X=1',
+  'PATH=/nonexistent',
+  'if',
+  'then',
+  'fi',
+  'done',
+  'in',
+  '!',
+  '{',
+  '}',
+  '[[',
+  'time',
+  '%1',
+];
+
+/**
+ * Words that are not programs but that a shell reads as something else in command position
+ * (an assignment, a reserved word). Run as argv[0] they must fail like `execvp` does: exit 127.
+ * A representative few (each costs a command on the target); core's own tests try every word
+ * of `SHELL_RESERVED_WORDS` through `shCommand`.
+ */
+export const COMMAND_WORDS: readonly string[] = [
+  'X=1',
+  'PATH=/nonexistent',
+  'if',
+  'then',
+  'done',
+  'case',
+  'function',
+  '!',
+  '{',
+  '[[',
 ];
 
 /** Registers the Transport conformance suite under `describe(name)`. */
@@ -93,6 +126,38 @@ export function transportConformance(
     it('reports a missing program with exit code 127', async () => {
       const r = await t.exec(['cm-no-such-program-xyz']);
       expect(r.exitCode).toBe(127);
+    });
+
+    it(
+      'runs a word in command position as a program, like execvp: an assignment or a reserved word exits 127',
+      async () => {
+        const commands = [...COMMAND_WORDS.map((w) => [w]), ['PATH=/nonexistent', 'true']];
+        const results = await Promise.all(commands.map((argv) => t.exec(argv)));
+        results.forEach((r, i) => {
+          const argv = JSON.stringify(commands[i]);
+          expect(r.exitCode, `argv ${argv} must fail like execvp: program not found`).toBe(127);
+        });
+      },
+      timeout * 2,
+    );
+
+    it('rejects a NUL byte in an argv element, an env value, cwd or a script with a ValidationError naming the field', async () => {
+      const field = async (run: () => Promise<unknown>): Promise<string | undefined> => {
+        try {
+          await run();
+        } catch (e) {
+          if (isCrystalMathError(e, 'E_VALIDATION')) return (e as { field?: string }).field;
+          throw e;
+        }
+        return undefined;
+      };
+      expect(await field(() => t.exec(['printf', '%s', 'a\0b']))).toBe('argv[2]');
+      expect(await field(() => t.exec(['true\0']))).toBe('argv[0]');
+      expect(await field(() => t.exec(['true'], { env: { CM_X: 'a\0b' } }))).toBe(
+        'options.env.CM_X',
+      );
+      expect(await field(() => t.exec(['true'], { cwd: 'a\0b' }))).toBe('options.cwd');
+      expect(await field(() => t.exec({ script: 'true\0' }))).toBe('command.script');
     });
 
     it('reports the signal that ended a command', async () => {

@@ -250,6 +250,23 @@ export async function tickUntil(
   if (!(await done())) throw new Error(`condition not reached after ${max} ticks`);
 }
 
+/**
+ * Waits until `check()` holds, re-checking every 25 ms, or throws after `timeoutMs` naming
+ * `what`: a wait on a condition of real processes, whose duration is no part of the assertion.
+ */
+export async function waitUntil(
+  check: () => boolean | Promise<boolean>,
+  timeoutMs: number,
+  what: string,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
 /** Everything an async iterable yields, e.g. the event log with `follow: false`. */
 export async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {
   const out: T[] = [];

@@ -7,7 +7,10 @@ import { join } from 'node:path';
 import { LocalRunner } from '@crystalmath/runner-process';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import type { Queue } from '../types.js';
-import { describeStores, open, type TestStore, tempDir } from './helpers.js';
+import { describeStores, open, type TestStore, tempDir, waitUntil } from './helpers.js';
+
+/** How long a real process may take to reach a state before the test fails (CI is loaded). */
+const EVENT_TIMEOUT_MS = 30_000;
 
 describeStores((makeStore) => {
   let store: TestStore;
@@ -74,21 +77,21 @@ describeStores((makeStore) => {
       { target: 'here' },
     );
     await queue.start();
-    for (let i = 0; i < 200 && (await queue.get(job.id))!.state !== 'running'; i++) {
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    expect((await queue.get(job.id))!.state).toBe('running');
+    await waitUntil(
+      async () => (await queue.get(job.id))!.state === 'running',
+      EVENT_TIMEOUT_MS,
+      'the job to run',
+    );
     const t0 = Date.now();
     expect((await queue.cancel(job.id)).state).toBe('cancelled');
     expect(Date.now() - t0).toBeLessThan(10_000);
     // The runner reports the process gone once its signal took effect.
     const handle = (await queue.get(job.id))!.handle!;
-    let state = '';
-    for (let i = 0; i < 100 && state !== 'cancelled'; i++) {
-      state = (await runner.poll([handle]))[0]!.state;
-      if (state !== 'cancelled') await new Promise((r) => setTimeout(r, 50));
-    }
-    expect(state).toBe('cancelled');
+    await waitUntil(
+      async () => (await runner.poll([handle]))[0]!.state === 'cancelled',
+      EVENT_TIMEOUT_MS,
+      'the runner to report the process cancelled',
+    );
     expect(existsSync(marker)).toBe(false);
   });
 

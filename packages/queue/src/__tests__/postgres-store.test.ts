@@ -8,6 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { requireService } from '@crystalmath/testkit';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openQueue } from '../open-queue.js';
 import { PostgresStore, postgresStore } from '../store/postgres/postgres-store.js';
@@ -18,6 +19,8 @@ import { type ScratchDatabase, scratchDatabase } from './postgres-kind.js';
 
 const service = requireService('postgres');
 const SOAK_MS = Number(process.env.CM_QUEUE_PG_SOAK_MS ?? 60_000);
+/** How long a NOTIFY may take to reach another connection before the test fails. */
+const NOTIFY_TIMEOUT_MS = 30_000;
 const CHILD = fileURLToPath(new URL('./fixtures/pg-scheduler-child.mjs', import.meta.url));
 const DIST = fileURLToPath(new URL('../../dist/index.js', import.meta.url));
 
@@ -51,6 +54,9 @@ describe('postgresStore options', () => {
     expect(() =>
       postgresStore({ connectionString: 'postgres://h/db', schema: 'x; drop table y' }),
     ).toThrow(expect.objectContaining({ field: 'store.schema' }));
+    expect(() => postgresStore({ connectionString: 'postgres://h/db', vacuumEvery: -1 })).toThrow(
+      expect.objectContaining({ field: 'store.vacuumEvery' }),
+    );
   });
 
   it('describes the database without its password', () => {
@@ -73,6 +79,54 @@ describe.skipIf(!service)('PostgreSQL store', () => {
     (
       postgresStore({ connectionString: db.connectionString, schema, poolSize }) as StoreFactory
     ).open();
+
+  it('vacuums cm_jobs itself, in the background, every vacuumEvery claimed jobs', async () => {
+    const schema = schemaName();
+    const queries: string[] = [];
+    const store = await (
+      postgresStore({
+        connectionString: db.connectionString,
+        schema,
+        vacuumEvery: 5,
+        onQuery: (sql) => queries.push(sql),
+      }) as StoreFactory
+    ).open();
+    const stats = new pg.Client({ connectionString: db.connectionString });
+    await stats.connect();
+    const vacuums = async () => {
+      const r = await stats.query<{ n: number }>(
+        'select vacuum_count::int n from pg_stat_user_tables where schemaname = $1 and relname = $2',
+        [schema, 'cm_jobs'],
+      );
+      return r.rows[0]?.n ?? 0;
+    };
+    try {
+      await store.ensureTargets([{ name: 'a' }]);
+      await store.insertJobs(
+        Array.from({ length: 8 }, () => newJob('a')),
+        null,
+        1,
+      );
+      expect(await store.claim('o', 2, 60_000, 4, ['a'])).toHaveLength(4);
+      expect(queries.filter((q) => q.startsWith('vacuum'))).toHaveLength(0);
+      // The fifth claimed job starts one; the claim does not wait for it.
+      expect(await store.claim('o', 2, 60_000, 4, ['a'])).toHaveLength(4);
+      expect(queries.filter((q) => q.startsWith('vacuum'))).toHaveLength(1);
+    } finally {
+      // close() waits for the background VACUUM.
+      await store.close();
+    }
+    try {
+      // The VACUUM's statistics are flushed as it ends; read them until they show it (deadline).
+      const deadline = Date.now() + 10_000;
+      while ((await vacuums()) < 1 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(await vacuums()).toBeGreaterThanOrEqual(1);
+    } finally {
+      await stats.end();
+    }
+  });
 
   it('concurrent claims from several connections never exceed a target limit', async () => {
     const schema = schemaName();
@@ -137,14 +191,32 @@ describe.skipIf(!service)('PostgreSQL store', () => {
 
   it('wakes a subscriber in another connection on enqueue and on dependency release', async () => {
     const schema = schemaName();
-    const a = await openStore(schema);
+    const sent: string[] = [];
+    const a = await (
+      postgresStore({
+        connectionString: db.connectionString,
+        schema,
+        onQuery: (sql) => sent.push(sql),
+      }) as StoreFactory
+    ).open();
     const b = await openStore(schema);
     let wakes = 0;
-    const unsubscribe = await b.subscribe!(() => wakes++);
-    const waitWake = async (before: number) => {
-      for (let i = 0; i < 100 && wakes === before; i++) await new Promise((r) => setTimeout(r, 20));
-      return wakes > before;
-    };
+    let onWake = (): void => undefined;
+    const unsubscribe = await b.subscribe!(() => {
+      wakes++;
+      onWake();
+    });
+    // Resolves true at the first wake after `before`; false only after NOTIFY_TIMEOUT_MS.
+    const waitWake = (before: number) =>
+      new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => resolve(wakes > before), NOTIFY_TIMEOUT_MS);
+        onWake = () => {
+          if (wakes <= before) return;
+          clearTimeout(timer);
+          resolve(true);
+        };
+        onWake();
+      });
     try {
       await a.ensureTargets([{ name: 't' }]);
       const base = newJob('t');
@@ -159,14 +231,16 @@ describe.skipIf(!service)('PostgreSQL store', () => {
       );
       expect(await waitWake(w)).toBe(true);
       const [claimed] = await a.claim('o', 2, 60_000, 1, ['t']);
+      sent.length = 0;
       await a.recordSubmitted(
         [{ id: claimed!.id, attempt: 1, handle: { kind: 'x', jobKey: 'k', data: {} } }],
         'o',
         3,
       );
       w = wakes;
-      // No wake while nothing became ready...
-      await new Promise((r) => setTimeout(r, 150));
+      // No wake while nothing became ready: the transaction sent no NOTIFY (checked at the
+      // source, where no wait for something that must not arrive is needed)...
+      expect(sent.filter((sql) => /notify/i.test(sql))).toEqual([]);
       expect(wakes).toBe(w);
       await a.applyStatuses(
         [{ id: ids[0]!, attempt: 1, status: { state: 'succeeded', exitCode: 0 } }],

@@ -42,7 +42,14 @@ async function submit(
   return h;
 }
 
-const finish = (h: RunnerHandle) => waitForTerminal(runner, h, 15_000, 25);
+/**
+ * How long a wait for an event of a real process (a job ends, a killed process is gone) may
+ * take before the test fails: generous, as CI shares two cores with CPU-bound neighbours. The
+ * bounds that are the behaviour under test (e.g. the walltime's stop) are written where used.
+ */
+const EVENT_TIMEOUT_MS = 45_000;
+
+const finish = (h: RunnerHandle) => waitForTerminal(runner, h, EVENT_TIMEOUT_MS, 25);
 const jobFile = (h: RunnerHandle, rel: string) => join(s.home, 'jobs', h.jobKey, rel);
 
 describe('setup failures', () => {
@@ -63,6 +70,12 @@ describe('setup failures', () => {
     const st = await finish(h);
     expect(st.state).toBe('failed');
     expect(st.reason).toMatch(/setup failed: .*module/);
+  });
+
+  it('reports a plain non-zero exit by its exit code alone, with no reason repeating it', async () => {
+    const st = await finish(await submit({ name: 'exit3', argv: ['sh', '-c', 'exit 3'] }));
+    expect(st).toMatchObject({ state: 'failed', exitCode: 3 });
+    expect(st.reason).toBeUndefined();
   });
 
   it('reports a failing pre command with its exit status and never runs the main command', async () => {
@@ -105,13 +118,13 @@ describe('cancel', () => {
       },
     });
     started.push(h);
-    await waitUntil(() => existsSync(jobFile(h, 'bg.pid')), 5_000, 'bg.pid');
+    await waitUntil(() => existsSync(jobFile(h, 'bg.pid')), EVENT_TIMEOUT_MS, 'bg.pid');
     const bg = Number((await readFile(jobFile(h, 'bg.pid'), 'utf8')).trim());
     const pgid = num(h, 'pgid');
     expect(isAlive(bg)).toBe(true);
     expect(groupMembers(pgid).length).toBeGreaterThanOrEqual(3);
     await r.cancel(h);
-    const st = await waitForTerminal(r, h, 10_000, 25);
+    const st = await waitForTerminal(r, h, EVENT_TIMEOUT_MS, 25);
     expect(st.state).toBe('cancelled');
     expect(st.signal).toBe('SIGKILL');
     expect(isAlive(bg)).toBe(false);
@@ -143,7 +156,7 @@ describe('cancel', () => {
       key,
       spec: { name: 'early', argv: ['sh', '-c', 'echo ran > ran.txt'] },
     });
-    const st = await waitForTerminal(r, h, 10_000, 25);
+    const st = await waitForTerminal(r, h, EVENT_TIMEOUT_MS, 25);
     expect(st.state).toBe('cancelled');
     expect(st.reason).toMatch(/before it started/);
     expect(existsSync(jobFile(h, 'ran.txt'))).toBe(false);
@@ -161,9 +174,11 @@ describe('cancel', () => {
 describe('status that cannot lie', () => {
   it('reports lost when the wrapper and the job were killed without an exit record', async () => {
     const h = await submit({ name: 'victim', argv: ['sleep', '300'] });
+    // The group the handle names exists once submit returned (setsid already ran in the job).
+    expect(groupMembers(num(h, 'pgid'))).toContain(num(h, 'pid'));
     process.kill(num(h, 'wrapperPid'), 'SIGKILL');
     process.kill(-num(h, 'pgid'), 'SIGKILL');
-    await waitUntil(() => !isAlive(num(h, 'pid')), 5_000, 'the job to die');
+    await waitUntil(() => !isAlive(num(h, 'pid')), EVENT_TIMEOUT_MS, 'the job to die');
     const [st] = await runner.poll([h]);
     expect(st?.state).toBe('lost');
     expect(st?.reason).toMatch(/no exit record/);
@@ -211,7 +226,7 @@ describe('status that cannot lie', () => {
   it('keeps reporting running while the job runs after its wrapper died', async () => {
     const h = await submit({ name: 'orphan', argv: ['sleep', '300'] });
     process.kill(num(h, 'wrapperPid'), 'SIGKILL');
-    await waitUntil(() => !isAlive(num(h, 'wrapperPid')), 5_000, 'the wrapper to die');
+    await waitUntil(() => !isAlive(num(h, 'wrapperPid')), EVENT_TIMEOUT_MS, 'the wrapper to die');
     const [st] = await runner.poll([h]);
     expect(st?.state).toBe('running');
     expect(st?.reason).toMatch(/wrapper is gone/);
@@ -255,7 +270,7 @@ describe('resources', () => {
     });
     started.push(h);
     const t0 = Date.now();
-    const st = await waitForTerminal(r, h, 10_000, 25);
+    const st = await waitForTerminal(r, h, EVENT_TIMEOUT_MS, 25);
     expect(st.state).toBe('timeout');
     expect(st.reason).toMatch(/walltime of 1 s exceeded/);
     expect(Date.now() - t0).toBeLessThan(5_000);
@@ -273,7 +288,7 @@ describe('resources', () => {
       execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' })
         .split('\n')
         .filter((l) => l.includes(`${dir}/.cm/wrapper.sh watchdog`));
-    await waitUntil(() => watchdogs().length === 0, 5_000, 'the watchdog to exit');
+    await waitUntil(() => watchdogs().length === 0, EVENT_TIMEOUT_MS, 'the watchdog to exit');
   });
 
   it('starts a watchdog for a job with a walltime (the check above can see one)', async () => {
@@ -311,14 +326,18 @@ describe('find, cleanup, tail', () => {
     );
     const patient = s.runner({ staleClaimSeconds: 0 });
     const h = await patient.submit({ key, spec: { name: 'x', argv: ['true'] } });
-    expect((await waitForTerminal(patient, h, 10_000, 25)).state).toBe('succeeded');
+    expect((await waitForTerminal(patient, h, EVENT_TIMEOUT_MS, 25)).state).toBe('succeeded');
   });
 
   it('cleanup stops a running job and removes its directory', async () => {
     const h = await submit({ name: 'cleanrun', argv: ['sh', '-c', 'sleep 300 & wait'] });
     await runner.cleanup(h);
     expect(existsSync(join(s.home, 'jobs', h.jobKey))).toBe(false);
-    await waitUntil(() => groupMembers(num(h, 'pgid')).length === 0, 5_000, 'the group to die');
+    await waitUntil(
+      () => groupMembers(num(h, 'pgid')).length === 0,
+      EVENT_TIMEOUT_MS,
+      'the group to die',
+    );
     expect(isAlive(num(h, 'wrapperPid'))).toBe(false);
     expect(await runner.find(h.jobKey)).toBeNull();
     expect((await runner.poll([h]))[0]?.state).toBe('lost');
@@ -425,7 +444,7 @@ describe('validation', () => {
   it('LocalRunner resolves a relative root against its home and an absolute root as is', async () => {
     const abs = new LocalRunner({ root: join(s.home, 'abs-root'), killGraceMs: 200 });
     const h = await abs.submit({ key: testJobKey('abs'), spec: { name: 'abs', argv: ['true'] } });
-    expect((await waitForTerminal(abs, h, 10_000, 25)).state).toBe('succeeded');
+    expect((await waitForTerminal(abs, h, EVENT_TIMEOUT_MS, 25)).state).toBe('succeeded');
     expect(existsSync(join(s.home, 'abs-root', h.jobKey, '.cm', 'exit'))).toBe(true);
     const rel = new LocalRunner({ home: s.home, root: 'rel-root/./x/' });
     expect(rel.jobDir('k1')).toBe('rel-root/x/k1');
@@ -477,12 +496,12 @@ describe('without setsid', () => {
     });
     started.push(h);
     expect(num(h, 'pgid')).toBe(num(h, 'pid'));
-    await waitUntil(() => existsSync(jobFile(h, 'bg.pid')), 5_000, 'bg.pid');
+    await waitUntil(() => existsSync(jobFile(h, 'bg.pid')), EVENT_TIMEOUT_MS, 'bg.pid');
     const bg = Number((await readFile(jobFile(h, 'bg.pid'), 'utf8')).trim());
     expect(groupMembers(num(h, 'pgid'))).toContain(bg);
     expect(groupMembers(num(h, 'wrapperPid'))).not.toContain(num(h, 'pid'));
     await r.cancel(h);
-    expect((await waitForTerminal(r, h, 10_000, 25)).state).toBe('cancelled');
+    expect((await waitForTerminal(r, h, EVENT_TIMEOUT_MS, 25)).state).toBe('cancelled');
     expect(isAlive(bg)).toBe(false);
   });
 

@@ -122,7 +122,9 @@ describe
     });
 
     it('gives a vanished job id a grace period, then reports it lost, without failing the batch', async () => {
-      const r = makeRunner(transport, root, { lostGraceMs: 1_500 });
+      // Generous, so the two polls below (squeue and sacct of a loaded cluster) fit in it.
+      const LOST_GRACE_MS = 10_000;
+      const r = makeRunner(transport, root, { lostGraceMs: LOST_GRACE_MS });
       const real = await runner.submit({
         key: testJobKey('real'),
         spec: { name: 'real', argv: ['true'] },
@@ -139,11 +141,13 @@ describe
       };
       // Alone: squeue is given the id twice so a purged id is absent rather than an error.
       const [alone] = await r.poll([ghost]);
+      const absentBy = Date.now(); // the runner counts the grace from this poll at the latest
       expect(alone?.state).toBe('queued');
       expect(alone?.reason).toMatch(/^absent from squeue and accounting/);
       const [, g] = await r.poll([real, ghost]);
       expect(g?.state).toBe('queued');
-      await new Promise((res) => setTimeout(res, 1_600));
+      // Until the grace is over: that moment is the behaviour under test, not a guess.
+      await new Promise((res) => setTimeout(res, absentBy + LOST_GRACE_MS + 50 - Date.now()));
       const [rs, lost] = await r.poll([real, ghost]);
       expect(lost).toMatchObject({ state: 'lost' });
       expect(lost?.reason).toMatch(/absent from squeue and accounting/);

@@ -42,14 +42,38 @@ export function tempDir(prefix: string): { path: string; cleanup: () => void } {
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * How long a test waits for an event of a real connection or process (a disconnect, a probe,
+ * a remote command's death) before it fails: generous, as CI shares two loaded cores.
+ */
+export const EVENT_TIMEOUT_MS = 30_000;
+
+/**
+ * Whether `p` settles in the current turn of the event loop, before any timer or I/O: an "at
+ * once" that holds however loaded the machine is, unlike a bound on elapsed milliseconds.
+ */
+export async function settlesAtOnce(p: Promise<unknown>): Promise<boolean> {
+  let settled = false;
+  p.then(
+    () => {
+      settled = true;
+    },
+    () => {
+      settled = true;
+    },
+  );
+  await new Promise((r) => setImmediate(r));
+  return settled;
+}
+
 /** Polls `check` until it returns true or the timeout passes. */
 export async function waitFor(
-  check: () => boolean,
+  check: () => boolean | Promise<boolean>,
   timeoutMs = 10_000,
   what = 'condition',
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (!check()) {
+  while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await sleep(10);
   }

@@ -5,8 +5,9 @@
 // transaction that ends a job releases or skips its dependents before it commits.
 
 import { randomBytes } from 'node:crypto';
+import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { ValidationError } from '@crystalmath/core';
+import { isCrystalMathError, ValidationError } from '@crystalmath/core';
 import { Migrator } from '@crystalmath/migrate';
 import Database from 'better-sqlite3';
 import { Kysely, SqliteDialect } from 'kysely';
@@ -62,7 +63,11 @@ type Param = string | number | bigint | null | Buffer;
 export interface SqliteStoreOptions {
   /** Database file (created if missing). `:memory:` works within one process. */
   readonly path: string;
-  /** How long a writer waits for another process's write lock before failing. Default 10 000 ms. */
+  /**
+   * How long a write waits for another process's lock before it fails with E_STORE. The wait
+   * never blocks the event loop: SQLite waits at most a few milliseconds inside a call, then the
+   * store retries on timers (5 ms doubling to 250 ms, with jitter). Default 30 000 ms.
+   */
   readonly busyTimeoutMs?: number;
   /** Called with the SQL of every statement the store executes (diagnostics, query-count tests). */
   readonly onQuery?: (sql: string) => void;
@@ -124,6 +129,67 @@ const JOB_COLUMNS = [
   'updated_at',
   'ended_at',
 ];
+/** SQLite's own busy wait inside one call: the longest the event loop waits for a lock. */
+const INNER_BUSY_MS = 5;
+/** Retries of a locked write: 5 ms doubling to 250 ms, each x0.5 to x1.5. */
+const LOCK_RETRY_FIRST_MS = 5;
+const LOCK_RETRY_MAX_MS = 250;
+/** Default busyTimeoutMs: how long a write waits for another process's lock. */
+const DEFAULT_LOCK_DEADLINE_MS = 30_000;
+/**
+ * Files up to this size get `PRAGMA quick_check` at open. It reads every page and blocks the
+ * event loop meanwhile: measured about 600 ms for 70 MiB (about 9 ms per MiB), so about 70 ms
+ * at this bound. Larger files are checked by `crystalmath store check`.
+ */
+const QUICK_CHECK_MAX_BYTES = 8 * 1024 * 1024;
+/** Result codes that mean the file is damaged. */
+const DAMAGED = /^SQLITE_(CORRUPT|NOTADB)/;
+
+function isSqliteError(error: unknown): error is Error & { code: string } {
+  return (
+    error instanceof Error &&
+    typeof (error as { code?: unknown }).code === 'string' &&
+    (error as unknown as { code: string }).code.startsWith('SQLITE_')
+  );
+}
+
+function isBusy(error: unknown): boolean {
+  return isSqliteError(error) && /^SQLITE_(BUSY|LOCKED)/.test(error.code);
+}
+
+/** What a result code means to the person reading the error. */
+function explain(code: string, message: string): string {
+  if (code.startsWith('SQLITE_READONLY'))
+    return `the file is read-only (or its -wal/-shm file or its folder is): ${message}`;
+  if (code.startsWith('SQLITE_CANTOPEN')) return `cannot open the file or its folder: ${message}`;
+  if (code === 'SQLITE_FULL') return `the disk is full: ${message}`;
+  if (code.startsWith('SQLITE_IOERR'))
+    return `disk I/O error (a read-only, full or removed volume?): ${message}`;
+  if (code.startsWith('SQLITE_CORRUPT'))
+    return `the database file is damaged: ${message}; restore it from a backup`;
+  if (code === 'SQLITE_NOTADB') return 'not a SQLite database (nor a CrystalMath queue)';
+  if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED'))
+    return `locked by another process: ${message}`;
+  return message;
+}
+
+/** E_STORE naming the file; QueueErrors and ValidationErrors pass through. */
+function sqliteError(error: unknown, where: string, what: string): Error {
+  if (isCrystalMathError(error)) return error;
+  if (isSqliteError(error)) {
+    return new QueueError(
+      'E_STORE',
+      `SQLite ${where}: ${what}: ${explain(error.code, error.message)} (${error.code})`,
+      { cause: error, details: { store: where, code: error.code } },
+    );
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  return new QueueError('E_STORE', `SQLite ${where}: ${what}: ${message}`, {
+    cause: error,
+    details: { store: where },
+  });
+}
+
 /** Bound parameters per multi-row statement: under SQLite's historical limit of 999. */
 const MAX_PARAMS = 990;
 
@@ -141,34 +207,101 @@ export class SqliteStore implements QueueStore {
   #events: Param[] = [];
   #closed = false;
   #lastSeq = 0;
+  /** The file as errors name it (absolute path). */
+  readonly #where: string;
+  /** busyTimeoutMs: how long a write retries while another process holds the lock. */
+  readonly #deadline: number;
+  /** The first corruption error seen: every later write is refused. */
+  #damaged: Error | null = null;
+  /** True inside #writeOnce: errors are converted once, by #write. */
+  #inTxn = false;
 
-  private constructor(db: Db, storeId: string, onQuery: ((sql: string) => void) | undefined) {
+  private constructor(
+    db: Db,
+    storeId: string,
+    where: string,
+    deadline: number,
+    onQuery: ((sql: string) => void) | undefined,
+  ) {
     this.#db = db;
     this.storeId = storeId;
+    this.#where = where;
+    this.#deadline = deadline;
     this.#onQuery = onQuery;
     this.#txn = db.transaction((fn: () => unknown) => fn());
     this.#lastSeq =
       (db.prepare('select max(seq) seq from cm_events').get() as { seq: number | null }).seq ?? 0;
   }
 
-  /** Opens the file, applies the queue's migrations, and returns the store. */
+  /**
+   * Opens the file, applies the queue's migrations, and returns the store. Refused, with an
+   * E_STORE naming the path and nothing written: a 0-byte file (not a queue, and not ours to
+   * make one), a file that is not SQLite, a SQLite database with other tables than a queue's, and
+   * a damaged file (`PRAGMA quick_check` when the file is at most QUICK_CHECK_MAX_BYTES).
+   */
   static async open(options: SqliteStoreOptions): Promise<SqliteStore> {
-    const busy = options.busyTimeoutMs ?? 10_000;
+    const deadline = options.busyTimeoutMs ?? DEFAULT_LOCK_DEADLINE_MS;
+    const memory = options.path === ':memory:';
+    const where = memory ? options.path : resolve(options.path);
+    const fail = (cause: unknown, what: string): Error => sqliteError(cause, where, what);
+    let size: number | null = null;
+    if (!memory) {
+      try {
+        size = statSync(where).size;
+      } catch (cause) {
+        if ((cause as NodeJS.ErrnoException).code !== 'ENOENT') throw fail(cause, 'cannot open');
+      }
+      if (size === 0) {
+        const wal = existsSync(`${where}-wal`)
+          ? ` Its -wal file (${where}-wal) may hold a queue's data: keep it and restore from a backup.`
+          : ' Delete it to start a new queue there.';
+        throw new QueueError(
+          'E_STORE',
+          `SQLite ${where}: the file is empty (0 bytes), not a CrystalMath queue; refusing to make it one.${wal}`,
+          { details: { store: where } },
+        );
+      }
+    }
     let db: Db;
     try {
-      db = new Database(options.path, { timeout: busy });
-      db.pragma('journal_mode = WAL');
-      db.pragma(`busy_timeout = ${busy}`);
-      db.pragma('synchronous = NORMAL');
-      db.pragma('foreign_keys = ON');
+      db = new Database(options.path, { timeout: INNER_BUSY_MS });
     } catch (cause) {
-      throw new QueueError('E_STORE', `cannot open the SQLite store: ${(cause as Error).message}`, {
-        cause,
-      });
+      throw fail(cause, 'cannot open');
     }
     try {
+      // Read before anything writes (journal_mode = WAL rewrites the header of a foreign file).
+      const tables = (
+        db.prepare("select name from sqlite_master where type = 'table'").all() as {
+          name: string;
+        }[]
+      ).map((t) => t.name);
+      if (tables.length > 0 && !tables.includes('cm_meta')) {
+        const some = tables.slice(0, 3).join(', ') + (tables.length > 3 ? ', ...' : '');
+        throw new QueueError(
+          'E_STORE',
+          `SQLite ${where}: not a CrystalMath queue (it holds other tables: ${some}); refusing to add a queue to it`,
+          { details: { store: where } },
+        );
+      }
+      if (size !== null && size > 0 && size <= QUICK_CHECK_MAX_BYTES) {
+        const result = db.pragma('quick_check(1)', { simple: true });
+        if (result !== 'ok') {
+          throw new QueueError(
+            'E_STORE',
+            `SQLite ${where}: the database file is damaged (quick_check: ${String(result)}); restore it from a backup`,
+            { details: { store: where, code: 'SQLITE_CORRUPT' } },
+          );
+        }
+      }
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = NORMAL');
+      db.pragma('foreign_keys = ON');
       const kysely = new Kysely({ dialect: new SqliteDialect({ database: db }) });
-      await new Migrator({ db: kysely, source: queueMigrations, lockTimeoutMs: busy }).migrate();
+      await new Migrator({
+        db: kysely,
+        source: queueMigrations,
+        lockTimeoutMs: deadline,
+      }).migrate();
       // One random id per database file, made once: part of every runner job key.
       db.prepare('insert or ignore into cm_meta (id, store_id, paused) values (1, ?, 0)').run(
         randomBytes(3).toString('hex'),
@@ -176,10 +309,10 @@ export class SqliteStore implements QueueStore {
       const row = db.prepare('select store_id from cm_meta where id = 1').get() as {
         store_id: string;
       };
-      return new SqliteStore(db, row.store_id, options.onQuery);
+      return new SqliteStore(db, row.store_id, where, deadline, options.onQuery);
     } catch (error) {
       db.close();
-      throw error;
+      throw fail(error, 'cannot open');
     }
   }
 
@@ -201,11 +334,27 @@ export class SqliteStore implements QueueStore {
   }
 
   #all<T>(sql: string, ...params: Param[]): T[] {
-    return this.#stmt(sql).all(...params) as T[];
+    try {
+      return this.#stmt(sql).all(...params) as T[];
+    } catch (error) {
+      throw this.#inTxn ? error : this.#fault(error, 'read');
+    }
   }
 
   #get<T>(sql: string, ...params: Param[]): T | undefined {
-    return this.#stmt(sql).get(...params) as T | undefined;
+    try {
+      return this.#stmt(sql).get(...params) as T | undefined;
+    } catch (error) {
+      throw this.#inTxn ? error : this.#fault(error, 'read');
+    }
+  }
+
+  /** E_STORE for a driver error (naming the file); remembers corruption so writes stop. */
+  #fault(error: unknown, what: string): unknown {
+    if (!isSqliteError(error)) return error;
+    const e = sqliteError(error, this.#where, what);
+    if (DAMAGED.test(String(error.code)) && this.#damaged === null) this.#damaged = e;
+    return e;
   }
 
   #run(sql: string, ...params: Param[]): Database.RunResult {
@@ -214,12 +363,59 @@ export class SqliteStore implements QueueStore {
 
   /**
    * One BEGIN IMMEDIATE transaction: `fn`, then the dependents of the jobs it ended, then its
-   * event rows, then commit. Nothing in here awaits.
+   * event rows, then commit. Nothing in here awaits. When another process holds the lock, SQLite
+   * waits INNER_BUSY_MS at most (the event loop is blocked that long, no longer) and the
+   * transaction is tried again on a timer, with backoff, until the `busyTimeoutMs` deadline.
+   * BEGIN IMMEDIATE takes the lock first, so a lock error means nothing was written.
    */
-  #write<T>(now: number, fn: () => T): T {
+  #write<T>(now: number, fn: () => T): T | Promise<T> {
     if (this.#closed) throw new QueueError('E_QUEUE_CLOSED', 'the store is closed');
+    if (this.#damaged) throw this.#refusedWrite();
+    try {
+      return this.#writeOnce(now, fn);
+    } catch (error) {
+      if (!isBusy(error)) throw this.#fault(error, 'write');
+      return this.#writeLater(now, fn);
+    }
+  }
+
+  async #writeLater<T>(now: number, fn: () => T): Promise<T> {
+    const start = Date.now();
+    for (let attempt = 0; ; attempt++) {
+      const base = Math.min(LOCK_RETRY_MAX_MS, LOCK_RETRY_FIRST_MS * 2 ** attempt);
+      await new Promise((r) => setTimeout(r, Math.round(base * (0.5 + Math.random()))));
+      if (this.#closed) throw new QueueError('E_QUEUE_CLOSED', 'the store is closed');
+      if (this.#damaged) throw this.#refusedWrite();
+      try {
+        return this.#writeOnce(now, fn);
+      } catch (error) {
+        if (!isBusy(error)) throw this.#fault(error, 'write');
+        if (Date.now() - start >= this.#deadline) {
+          throw new QueueError(
+            'E_STORE',
+            `SQLite ${this.#where}: locked by another process for more than ${this.#deadline} ms (busyTimeoutMs); nothing was written`,
+            {
+              cause: error,
+              details: { store: this.#where, code: String((error as { code: string }).code) },
+            },
+          );
+        }
+      }
+    }
+  }
+
+  #refusedWrite(): QueueError {
+    return new QueueError(
+      'E_STORE',
+      `SQLite ${this.#where}: writes refused, the file is damaged (${this.#damaged?.message}); run \`crystalmath store check\` and restore it from a backup`,
+      { cause: this.#damaged, details: { store: this.#where, code: 'SQLITE_CORRUPT' } },
+    );
+  }
+
+  #writeOnce<T>(now: number, fn: () => T): T {
     this.#onQuery?.('begin immediate');
     let seq = 0;
+    this.#inTxn = true;
     try {
       const result = this.#txn.immediate(() => {
         this.#ended = [];
@@ -234,12 +430,8 @@ export class SqliteStore implements QueueStore {
       }) as T;
       if (seq > this.#lastSeq) this.#lastSeq = seq;
       return result;
-    } catch (error) {
-      if (error instanceof Error && 'code' in error && String(error.code).startsWith('SQLITE_')) {
-        throw new QueueError('E_STORE', `SQLite: ${error.message}`, { cause: error });
-      }
-      throw error;
     } finally {
+      this.#inTxn = false;
       this.#ended = [];
       this.#events = [];
       this.#touchedWorkflows.clear();
@@ -554,7 +746,7 @@ export class SqliteStore implements QueueStore {
   async ensureTargets(
     targets: readonly { name: string; maxConcurrent?: number | null; paused?: boolean }[],
   ): Promise<void> {
-    this.#write(0, () => {
+    await this.#write(0, () => {
       for (const t of targets) {
         this.#run(
           'insert or ignore into cm_targets (name, max_concurrent, paused) values (?, ?, ?)',
@@ -589,7 +781,7 @@ export class SqliteStore implements QueueStore {
     patch: { maxConcurrent?: number | null; paused?: boolean },
     now: number,
   ): Promise<void> {
-    this.#write(now, () => {
+    await this.#write(now, () => {
       if (this.#get('select 1 from cm_targets where name = ?', name) === undefined) {
         throw new QueueError('E_QUEUE_UNKNOWN_TARGET', `unknown target "${name}"`, {
           details: { field: 'target', target: name },
@@ -614,7 +806,7 @@ export class SqliteStore implements QueueStore {
   }
 
   async setQueuePaused(paused: boolean, now: number): Promise<void> {
-    this.#write(now, () => {
+    await this.#write(now, () => {
       this.#run('update cm_meta set paused = ? where id = 1', paused ? 1 : 0);
       const type = paused ? 'queue:paused' : 'queue:resumed';
       this.#event(now, type, null, null, null, null, null, null);
@@ -720,7 +912,7 @@ export class SqliteStore implements QueueStore {
     retryAt: number | null,
     now: number,
   ): Promise<void> {
-    this.#write(now, () => {
+    await this.#write(now, () => {
       const row = this.#row(id);
       if (holdsClaim(row, attempt, owner))
         this.#apply(submitFailedMove(row, reason, retryAt, now), now);
@@ -762,7 +954,7 @@ export class SqliteStore implements QueueStore {
     now: number,
   ): Promise<void> {
     if (updates.length === 0) return;
-    this.#write(now, () => {
+    await this.#write(now, () => {
       const rows = new Map(
         this.#all<JobRow>(
           'select * from cm_jobs where id in (select value from json_each(?))',
@@ -832,7 +1024,7 @@ export class SqliteStore implements QueueStore {
   }
 
   async markCancelled(id: number, now: number): Promise<void> {
-    this.#write(now, () => {
+    await this.#write(now, () => {
       this.#apply(markCancelledMove(this.#row(id), now), now);
     });
   }
@@ -932,5 +1124,62 @@ export class SqliteStore implements QueueStore {
     this.#closed = true;
     this.#stmts.clear();
     this.#db.close();
+  }
+}
+
+/** What `checkSqliteStore` found. */
+export interface SqliteCheckResult {
+  /** The file, absolute. */
+  readonly path: string;
+  /** True when `PRAGMA integrity_check` answered `ok`. */
+  readonly ok: boolean;
+  /** The problems it listed (at most 100), empty when ok. */
+  readonly problems: readonly string[];
+}
+
+/**
+ * Runs SQLite's full `PRAGMA integrity_check` on a queue file, read-only (it reads every page:
+ * seconds for a large file). Throws E_STORE naming the path when the file cannot be opened.
+ */
+export function checkSqliteStore(path: string): SqliteCheckResult {
+  const where = resolve(path);
+  let db: Db | null = null;
+  try {
+    db = new Database(where, { readonly: true, fileMustExist: true, timeout: INNER_BUSY_MS });
+    const rows = db.pragma('integrity_check(100)') as { integrity_check: string }[];
+    const problems = rows.map((r) => r.integrity_check).filter((m) => m !== 'ok');
+    return { path: where, ok: problems.length === 0, problems };
+  } catch (error) {
+    throw sqliteError(error, where, 'integrity check');
+  } finally {
+    db?.close();
+  }
+}
+
+/**
+ * Copies a queue file to `dest` with SQLite's online backup API (pages in steps: the queue goes
+ * on working meanwhile) and returns the pages copied. The copy holds every commit, including
+ * those still in the `-wal` file. Throws E_STORE naming the path that failed.
+ */
+export async function backupSqliteStore(path: string, dest: string): Promise<number> {
+  const where = resolve(path);
+  if (existsSync(dest)) {
+    throw new QueueError(
+      'E_STORE',
+      `SQLite backup: ${resolve(dest)} exists; refusing to overwrite it`,
+      {
+        details: { store: resolve(dest) },
+      },
+    );
+  }
+  let db: Db | null = null;
+  try {
+    db = new Database(where, { readonly: true, fileMustExist: true, timeout: INNER_BUSY_MS });
+    const r = await db.backup(resolve(dest));
+    return r.totalPages;
+  } catch (error) {
+    throw sqliteError(error, where, `backup to ${resolve(dest)}`);
+  } finally {
+    db?.close();
   }
 }
