@@ -49,6 +49,7 @@ export type ErrorCode =
   // had an unexpected shape (the SLURM runner predates them and keeps its own two codes)
   | 'E_RUNNER_COMMAND'
   | 'E_RUNNER_PARSE'
+  | 'E_RUNNER_TIMEOUT'
   | 'E_SLURM_COMMAND'
   | 'E_SLURM_PARSE'
   // queue

@@ -23,4 +23,5 @@ export {
 } from './runner-files.js';
 export * from './safe-path.js';
 export * from './status.js';
+export { isPermanentTargetError, isTransientTargetError, rootErrorCode } from './target-fault.js';
 export type * from './transport.js';

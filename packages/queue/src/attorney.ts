@@ -7,6 +7,7 @@ import { encodeSpec } from './codec.js';
 import { QueueError } from './queue-error.js';
 import type { NewJob } from './store/store.js';
 import {
+  type BackoffOptions,
   type EnqueueOptions,
   type EventsOptions,
   type FailurePolicy,
@@ -15,6 +16,7 @@ import {
   type ListFilter,
   type PruneOptions,
   type SchedulerOptions,
+  type TargetDeadlines,
   type TargetOptions,
   type WorkflowDefinition,
 } from './types.js';
@@ -23,7 +25,26 @@ import {
 export interface ResolvedTarget {
   readonly name: string;
   readonly runner: Runner;
+  readonly deadlines: Required<TargetDeadlines>;
+  readonly unreachableBackoff: Required<BackoffOptions>;
 }
+
+/** Runner call deadlines when a target gives none (documented on `TargetDeadlines`). */
+export const DEFAULT_DEADLINES: Required<TargetDeadlines> = {
+  submitMs: 600_000,
+  pollMs: 60_000,
+  cancelMs: 60_000,
+  findMs: 60_000,
+  tailMs: 30_000,
+};
+
+/** Retry delays of an unreachable target: 0.5 s, 1 s, 1 s, ... +-20 % (one probe each). */
+export const DEFAULT_UNREACHABLE_BACKOFF: Required<BackoffOptions> = {
+  initialMs: 500,
+  factor: 2,
+  maxMs: 1_000,
+  jitter: 0.2,
+};
 
 /**
  * The runner's own check of a spec (`Runner.validate`), when the target's runner is in this
@@ -37,6 +58,43 @@ export function checkRunnerSpec(
 ): void {
   const runner = typeof target === 'string' ? targets.get(target)?.runner : undefined;
   if (runner?.capabilities.validate === true) runner.validate?.(spec, field);
+}
+
+/** Backoff options: non-negative numbers, `jitter` at most 1. */
+function checkBackoff(b: BackoffOptions | undefined, field: string): void {
+  if (b === undefined) return;
+  if (typeof b !== 'object' || b === null) throw new ValidationError(field, 'must be an object');
+  for (const k of ['initialMs', 'factor', 'maxMs', 'jitter'] as const) {
+    const v = b[k];
+    if (
+      v !== undefined &&
+      (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || (k === 'jitter' && v > 1))
+    ) {
+      throw new ValidationError(
+        `${field}.${k}`,
+        k === 'jitter' ? 'must be between 0 and 1' : 'must be a non-negative number',
+      );
+    }
+  }
+}
+
+/** Per-call deadlines: positive integers (ms), defaults filled in. */
+function checkDeadlines(
+  d: TargetDeadlines | undefined,
+  field: string,
+  submitMs: number,
+): Required<TargetDeadlines> {
+  const out = { ...DEFAULT_DEADLINES, submitMs };
+  if (d === undefined) return out;
+  if (typeof d !== 'object' || d === null) throw new ValidationError(field, 'must be an object');
+  for (const k of Object.keys(DEFAULT_DEADLINES) as (keyof TargetDeadlines)[]) {
+    const v = d[k];
+    if (v === undefined) continue;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1)
+      throw new ValidationError(`${field}.${k}`, 'must be a positive integer (ms)');
+    out[k] = v;
+  }
+  return out;
 }
 
 /** A job or workflow id: a decimal string. */
@@ -157,6 +215,7 @@ export function checkSchedulerOptions(s: SchedulerOptions): void {
   int(s.claimBatch, 'claimBatch', 1);
   int(s.submitConcurrency, 'submitConcurrency', 1);
   int(s.submitTimeoutMs, 'submitTimeoutMs', 1);
+  int(s.stopTimeoutMs, 'stopTimeoutMs', 0);
   if (s.ownerId !== undefined && (typeof s.ownerId !== 'string' || s.ownerId === '')) {
     throw new ValidationError('scheduler.ownerId', 'must be a non-empty string');
   }
@@ -214,22 +273,7 @@ export function checkNewJob(
   ) {
     throw new ValidationError(`${field}.idempotencyKey`, 'must be a non-empty string');
   }
-  if (o.backoff !== undefined) {
-    if (typeof o.backoff !== 'object' || o.backoff === null)
-      throw new ValidationError(`${field}.backoff`, 'must be an object');
-    for (const k of ['initialMs', 'factor', 'maxMs', 'jitter'] as const) {
-      const v = o.backoff[k];
-      if (
-        v !== undefined &&
-        (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || (k === 'jitter' && v > 1))
-      ) {
-        throw new ValidationError(
-          `${field}.backoff.${k}`,
-          k === 'jitter' ? 'must be between 0 and 1' : 'must be a non-negative number',
-        );
-      }
-    }
-  }
+  checkBackoff(o.backoff, `${field}.backoff`);
   let metadata: string;
   try {
     metadata = o.metadata === undefined ? '{}' : JSON.stringify(o.metadata);
@@ -258,6 +302,8 @@ export function checkNewJob(
 export function resolveTargets(
   targets: { readonly [name: string]: TargetOptions },
   runners: { readonly [name: string]: Runner } | undefined,
+  /** `scheduler.submitTimeoutMs`: the submit deadline of targets that set none. */
+  submitTimeoutMs: number = DEFAULT_DEADLINES.submitMs,
 ): Map<string, ResolvedTarget> {
   if (typeof targets !== 'object' || targets === null)
     throw new ValidationError('targets', 'must be an object');
@@ -296,7 +342,13 @@ export function resolveTargets(
     }
     if (t.paused !== undefined && typeof t.paused !== 'boolean')
       throw new ValidationError(`targets.${name}.paused`, 'must be a boolean');
-    out.set(name, { name, runner });
+    checkBackoff(t.unreachableBackoff, `targets.${name}.unreachableBackoff`);
+    out.set(name, {
+      name,
+      runner,
+      deadlines: checkDeadlines(t.deadlines, `targets.${name}.deadlines`, submitTimeoutMs),
+      unreachableBackoff: { ...DEFAULT_UNREACHABLE_BACKOFF, ...t.unreachableBackoff },
+    });
   }
   return out;
 }

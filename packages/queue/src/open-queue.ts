@@ -24,8 +24,12 @@ import type { OpenQueueOptions, Queue } from './types.js';
 export async function openQueue(options: OpenQueueOptions): Promise<Queue> {
   if (typeof options !== 'object' || options === null)
     throw new ValidationError('options', 'must be an object');
-  const targets = resolveTargets(options.targets ?? {}, options.runners);
   checkSchedulerOptions(options.scheduler ?? {});
+  const targets = resolveTargets(
+    options.targets ?? {},
+    options.runners,
+    options.scheduler?.submitTimeoutMs,
+  );
   const factory = asStoreFactory(options.store ?? sqliteStore({ path: 'crystalmath.db' }));
   if (!factory)
     throw new ValidationError('store', 'must come from sqliteStore() or postgresStore()');

@@ -29,6 +29,7 @@ import {
 import { dependsOnById, makeCursor, readCursor, rowToJob, zeroCounts } from './codec.js';
 import { normalizeDeps, topologicalOrder } from './dag.js';
 import { QueueError } from './queue-error.js';
+import { callRunner } from './runner-call.js';
 import { Scheduler, type SchedulerInternals } from './scheduler.js';
 import { isTerminal, jobKey } from './store/rules.js';
 import type { JobRow, NewJob, QueueStore } from './store/store.js';
@@ -90,6 +91,13 @@ export class QueueImpl extends EventEmitter implements Queue {
     this.#scheduler = new Scheduler(internals, {
       error: (error, context) => this.#error(error, context),
       notify: () => this.#notify(),
+      targetHealth: (event) => {
+        try {
+          this.emit(event.type, event);
+        } catch (error) {
+          this.#error(error, `listener of ${event.type}`);
+        }
+      },
       storeChanged: (change) => {
         try {
           this.emit(change.state === 'down' ? 'store:down' : 'store:up', change);
@@ -280,9 +288,11 @@ export class QueueImpl extends EventEmitter implements Queue {
     const runner = this.#targets.get(row.target)?.runner;
     // A job in submitting is cancelled by the scheduler that records its handle; a job whose
     // target this process does not serve is cancelled by the scheduler that polls it.
+    // A target that does not answer in time keeps the request: the scheduler asks again.
     if ((row.state === 'queued' || row.state === 'running') && row.handle !== null && runner) {
+      const handle = JSON.parse(row.handle) as RunnerHandle;
       try {
-        await runner.cancel(JSON.parse(row.handle) as RunnerHandle);
+        await this.#runnerCall(row.target, 'cancel', (signal) => runner.cancel(handle, { signal }));
         await this.#store.markCancelled(row.id, this.#clock.now());
       } catch (error) {
         this.#error(error, `cancel job ${row.id}`);
@@ -398,6 +408,7 @@ export class QueueImpl extends EventEmitter implements Queue {
       maxConcurrent: t.max_concurrent === null ? null : Number(t.max_concurrent),
       paused: Number(t.paused) === 1,
       active: Number(t.active),
+      unreachable: this.#scheduler.unreachable(t.name),
     }));
   }
 
@@ -444,7 +455,9 @@ export class QueueImpl extends EventEmitter implements Queue {
         `[queue] cannot tail job ${id}: the ${runner.kind} runner of target "${row.target}" cannot read output`,
         { details: { job: id, target: row.target } },
       );
-    return runner.tail(JSON.parse(row.handle) as RunnerHandle, options);
+    const tail = runner.tail.bind(runner);
+    const handle = JSON.parse(row.handle) as RunnerHandle;
+    return this.#runnerCall(row.target, 'tail', (signal) => tail(handle, { ...options, signal }));
   }
 
   /**
@@ -554,6 +567,16 @@ export class QueueImpl extends EventEmitter implements Queue {
   }
 
   // ------------------------------------------------------------------ plumbing
+
+  /** A runner call made for a caller (cancel, tail): the target's deadline, no stop signal. */
+  #runnerCall<T>(
+    target: string,
+    operation: 'cancel' | 'tail',
+    call: (signal: AbortSignal) => Promise<T>,
+  ): Promise<T> {
+    const deadline = this.#targets.get(target)!.deadlines[`${operation}Ms`];
+    return callRunner(target, operation, deadline, undefined, call);
+  }
 
   /** Wakes the scheduler and delivers new log events to in-process listeners. */
   #afterWrite(): void {

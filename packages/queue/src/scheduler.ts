@@ -2,22 +2,36 @@
 // submit, poll, recover, back off, wake up. Runner calls happen between store transactions,
 // never inside one; the store's guarded updates make every outcome safe to record late, twice,
 // or from another process. While submits are in flight their leases are renewed, so only a
-// dead scheduler's claim is ever recovered.
+// dead scheduler's claim is ever recovered. Each target has its own lane (recover, then submit)
+// and each runner its own poll, run beside the loop: a target that hangs or is unreachable holds
+// only its own lane, for at most its deadlines, then waits out its backoff.
 
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import {
   isCrystalMathError,
+  isPermanentTargetError,
   isTerminalRunnerState,
+  isTransientTargetError,
   type Runner,
   type RunnerHandle,
   type RunnerStatus,
+  rootErrorCode,
 } from '@crystalmath/core';
 import type { ResolvedTarget } from './attorney.js';
 import { decodeSpec, errorMessage } from './codec.js';
+import { callRunner, type RunnerOperation, TargetHealth } from './runner-call.js';
 import { jobKey, type LeaseOutcome } from './store/rules.js';
 import type { JobRow, QueueStore, StatusUpdate, SubmittedResult } from './store/store.js';
-import type { BackoffOptions, Clock, Logger, SchedulerOptions, StoreHealth } from './types.js';
+import type {
+  BackoffOptions,
+  Clock,
+  Logger,
+  SchedulerOptions,
+  StoreHealth,
+  TargetHealthEvent,
+  TargetUnreachable,
+} from './types.js';
 
 /** While the store is down, one log line at most this often (plus one at each change). */
 const STORE_LOG_EVERY_MS = 30_000;
@@ -50,6 +64,23 @@ export interface SchedulerHost {
   storeChanged(change: StoreHealth): void;
   /** Delivers new event-log rows to in-process listeners. */
   notify(): void;
+  /** A target became unreachable, or answers again. */
+  targetHealth(event: TargetHealthEvent): void;
+}
+
+const NEVER_REACHED = 'the target answers again and never saw the submit: resubmitting';
+
+/** How long stop() waits for runner calls in flight before aborting them. */
+export const DEFAULT_STOP_TIMEOUT_MS = 5_000;
+
+/** A claim whose submit outcome is unknown (the target stopped answering): resolved by find(). */
+interface Parked {
+  readonly row: JobRow;
+  readonly at: number;
+  /** The abandoned submit call has settled (a late find cannot race it any more). */
+  settled: boolean;
+  /** What the abandoned call returned after all, if it did. */
+  handle: RunnerHandle | null;
 }
 
 export interface SchedulerInternals {
@@ -73,9 +104,17 @@ export class Scheduler {
   readonly #leaseMs: number;
   readonly #claimBatch: number;
   readonly #submitConcurrency: number;
-  readonly #submitTimeoutMs: number;
+  readonly #stopTimeoutMs: number;
   readonly #lastPoll = new Map<Runner, number>();
+  readonly #health = new Map<string, TargetHealth>();
+  /** Each target's lane in flight (recover + submit), at most one per target. */
+  readonly #lanes = new Map<string, Promise<void>>();
+  /** Each runner's poll in flight, at most one per runner. */
+  readonly #polls = new Map<Runner, Promise<void>>();
+  readonly #parked = new Map<string, Map<number, Parked>>();
+  #stopSignal = new AbortController();
   #running = false;
+  #recoverOwn = false;
   #loop: Promise<void> | null = null;
   #wakeUp: (() => void) | null = null;
   #wakePending = false;
@@ -103,12 +142,19 @@ export class Scheduler {
     this.#leaseMs = s.leaseMs ?? 60_000;
     this.#claimBatch = s.claimBatch ?? 256;
     this.#submitConcurrency = s.submitConcurrency ?? 16;
-    this.#submitTimeoutMs = s.submitTimeoutMs ?? 600_000;
+    this.#stopTimeoutMs = s.stopTimeoutMs ?? DEFAULT_STOP_TIMEOUT_MS;
+    for (const [name, t] of internals.targets)
+      this.#health.set(name, new TargetHealth(t.unreachableBackoff));
   }
 
   /** This scheduler's lease owner id. */
   get ownerId(): string {
     return this.#owner;
+  }
+
+  /** Why a target of this process cannot be reached now, or null. */
+  unreachable(target: string): TargetUnreachable | null {
+    return this.#health.get(target)?.unreachable ?? null;
   }
 
   get running(): boolean {
@@ -130,8 +176,9 @@ export class Scheduler {
   async start(): Promise<void> {
     if (this.#running) return;
     this.#running = true;
-    // Claims this owner left behind in a previous life (it just started: none is in flight).
-    await this.#serial(() => this.#recover(this.#owner));
+    if (this.#stopSignal.signal.aborted) this.#stopSignal = new AbortController();
+    // Claims this owner left behind in a previous life go to the first round's lanes.
+    this.#recoverOwn = true;
     this.#nextRecovery = this.#clock.now() + this.#recoveryInterval();
     if (this.#store.subscribe) {
       try {
@@ -143,21 +190,46 @@ export class Scheduler {
     this.#loop = this.#run();
   }
 
+  /**
+   * Ends the loop; waits for runner calls in flight at most `stopTimeoutMs`, then aborts their
+   * signals (their claims stay leased and are resolved through find() later) and returns.
+   */
   async stop(): Promise<void> {
     this.#running = false;
     this.wake();
-    await this.#loop;
+    const inFlight = (): Promise<unknown> =>
+      Promise.all([
+        this.#loop,
+        this.#tickChain.catch(() => undefined),
+        ...this.#lanes.values(),
+        ...this.#polls.values(),
+      ]);
+    let timer: NodeJS.Timeout | undefined;
+    const late = await Promise.race([
+      inFlight().then(() => false),
+      new Promise<boolean>((r) => {
+        timer = setTimeout(() => r(true), this.#stopTimeoutMs);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (late) {
+      this.#log.warn?.('[queue] stop: runner calls still in flight, abandoning them', {
+        afterMs: this.#stopTimeoutMs,
+      });
+      this.#stopSignal.abort();
+      await inFlight(); // every runner call rejects at once now; only short store writes remain
+    }
     this.#loop = null;
-    await this.#tickChain.catch(() => undefined);
     const unsubscribe = this.#unsubscribe;
     this.#unsubscribe = null;
     await unsubscribe?.().catch((e: unknown) => this.#host.error(e, 'unsubscribe'));
   }
 
-  /** One scheduling round now (after the one in progress, if any). */
+  /** One scheduling round now (after the one in progress, if any), and the runner calls it started. */
   tick(): Promise<void> {
     return this.#serial(async () => {
       await this.#tick(true);
+      await Promise.all([...this.#lanes.values(), ...this.#polls.values()]);
     });
   }
 
@@ -273,9 +345,11 @@ export class Scheduler {
   #nextDelay(): number {
     let delay = this.#tickMs;
     const now = Date.now();
-    for (const { runner } of this.#targets.values()) {
+    for (const [name, { runner }] of this.#targets) {
       const last = this.#lastPoll.get(runner) ?? 0;
       delay = Math.min(delay, Math.max(0, last + this.#pollInterval(runner) - now));
+      const down = this.#health.get(name)!.unreachable;
+      if (down) delay = Math.min(delay, Math.max(0, down.retryAt - now));
     }
     return Math.max(delay, 1);
   }
@@ -284,91 +358,222 @@ export class Scheduler {
     return Math.max(this.#pollMs, runner.capabilities.minPollIntervalMs);
   }
 
-  /** One round: recover expired leases (now and then), claim and submit, poll. True = go again. */
-  async #tick(force: boolean): Promise<boolean> {
-    const now = this.#clock.now();
-    if (now >= this.#nextRecovery) {
-      this.#nextRecovery = now + this.#recoveryInterval();
-      await this.#recover(null);
-    }
-    const claimed = await this.#store.claim(
-      this.#owner,
-      now,
-      this.#leaseMs,
-      this.#claimBatch,
-      this.#targetNames,
+  /** Targets whose lane may start now: none in flight, not waiting out an outage's backoff. */
+  #freeTargets(): string[] {
+    const now = Date.now();
+    return this.#targetNames.filter(
+      (t) => !this.#lanes.has(t) && !this.#health.get(t)!.waiting(now),
     );
-    if (claimed.length > 0) await this.#submit(claimed);
-    const ended = await this.#poll(force);
-    this.#host.notify(); // not a wake-up: a round must not wake the loop for itself
-    // A full batch may have left more; an ended job may have released dependents.
-    return claimed.length >= this.#claimBatch || ended > 0;
   }
 
-  async #submit(claimed: readonly JobRow[]): Promise<void> {
+  /**
+   * One round: read what to recover (now and then), claim for the free targets, start their
+   * lanes and the polls that are due, without waiting for any runner. True = go again.
+   */
+  async #tick(force: boolean): Promise<boolean> {
+    const now = this.#clock.now();
+    const free = this.#freeTargets();
+    let expired: JobRow[] = [];
+    if ((now >= this.#nextRecovery || this.#recoverOwn) && free.length > 0) {
+      const own = this.#recoverOwn ? this.#owner : null;
+      this.#recoverOwn = false;
+      this.#nextRecovery = now + this.#recoveryInterval();
+      expired = await this.#store.expiredLeases(now, free, own);
+    }
+    // An unreachable target whose try is due is probed with its parked claims, else one claim.
+    const healthy = free.filter((t) => this.#health.get(t)!.unreachable === null);
+    const probed = free.filter(
+      (t) => this.#health.get(t)!.unreachable !== null && !this.#parked.get(t)?.size,
+    );
+    const claimed =
+      healthy.length === 0
+        ? []
+        : await this.#store.claim(this.#owner, now, this.#leaseMs, this.#claimBatch, healthy);
+    for (const t of probed)
+      claimed.push(...(await this.#store.claim(this.#owner, now, this.#leaseMs, 1, [t])));
+    for (const target of free) {
+      const recover = expired.filter((r) => r.target === target);
+      const mine = claimed.filter((r) => r.target === target);
+      if (recover.length + mine.length + (this.#parked.get(target)?.size ?? 0) === 0) continue;
+      const lane = this.#lane(target, recover, mine)
+        .catch((error: unknown) => this.#host.error(error, `target ${target}`))
+        .finally(() => {
+          this.#lanes.delete(target);
+          this.wake();
+        });
+      this.#lanes.set(target, lane);
+    }
+    // A round by hand keeps its order (claim, submit, then poll what was submitted); the loop
+    // does not wait: the next round polls what this one submitted.
+    if (force) await Promise.all(this.#lanes.values());
+    this.#startPolls(force);
+    this.#host.notify(); // not a wake-up: a round must not wake the loop for itself
+    return claimed.length >= this.#claimBatch;
+  }
+
+  // ---------------------------------------------------------------- target health
+
+  #call<T>(
+    target: string,
+    operation: RunnerOperation,
+    call: (signal: AbortSignal) => Promise<T>,
+  ): Promise<T> {
+    const t = this.#targets.get(target)!;
+    const deadline = t.deadlines[`${operation}Ms`];
+    return callRunner(target, operation, deadline, this.#stopSignal.signal, call);
+  }
+
+  /** Records an unreachable-target fault; one event and one log line per outage. */
+  #unreachable(target: string, error: unknown): void {
+    const health = this.#health.get(target)!;
+    const lastError = errorMessage(error);
+    if (health.failed(Date.now(), lastError)) {
+      const since = health.unreachable!.since;
+      this.#log.warn?.('[queue] target unreachable: its jobs wait', { target, error: lastError });
+      this.#host.targetHealth({ type: 'target:unreachable', at: since, target, since, lastError });
+    }
+  }
+
+  #reachable(target: string): void {
+    const since = this.#health.get(target)!.answered();
+    if (since === null) return;
+    const at = Date.now();
+    this.#log.info?.('[queue] target reachable again', { target, downMs: at - since });
+    this.#host.targetHealth({ type: 'target:reachable', at, target, since });
+  }
+
+  // ---------------------------------------------------------------- lanes: recover, submit
+
+  /**
+   * A target's lane: first the claims whose outcome is unknown (parked here, or expired leases),
+   * resolved through find(); then the new claims, submitted. It ends early, releasing the
+   * claims it did not try, as soon as the target proves unreachable.
+   */
+  async #lane(
+    target: string,
+    expired: readonly JobRow[],
+    claimed: readonly JobRow[],
+  ): Promise<void> {
+    const parked = this.#parked.get(target) ?? new Map<number, Parked>();
+    this.#parked.set(target, parked);
+    const unknown: { row: JobRow; owner: string | null; handle: RunnerHandle | null }[] = [];
+    const now = Date.now();
+    for (const p of parked.values()) {
+      // An abandoned call that never settled is given the lease's time, as a crashed one is.
+      if (p.settled || now - p.at >= this.#leaseMs)
+        unknown.push({ row: p.row, owner: this.#owner, handle: p.handle });
+    }
+    for (const row of expired)
+      if (!parked.has(Number(row.id))) unknown.push({ row, owner: row.lease_owner, handle: null });
+    // The first one probes the target; the rest go together once it answered.
+    const one = async (u: (typeof unknown)[number]): Promise<boolean> => {
+      const resolved = await this.#resolve(target, u.row, u.owner, u.handle);
+      if (resolved === 'unreachable') return false;
+      parked.delete(Number(u.row.id));
+      return true;
+    };
+    if (unknown.length > 0) {
+      const [first, ...rest] = unknown;
+      if (!(await one(first!))) return this.#release(claimed, target);
+      const results = await Promise.all(rest.map(one));
+      if (results.includes(false)) return this.#release(claimed, target);
+    }
+    if (claimed.length > 0) await this.#submit(target, claimed);
+  }
+
+  /**
+   * Resolves one claim whose submit outcome is unknown: adopt the handle the runner knows under
+   * the job key, resubmit the SAME attempt if it never saw it, or fail the job when the runner
+   * cannot tell (no `capabilities.find`).
+   */
+  async #resolve(
+    target: string,
+    row: JobRow,
+    owner: string | null,
+    known: RunnerHandle | null,
+  ): Promise<'done' | 'unreachable'> {
+    const runner = this.#targets.get(target)!.runner;
+    const id = Number(row.id);
+    const attempt = Number(row.attempt);
+    try {
+      let outcome: LeaseOutcome;
+      if (known) outcome = { handle: known };
+      else if (canFind(runner)) {
+        const key = jobKey(this.#store.storeId, id, attempt);
+        const handle = await this.#call(target, 'find', (signal) => runner.find(key, { signal }));
+        this.#reachable(target);
+        outcome = handle
+          ? { handle }
+          : { resubmit: true, ...(owner === this.#owner ? { reason: NEVER_REACHED } : {}) };
+      } else {
+        outcome = {
+          failReason:
+            'submission outcome unknown after a crash and the runner has no find(): retry the job if it did not run',
+        };
+      }
+      await this.#store.resolveLease(id, attempt, owner, outcome, this.#clock.now());
+    } catch (error) {
+      if (isTransientTargetError(error)) {
+        this.#unreachable(target, error);
+        return 'unreachable';
+      }
+      this.#host.error(error, `recover job ${id}`);
+    }
+    return 'done';
+  }
+
+  /** Claims not tried (the target is unreachable): back to ready, same attempt, no event noise. */
+  async #release(rows: readonly JobRow[], target: string): Promise<void> {
+    const why = `target ${target} unreachable: waiting for it`;
+    for (const row of rows) {
+      try {
+        await this.#store.resolveLease(
+          Number(row.id),
+          Number(row.attempt),
+          this.#owner,
+          { resubmit: true, reason: why },
+          this.#clock.now(),
+        );
+      } catch (error) {
+        this.#host.error(error, `release job ${row.id}`);
+      }
+    }
+  }
+
+  async #submit(target: string, claimed: readonly JobRow[]): Promise<void> {
+    const runner = this.#targets.get(target)!.runner;
+    const health = this.#health.get(target)!;
     const ok: SubmittedResult[] = [];
+    const untried: JobRow[] = [];
+    // Probing an unreachable target: one call first, the rest once it answers. Once a call
+    // finds the target unreachable, the claims not yet tried go back untouched.
     let next = 0;
-    // One deadline for the round's submits: past it they are abandoned (and their leases left
-    // to expire), so a submit that never returns cannot hold its job forever.
-    const deadline = AbortSignal.timeout(this.#submitTimeoutMs);
     const worker = async (): Promise<void> => {
       for (let row = claimed[next++]; row !== undefined; row = claimed[next++]) {
-        const runner = this.#targets.get(row.target)!.runner;
-        const id = Number(row.id);
-        const attempt = Number(row.attempt);
-        const key = jobKey(this.#store.storeId, id, attempt);
-        try {
-          ok.push({
-            id,
-            attempt,
-            handle: await runner.submit({ key, spec: decodeSpec(row.spec) }, { signal: deadline }),
-          });
-        } catch (error) {
-          // The submission may have landed before the error (a dropped connection): ask first.
-          const found = canFind(runner)
-            ? await runner
-                .find(key, { signal: AbortSignal.timeout(this.#submitTimeoutMs) })
-                .catch(() => null)
-            : null;
-          if (found) {
-            ok.push({ id, attempt, handle: found });
-            continue;
-          }
-          const reason = `submit failed: ${errorMessage(error)}`;
-          const invalid =
-            isCrystalMathError(error, 'E_VALIDATION') || isCrystalMathError(error, 'E_PATH_UNSAFE');
-          try {
-            await this.#store.recordSubmitFailed(
-              id,
-              attempt,
-              this.#owner,
-              reason,
-              invalid ? null : this.#retryAt(row),
-              this.#clock.now(),
-            );
-          } catch (storeError) {
-            this.#host.error(storeError, `record failed submit of job ${id}`);
-          }
-          this.#log.warn?.('[queue] submit failed', { job: id, reason });
-        }
+        if (health.unreachable !== null || this.#stopSignal.signal.aborted) untried.push(row);
+        else await this.#submitOne(target, runner, row, ok);
       }
     };
-    const renewal = this.#renewLeases(claimed, deadline);
+    const renewal = this.#renewLeases(claimed);
     try {
-      await Promise.all(
-        Array.from({ length: Math.min(this.#submitConcurrency, claimed.length) }, worker),
-      );
+      if (health.unreachable !== null) {
+        next = 1;
+        await this.#submitOne(target, runner, claimed[0]!, ok);
+      }
+      const width = Math.min(this.#submitConcurrency, claimed.length - next);
+      await Promise.all(Array.from({ length: Math.max(1, width) }, worker));
     } finally {
       await renewal.stop();
     }
+    await this.#release(untried, target);
     const toCancel = await this.#recordSubmitted(ok);
     for (const r of toCancel) {
-      const row = claimed.find((c) => Number(c.id) === r.id)!;
       try {
-        await this.#targets.get(row.target)!.runner.cancel(r.handle);
+        await this.#call(target, 'cancel', (signal) => runner.cancel(r.handle, { signal }));
         await this.#store.markCancelled(r.id, this.#clock.now());
       } catch (error) {
-        this.#host.error(error, `cancel job ${r.id}`);
+        if (isTransientTargetError(error)) this.#unreachable(target, error);
+        else this.#host.error(error, `cancel job ${r.id}`);
       }
     }
   }
@@ -389,25 +594,107 @@ export class Scheduler {
           throw error;
         const b = STORE_BACKOFF;
         const base = Math.min(b.maxMs, b.initialMs * b.factor ** (failures - 1));
-        await this.sleep(base * (1 + b.jitter * (Math.random() * 2 - 1)), undefined, true);
+        await this.sleep(
+          base * (1 + b.jitter * (Math.random() * 2 - 1)),
+          this.#stopSignal.signal,
+          true,
+        );
       }
     }
   }
 
+  async #submitOne(
+    target: string,
+    runner: Runner,
+    row: JobRow,
+    ok: SubmittedResult[],
+  ): Promise<void> {
+    const id = Number(row.id);
+    const attempt = Number(row.attempt);
+    const key = jobKey(this.#store.storeId, id, attempt);
+    let inner: Promise<RunnerHandle> | undefined;
+    try {
+      const handle = await this.#call(target, 'submit', (signal) => {
+        inner = runner.submit({ key, spec: decodeSpec(row.spec) }, { signal });
+        return inner;
+      });
+      this.#reachable(target);
+      ok.push({ id, attempt, handle });
+      return;
+    } catch (error) {
+      if (this.#stopSignal.signal.aborted) return; // leased: the next start resolves it
+      if (isTransientTargetError(error)) {
+        // The outcome is unknown (the command may have started): resolved through find()
+        // once the target answers, never submitted again blindly.
+        this.#unreachable(target, error);
+        this.#park(target, row, inner);
+        return;
+      }
+      await this.#submitFailed(target, runner, row, error);
+    }
+  }
+
+  #park(target: string, row: JobRow, inner: Promise<RunnerHandle> | undefined): void {
+    const parked = this.#parked.get(target)!;
+    const p: Parked = { row, at: Date.now(), settled: inner === undefined, handle: null };
+    parked.set(Number(row.id), p);
+    inner?.then(
+      (handle) => {
+        p.handle = handle;
+        p.settled = true;
+      },
+      () => {
+        p.settled = true;
+      },
+    );
+  }
+
+  /** A submit that failed for a reason of the job or a permanent fault of the target. */
+  async #submitFailed(target: string, runner: Runner, row: JobRow, error: unknown): Promise<void> {
+    const id = Number(row.id);
+    const attempt = Number(row.attempt);
+    const key = jobKey(this.#store.storeId, id, attempt);
+    // The submission may have landed before the error (a dropped connection): ask first.
+    const found = canFind(runner)
+      ? await this.#call(target, 'find', (signal) => runner.find(key, { signal })).catch(() => null)
+      : null;
+    if (found) {
+      await this.#recordSubmitted([{ id, attempt, handle: found }]);
+      return;
+    }
+    const code = rootErrorCode(error);
+    const message = errorMessage(error);
+    const reason = `submit failed: ${code && !message.includes(code) ? `${code}: ` : ''}${message}`;
+    // A bad spec, or a target whose credentials or settings are refused: another attempt
+    // cannot help, so the job fails now with the typed reason.
+    const invalid =
+      isCrystalMathError(error, 'E_VALIDATION') ||
+      isCrystalMathError(error, 'E_PATH_UNSAFE') ||
+      isPermanentTargetError(error);
+    try {
+      await this.#store.recordSubmitFailed(
+        id,
+        attempt,
+        this.#owner,
+        reason,
+        invalid ? null : this.#retryAt(row),
+        this.#clock.now(),
+      );
+    } catch (storeError) {
+      this.#host.error(storeError, `record failed submit of job ${id}`);
+    }
+    this.#log.warn?.('[queue] submit failed', { job: id, reason });
+  }
+
   /**
-   * Extends the leases of `claimed` every third of `leaseMs` until `stop()` or the submit
-   * deadline (as BullMQ extends its job locks), so a slow submit never looks abandoned to
-   * another scheduler while a hung one still does after `submitTimeoutMs`. One short store
-   * write per renewal, never inside a transaction around a runner call.
+   * Extends the leases of `claimed` every third of `leaseMs` until `stop()` (as BullMQ extends
+   * its job locks), so a slow submit never looks abandoned to another scheduler. One short
+   * store write per renewal, never inside a runner call's transaction.
    */
-  #renewLeases(claimed: readonly JobRow[], deadline: AbortSignal): { stop(): Promise<void> } {
+  #renewLeases(claimed: readonly JobRow[]): { stop(): Promise<void> } {
     const ids = claimed.map((r) => Number(r.id));
     let pending: Promise<void> = Promise.resolve();
     const renew = (): void => {
-      if (deadline.aborted) {
-        clearInterval(timer);
-        return;
-      }
       pending = pending.then(async () => {
         const now = this.#clock.now();
         try {
@@ -440,73 +727,78 @@ export class Scheduler {
     return this.#clock.now() + Math.max(0, Math.round(base + spread));
   }
 
-  /** One poll per runner with all its live handles; returns how many jobs ended. */
-  async #poll(force: boolean): Promise<number> {
+  // ---------------------------------------------------------------- polls
+
+  /** Starts one poll per runner that is due, has no poll in flight and a reachable target. */
+  #startPolls(force: boolean): void {
     const byRunner = new Map<Runner, string[]>();
     for (const [name, t] of this.#targets)
       byRunner.set(t.runner, [...(byRunner.get(t.runner) ?? []), name]);
-    let ended = 0;
-    for (const [runner, targets] of byRunner) {
-      const now = Date.now();
+    const now = Date.now();
+    for (const [runner, names] of byRunner) {
+      if (this.#polls.has(runner)) continue;
+      const targets = names.filter((t) => !this.#health.get(t)!.waiting(now));
+      if (targets.length === 0) continue;
       const last = this.#lastPoll.get(runner);
       // A hand-called tick() still respects the runner's own minimum (cluster etiquette).
       const min = force ? runner.capabilities.minPollIntervalMs : this.#pollInterval(runner);
       if (last !== undefined && now - last < min) continue;
-      const live = await this.#store.liveJobs(targets);
       this.#lastPoll.set(runner, now);
-      if (live.length === 0) continue;
-      let statuses: RunnerStatus[];
-      try {
-        statuses = await runner.poll(live.map((r) => JSON.parse(r.handle!) as RunnerHandle));
-      } catch (error) {
-        this.#host.error(error, `poll ${runner.kind}`);
-        continue;
-      }
-      const updates: StatusUpdate[] = [];
-      for (const [i, row] of live.entries()) {
-        const status = statuses[i];
-        if (!status) continue;
-        updates.push({ id: Number(row.id), attempt: Number(row.attempt), status });
-        if (isTerminalRunnerState(status.state)) ended++;
-        else if (Number(row.cancel_requested) === 1) {
-          await runner
-            .cancel(JSON.parse(row.handle!) as RunnerHandle)
-            .catch((e: unknown) => this.#host.error(e, `cancel job ${row.id}`));
-        }
-      }
-      await this.#store.applyStatuses(updates, (row) => this.#retryAt(row), this.#clock.now());
+      const poll = this.#poll(runner, targets)
+        .then((ended) => {
+          if (ended > 0) this.wake(); // an ended job may have released dependents
+        })
+        .catch((error: unknown) => this.#host.error(error, `poll ${runner.kind}`))
+        .finally(() => {
+          this.#polls.delete(runner);
+          this.#host.notify();
+        });
+      this.#polls.set(runner, poll);
     }
-    return ended;
   }
 
-  /**
-   * Heals claims whose scheduler died between claim and record: adopt the handle the runner
-   * knows under the job key, resubmit (same key) if it never saw it, or fail the job when the
-   * runner cannot tell (it does not declare `capabilities.find`).
-   */
-  async #recover(deadOwner: string | null): Promise<void> {
-    const rows = await this.#store.expiredLeases(this.#clock.now(), this.#targetNames, deadOwner);
-    for (const row of rows) {
-      const runner = this.#targets.get(row.target)?.runner;
-      if (!runner) continue;
-      const id = Number(row.id);
-      const attempt = Number(row.attempt);
-      try {
-        let outcome: LeaseOutcome;
-        if (canFind(runner)) {
-          const handle = await runner.find(jobKey(this.#store.storeId, id, attempt));
-          outcome = handle ? { handle } : { resubmit: true };
-        } else {
-          outcome = {
-            failReason:
-              'submission outcome unknown after a crash and the runner has no find(): retry the job if it did not run',
-          };
-        }
-        await this.#store.resolveLease(id, attempt, row.lease_owner, outcome, this.#clock.now());
-      } catch (error) {
-        this.#host.error(error, `recover job ${id}`);
+  /** One poll of `runner` with all the live handles of `targets`; returns how many jobs ended. */
+  async #poll(runner: Runner, targets: readonly string[]): Promise<number> {
+    const live = await this.#store.liveJobs(targets);
+    if (live.length === 0) return 0;
+    // A runner shared by targets is polled once, within the longest of their deadlines.
+    const lead = targets.reduce((a, b) =>
+      this.#targets.get(b)!.deadlines.pollMs > this.#targets.get(a)!.deadlines.pollMs ? b : a,
+    );
+    let statuses: RunnerStatus[];
+    try {
+      statuses = await this.#call(lead, 'poll', (signal) =>
+        runner.poll(
+          live.map((r) => JSON.parse(r.handle!) as RunnerHandle),
+          { signal },
+        ),
+      );
+    } catch (error) {
+      if (this.#stopSignal.signal.aborted) return 0;
+      if (isTransientTargetError(error)) for (const t of targets) this.#unreachable(t, error);
+      else this.#host.error(error, `poll ${runner.kind}`);
+      return 0;
+    }
+    for (const t of targets) this.#reachable(t);
+    let ended = 0;
+    const updates: StatusUpdate[] = [];
+    for (const [i, row] of live.entries()) {
+      const status = statuses[i];
+      if (!status) continue;
+      updates.push({ id: Number(row.id), attempt: Number(row.attempt), status });
+      if (isTerminalRunnerState(status.state)) ended++;
+      else if (Number(row.cancel_requested) === 1) {
+        const handle = JSON.parse(row.handle!) as RunnerHandle;
+        await this.#call(row.target, 'cancel', (signal) => runner.cancel(handle, { signal })).catch(
+          (e: unknown) => {
+            if (isTransientTargetError(e)) this.#unreachable(row.target, e);
+            else this.#host.error(e, `cancel job ${row.id}`);
+          },
+        );
       }
     }
+    await this.#store.applyStatuses(updates, (row) => this.#retryAt(row), this.#clock.now());
+    return ended;
   }
 }
 

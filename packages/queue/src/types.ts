@@ -152,12 +152,47 @@ export interface WorkflowPage {
   readonly nextCursor: string | null;
 }
 
+/**
+ * How long the scheduler waits for each runner call on a target before it abandons it (aborts
+ * its signal) and treats the target as unreachable for a while. Defaults in parentheses.
+ */
+export interface TargetDeadlines {
+  /** `submit`, input staging included (`scheduler.submitTimeoutMs`, 600 000 ms). */
+  readonly submitMs?: number;
+  /** One `poll` of all the runner's live jobs (60 000 ms). */
+  readonly pollMs?: number;
+  /** `cancel` (60 000 ms). */
+  readonly cancelMs?: number;
+  /** `find`, used to resolve a submit whose outcome is unknown (60 000 ms). */
+  readonly findMs?: number;
+  /** `queue.tail()`'s runner call (30 000 ms). */
+  readonly tailMs?: number;
+}
+
 export interface TargetOptions {
   /** The runner this target uses: a name from `openQueue({ runners })` or a Runner instance. */
   readonly runner: string | Runner;
   /** Jobs of this target in submitting/queued/running at once. Default: unlimited. */
   readonly maxConcurrent?: number;
   readonly paused?: boolean;
+  /** Per-call deadlines of this target's runner calls (see `TargetDeadlines` for defaults). */
+  readonly deadlines?: TargetDeadlines;
+  /**
+   * How often an unreachable target is tried again: 500 ms, doubling, at most 1 000 ms, +-20 %
+   * by default (each try is one call: a parked claim's find(), or one submit), so work resumes
+   * within a few seconds of the target's return.
+   */
+  readonly unreachableBackoff?: BackoffOptions;
+}
+
+/** Why this process cannot reach a target now (its runner calls fail as unreachable). */
+export interface TargetUnreachable {
+  /** When the first failed call of this outage ended (epoch ms). */
+  readonly since: number;
+  /** The last error, code and message (secret-free). */
+  readonly lastError: string;
+  /** When the scheduler tries the target again (epoch ms). */
+  readonly retryAt: number;
 }
 
 export interface TargetInfo {
@@ -166,6 +201,12 @@ export interface TargetInfo {
   readonly paused: boolean;
   /** Jobs in submitting/queued/running. */
   readonly active: number;
+  /**
+   * Set while this process's scheduler cannot reach the target (null when it can, or when this
+   * process does not serve the target). Its jobs wait; none uses up an attempt meanwhile.
+   * Always present in what `targets()` returns; optional for values built by hand.
+   */
+  readonly unreachable?: TargetUnreachable | null;
 }
 
 export interface ListFilter {
@@ -236,8 +277,29 @@ export type QueueEvent =
       readonly workflowId: string;
     };
 
+/** A target this process serves stopped answering, or answers again (in-process only). */
+export type TargetHealthEvent =
+  | {
+      readonly type: 'target:unreachable';
+      readonly at: number;
+      readonly target: string;
+      readonly since: number;
+      readonly lastError: string;
+    }
+  | {
+      readonly type: 'target:reachable';
+      readonly at: number;
+      readonly target: string;
+      /** When it became unreachable. */
+      readonly since: number;
+    };
+
 /** In-process events: `queue.on('job:state', (e) => ...)`. */
 export interface QueueEventMap {
+  /** Emitted once per outage, when a target's first runner call fails as unreachable. */
+  'target:unreachable': Extract<TargetHealthEvent, { type: 'target:unreachable' }>;
+  /** Emitted when an unreachable target answers again. */
+  'target:reachable': Extract<TargetHealthEvent, { type: 'target:reachable' }>;
   'job:state': Extract<QueueEvent, { type: 'job:state' }>;
   'queue:paused': Extract<QueueEvent, { type: 'queue:paused' }>;
   'queue:resumed': Extract<QueueEvent, { type: 'queue:resumed' }>;
@@ -309,13 +371,20 @@ export interface SchedulerOptions {
   readonly leaseMs?: number;
   /** Most jobs claimed per round. Default 256. */
   readonly claimBatch?: number;
-  /** Runner submits in flight at once. Default 16. */
+  /** Runner submits in flight at once, per target. Default 16. */
   readonly submitConcurrency?: number;
   /**
    * Deadline of one `runner.submit` (its AbortSignal fires then). Its claim's lease is renewed
-   * until the submit returns or this deadline passes, whichever is first. Default 600 000 ms.
+   * until the submit returns or this deadline passes, whichever is first. Default 600 000 ms; a target's
+   * `deadlines.submitMs` overrides it for that target.
    */
   readonly submitTimeoutMs?: number;
+  /**
+   * How long `stop()` / `close()` wait for runner calls in flight before aborting their signals
+   * and returning (the claims stay leased and are resolved through `find()` at the next start).
+   * Default 5 000 ms.
+   */
+  readonly stopTimeoutMs?: number;
   /** Identifies this scheduler in leases. Default: hostname:pid:random. */
   readonly ownerId?: string;
 }
@@ -401,7 +470,7 @@ export interface Queue {
     readonly signal?: AbortSignal;
     readonly timeoutMs?: number;
   }): Promise<void>;
-  /** stop() then release the store. */
+  /** stop() then release the store (within `scheduler.stopTimeoutMs` plus the store's close). */
   close(): Promise<void>;
 }
 

@@ -193,6 +193,14 @@ export function renderWatch(s: WatchSnapshot, o: RenderWatchOptions): string[] {
           [` ${usage}  ${waiting} waiting  ${by.succeeded ?? 0} ok  `],
           [`${failed} failed`, failed > 0 ? c.red : undefined],
           ...(t.paused ? ([['  PAUSED', c.yellow]] as Segment[]) : []),
+          ...(t.unreachable
+            ? ([
+                [
+                  `  UNREACHABLE since ${new Date(t.unreachable.since).toISOString()}, last error ${t.unreachable.lastError}`,
+                  c.red,
+                ],
+              ] as Segment[])
+            : []),
         ],
         width,
       ),

@@ -101,7 +101,10 @@ export function submitFailedMove(
 }
 
 /** How a recovered claim is resolved (see `QueueStore.resolveLease`). */
-export type LeaseOutcome = { handle: RunnerHandle } | { failReason: string } | { resubmit: true };
+export type LeaseOutcome =
+  | { handle: RunnerHandle }
+  | { failReason: string }
+  | { resubmit: true; reason?: string };
 
 /**
  * An abandoned claim: adopt the handle the runner knows (queued), cancel it when asked, fail it
@@ -121,7 +124,7 @@ export function leaseMove(row: JobRow, outcome: LeaseOutcome, now: number): Move
     const set = { ...CLEAR_LEASE, ended_at: now, reason: why };
     return { id, from: 'submitting', to: 'failed', set, reason: why };
   }
-  const why = 'resubmitting after a crash';
+  const why = outcome.reason ?? 'resubmitting after a crash';
   const set = { ...CLEAR_LEASE, attempt: row.attempt - 1, reason: why };
   return { id, from: 'submitting', to: 'ready', set, reason: why };
 }

@@ -12,6 +12,7 @@ import type {
   QueueEvent,
   QueueStoreFactory,
 } from '../types.js';
+import type { LeaseOutcome } from './rules.js';
 
 /** A job row as stored (JSON columns still encoded, timestamps epoch ms). */
 export interface JobRow {
@@ -233,7 +234,7 @@ export interface QueueStore {
     id: number,
     attempt: number,
     expectedOwner: string | null,
-    outcome: { handle: RunnerHandle } | { failReason: string } | { resubmit: true },
+    outcome: LeaseOutcome,
     now: number,
   ): Promise<boolean>;
   /** Ends waiting/ready jobs at once; marks live ones cancel-requested. The row after, or null. */
