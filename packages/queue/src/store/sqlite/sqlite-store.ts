@@ -5,7 +5,7 @@
 // transaction that ends a job releases or skips its dependents before it commits.
 
 import { randomBytes } from 'node:crypto';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, linkSync, rmSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { isCrystalMathError, ValidationError } from '@crystalmath/core';
 import { Migrator } from '@crystalmath/migrate';
@@ -250,6 +250,11 @@ export class SqliteStore implements QueueStore {
         size = statSync(where).size;
       } catch (cause) {
         if ((cause as NodeJS.ErrnoException).code !== 'ENOENT') throw fail(cause, 'cannot open');
+        // A new queue file appears whole: made under another name, then linked into place.
+        // Otherwise a second process opening the same new path (two schedulers started together)
+        // could see it at 0 bytes, before the first wrote its header, and refuse it as damaged.
+        createEmptyDatabase(where, fail);
+        size = statSync(where).size;
       }
       if (size === 0) {
         const wal = existsSync(`${where}-wal`)
@@ -1187,5 +1192,29 @@ export async function backupSqliteStore(path: string, dest: string): Promise<num
     throw sqliteError(error, where, `backup to ${resolve(dest)}`);
   } finally {
     db?.close();
+  }
+}
+
+/**
+ * Makes `where` an empty SQLite database in WAL mode (one 4 KiB header page) atomically: written
+ * under a temporary name and hard-linked into place. When another process linked first, its file
+ * is kept and ours removed.
+ */
+function createEmptyDatabase(where: string, fail: (cause: unknown, what: string) => Error): void {
+  const temp = `${where}.new-${process.pid}-${randomBytes(4).toString('hex')}`;
+  try {
+    const db = new Database(temp);
+    try {
+      db.pragma('journal_mode = WAL');
+    } finally {
+      db.close();
+    }
+    linkSync(temp, where);
+  } catch (cause) {
+    if ((cause as NodeJS.ErrnoException).code !== 'EEXIST') throw fail(cause, 'cannot create');
+  } finally {
+    rmSync(temp, { force: true });
+    rmSync(`${temp}-wal`, { force: true });
+    rmSync(`${temp}-shm`, { force: true });
   }
 }
