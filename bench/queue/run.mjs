@@ -79,14 +79,16 @@ function parseArgs(argv) {
     const [key, value] = arg.replace(/^--/, '').split('=', 2);
     if (key === 'quick') args.quick = true;
     else if (key === 'json') args.json = true;
+    else if (key === 'install-peers') args.installPeers = true;
     else if (key === 'only') args.only = new Set(value.split(','));
     else if (key === 'out') args.out = value;
+    else if (key === 'figures' && (value === 'all' || value === 'enqueue')) args.figures = value;
     else if (key === 'help') args.help = true;
     else if (key in FULL && value !== undefined && /^[0-9]+$/.test(value))
       overrides[key] = Number(value);
     else throw new Error(`[bench] unknown argument ${arg} (see --help)`);
   }
-  args.cfg = { ...(args.quick ? QUICK : FULL), ...overrides };
+  args.cfg = { ...(args.quick ? QUICK : FULL), ...overrides, figures: args.figures ?? 'all' };
   return args;
 }
 
@@ -98,7 +100,8 @@ function betterSqliteVersion() {
   }
 }
 
-const USAGE = `usage: node bench/queue/run.mjs [--quick] [--json] [--only=id,id] [--out=file.json] [--<count>=N]
+const USAGE = `usage: node bench/queue/run.mjs [--quick] [--json] [--only=id,id] [--figures=all|enqueue] [--install-peers] [--out=file.json] [--<count>=N]
+--install-peers: as root, apt-get install what a peer needs and is missing (Debian's redis-server for BullMQ)
 systems: ${SYSTEMS.map((s) => s.id).join(', ')}
 counts:  ${Object.keys(FULL).join(', ')}`;
 
@@ -174,7 +177,7 @@ async function main() {
     },
     // Started on first use: only BullMQ needs it.
     redis: async () => {
-      redis ??= await startRedis();
+      redis ??= await startRedis({ install: args.installPeers === true, log: env.progress });
       if (redis.pid) watchdog.child(redis.pid);
       return redis;
     },

@@ -3,7 +3,7 @@
 // every figure, the multi-process one included; and a peer that cannot run is listed with why.
 
 import { type SpawnSyncReturns, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -109,5 +109,28 @@ describe('queue bench --json', () => {
     const single = json.figures.find((f) => f.key === 'single');
     const entry = single?.systems.find((s) => s.id === 'liteque');
     expect(typeof entry?.notRun === 'string' || typeof entry?.value === 'number').toBe(true);
+  });
+});
+
+describe('queue bench peers', () => {
+  it('says how to install redis-server when it is missing, and lists BullMQ with that reason', () => {
+    // A PATH with a shell and nothing else: no redis-server (nor apt-get) to find.
+    const bin = join(dir, 'path-without-redis');
+    mkdirSync(bin, { recursive: true });
+    symlinkSync('/bin/sh', join(bin, 'sh'));
+    const out = join(dir, 'no-redis.json');
+    const r = spawnSync(
+      process.execPath,
+      [runScript, '--quick', '--only=bullmq', '--json', `--out=${out}`],
+      { encoding: 'utf8', timeout: 60_000, env: { ...process.env, PATH: bin } },
+    );
+    expect(r.status, r.stderr).toBe(0);
+    const skipped = JSON.parse(readFileSync(out, 'utf8')).systems.find(
+      (s: { id: string }) => s.id === 'bullmq',
+    ).skipped as string;
+    expect(skipped).toMatch(/redis-server not found/);
+    expect(skipped).toMatch(/apt-get install -y redis-server/);
+    expect(skipped).toMatch(/--install-peers/);
+    expect(r.stderr).toMatch(/BullMQ \(redis\): not run: redis-server not found/);
   });
 });

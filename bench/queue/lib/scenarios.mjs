@@ -357,6 +357,11 @@ export async function measureSystem(system, env) {
     f.bulk ??= failed(error);
   }
 
+  if (cfg.figures === 'enqueue') {
+    for (const k of METRIC_KEYS) f[k] ??= na('not measured (--figures=enqueue)');
+    return f;
+  }
+
   // 2. Dispatch from a backlog; latency and dependency release with the worker idle; then, on
   //    the same store, the same dispatch again beside `finished` finished jobs (same store and
   //    worker set-up before and after, so the slowdown is not a difference between two stores).

@@ -345,14 +345,19 @@ describe('with a scheduler running in another process', () => {
 describe('start-up', () => {
   // Which modules a command loads, from a resolve hook that logs every specifier: a command
   // that loads less starts faster, whatever the machine's load (the figures are in bench/).
-  async function modulesLoaded(dir: string, args: readonly string[]): Promise<string[]> {
+  /** The specifiers `crystalmath <args>` imports, each with the URL it resolved to. */
+  async function importsOf(
+    dir: string,
+    args: readonly string[],
+  ): Promise<{ specifier: string; url: string }[]> {
     const hooks = join(dir, 'log-hooks.mjs');
     await writeFile(
       hooks,
       `import { appendFileSync } from 'node:fs';
 export async function resolve(specifier, context, next) {
-  appendFileSync(process.env.CM_LOAD_LOG, specifier + '\\n');
-  return next(specifier, context);
+  const resolved = await next(specifier, context);
+  appendFileSync(process.env.CM_LOAD_LOG, specifier + '\\t' + resolved.url + '\\n');
+  return resolved;
 }
 `,
     );
@@ -369,7 +374,31 @@ export async function resolve(specifier, context, next) {
       env: { ...process.env, CM_LOAD_LOG: log },
     });
     expect(r.status, r.stderr).toBe(0);
-    return (await readFile(log, 'utf8')).split('\n').filter(Boolean);
+    return (await readFile(log, 'utf8'))
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => {
+        const [specifier = '', url = ''] = line.split('\t');
+        return { specifier, url };
+      });
+  }
+
+  async function modulesLoaded(dir: string, args: readonly string[]): Promise<string[]> {
+    return (await importsOf(dir, args)).map((i) => i.specifier);
+  }
+
+  /**
+   * The text of every file of this package's `dist` that `crystalmath <args>` loads. The
+   * executable is bundled (tsup.config.ts), so a workspace package shows as its code in the
+   * chunks loaded, not as an import of its name.
+   */
+  async function distCodeLoaded(dir: string, args: readonly string[]): Promise<string> {
+    const distUrl = new URL('../../dist/', import.meta.url).href;
+    const files = new Set(
+      (await importsOf(dir, args)).map((i) => i.url).filter((u) => u.startsWith(distUrl)),
+    );
+    const texts = await Promise.all([...files].map((u) => readFile(new URL(u), 'utf8')));
+    return texts.join('\n');
   }
 
   it('--version loads no command, library or commander; list loads only what it needs', async () => {
@@ -379,8 +408,12 @@ export async function resolve(specifier, context, next) {
       expect.stringMatching(/dist\/bin\.js$/),
     ]);
     const list = await modulesLoaded(dir, ['list']);
-    expect(list).toContain('@crystalmath/queue');
     for (const unneeded of ['cli-progress', '@crystalmath/ssh-pool', 'pg'])
       expect(list).not.toContain(unneeded);
+    // The same, as code: the queue's store is loaded; the SSH pool and the progress bar are not.
+    const code = await distCodeLoaded(dir, ['list']);
+    expect(code).toContain('function sqliteStore(');
+    expect(code).not.toContain('[ssh-pool]');
+    expect(code).not.toContain('GenericBar'); // cli-progress's own code
   });
 });

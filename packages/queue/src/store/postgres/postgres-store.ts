@@ -249,6 +249,8 @@ class Tx {
   notify = false;
   /** The rows of the `#write` preamble, run with BEGIN. */
   preamble: Record<string, unknown>[] = [];
+  /** The highest event seq a statement of this transaction inserted outside `events`. */
+  seq = 0;
 
   constructor(
     readonly client: PoolClient,
@@ -654,7 +656,7 @@ export class PostgresStore implements QueueStore {
         }
         const result = await fn(tx);
         await tx.settle();
-        const seq = await this.#commitEvents(tx);
+        const seq = Math.max(tx.seq, await this.#commitEvents(tx));
         this.#onQuery?.('commit');
         if (tx.notify) {
           this.#onQuery?.('notify');
@@ -825,15 +827,69 @@ export class PostgresStore implements QueueStore {
           );
           for (const p of parents) deps.push({ job: id, parent: p.id, condition: p.condition });
           rows.push({ ...job, id, state, reason: skip });
-          for (const tag of new Set(job.tags)) tags.push({ job: id, tag });
+          if (job.tags.length > 0) for (const tag of new Set(job.tags)) tags.push({ job: id, tag });
           if (job.idempotencyKey !== null)
             batchKeys.set(job.idempotencyKey, { id, state, spec: job.spec, target: job.target });
-          tx.event('job:state', id, result.workflowId, job.target, null, state, skip);
           if (result.workflowId !== null) tx.touched.add(result.workflowId);
           result.ids.push(id);
           result.states.push(state);
           result.existing.push(false);
         }
+        // A plain batch (no workflow, no dependency, no tag, nothing skipped) is one statement:
+        // its rows as one JSON parameter, inserted with their `job:state` events under the
+        // events lock (see #commitEvents), nothing written after it but COMMIT.
+        if (
+          rows.length > 0 &&
+          workflow === null &&
+          deps.length === 0 &&
+          tags.length === 0 &&
+          tx.events.length === 0 &&
+          rows.every((r) => r.state !== 'skipped')
+        ) {
+          if (rows.some((r) => r.state === 'ready')) tx.notify = true;
+          const seq = await tx.get<{ seq: number | string | null }>(
+            `with l as materialized (select pg_advisory_xact_lock($3) locked),
+             j as (
+               insert into cm_jobs (id, name, state, target, priority, spec, workflow_id, workflow_key,
+                 max_attempts, backoff, run_at, idempotency_key, tags, metadata, reason, created_at,
+                 updated_at, ended_at)
+               select id, name, state, target, priority, spec, null, workflow_key, max_attempts,
+                 backoff, run_at, idempotency_key, tags, metadata, reason, $2::bigint, $2::bigint, null
+               from json_to_recordset($1::json) as u(id bigint, name text, state text, target text,
+                 priority integer, spec text, workflow_key text, max_attempts integer, backoff text,
+                 run_at bigint, idempotency_key text, tags text, metadata text, reason text)
+               returning id, target, state, reason),
+             e as (
+               insert into cm_events (at, type, job_id, workflow_id, target, from_state, to_state, reason)
+               select $2::bigint, 'job:state', j.id, null, j.target, null, j.state, j.reason
+               from l, j order by j.id returning seq)
+             select max(seq) seq from e`,
+            JSON.stringify(
+              rows.map((r) => ({
+                id: r.id,
+                name: r.name,
+                state: r.state,
+                target: r.target,
+                priority: r.priority,
+                spec: r.spec,
+                workflow_key: r.workflowKey,
+                max_attempts: r.maxAttempts,
+                backoff: r.backoff,
+                run_at: r.runAt,
+                idempotency_key: r.idempotencyKey,
+                tags: r.tags.length === 0 ? '[]' : JSON.stringify(r.tags),
+                metadata: r.metadata,
+                reason: r.reason,
+              })),
+            ),
+            now,
+            EVENTS_LOCK,
+          );
+          tx.seq = Number(seq?.seq ?? 0);
+          return result;
+        }
+        for (const r of rows)
+          tx.event('job:state', r.id, result.workflowId, r.target, null, r.state, r.reason);
         if (rows.length > 0) {
           const col = <T>(f: (r: (typeof rows)[number]) => T): T[] => rows.map(f);
           await tx.run(

@@ -55,6 +55,12 @@ import type {
   TargetRow,
   WorkflowRow,
 } from '../store.js';
+import {
+  CHECKPOINTER_AFTER_WRITES,
+  Checkpointer,
+  WAL_DEFAULT_PAGES,
+  WAL_SAFETY_PAGES,
+} from './checkpointer.js';
 
 type Db = Database.Database;
 type Param = string | number | bigint | null | Buffer;
@@ -199,6 +205,8 @@ export class SqliteStore implements QueueStore {
   readonly #db: Db;
   readonly #onQuery: ((sql: string) => void) | undefined;
   readonly #stmts = new Map<string, Database.Statement>();
+  /** Multi-row INSERT texts by `table:rows` (see #insertMany). */
+  readonly #insertSql = new Map<string, string>();
   readonly #txn: Database.Transaction<(fn: () => unknown) => unknown>;
   /** Jobs ended in the open transaction whose dependents are not settled yet. */
   #ended: Ended[] = [];
@@ -215,6 +223,12 @@ export class SqliteStore implements QueueStore {
   #damaged: Error | null = null;
   /** True inside #writeOnce: errors are converted once, by #write. */
   #inTxn = false;
+  /** Committed write transactions, until the checkpoint thread starts. */
+  #writes = 0;
+  /** The WAL checkpoint thread, once this store has written CHECKPOINTER_AFTER_WRITES times. */
+  #checkpointer: Checkpointer | null = null;
+  /** The highest event seq inserted by the open transaction. */
+  #txnSeq = 0;
 
   private constructor(
     db: Db,
@@ -425,21 +439,42 @@ export class SqliteStore implements QueueStore {
       const result = this.#txn.immediate(() => {
         this.#ended = [];
         this.#events = [];
+        this.#txnSeq = 0;
         this.#touchedWorkflows.clear();
         const r = fn();
         this.#settle(now);
-        if (this.#events.length > 0) {
-          seq = Number(this.#insertMany('cm_events', EVENT_COLUMNS, this.#events));
-        }
+        this.#flushEvents();
+        seq = this.#txnSeq;
         return r;
       }) as T;
       if (seq > this.#lastSeq) this.#lastSeq = seq;
+      this.#committed();
       return result;
     } finally {
       this.#inTxn = false;
       this.#ended = [];
       this.#events = [];
       this.#touchedWorkflows.clear();
+    }
+  }
+
+  /** After each commit: wakes the checkpoint thread, or starts it once the store is busy. */
+  #committed(): void {
+    if (this.#checkpointer !== null) this.#checkpointer.wrote();
+    else if (++this.#writes === CHECKPOINTER_AFTER_WRITES && this.#where !== ':memory:') {
+      try {
+        const checkpointer = new Checkpointer(this.#where, () => {
+          // The thread failed: this connection checkpoints by itself again, as SQLite does.
+          if (this.#checkpointer !== checkpointer || this.#closed) return;
+          this.#checkpointer = null;
+          this.#db.pragma(`wal_autocheckpoint = ${WAL_DEFAULT_PAGES}`);
+        });
+        this.#db.pragma(`wal_autocheckpoint = ${WAL_SAFETY_PAGES}`);
+        this.#checkpointer = checkpointer;
+        checkpointer.wrote();
+      } catch {
+        // No thread (a runtime without worker_threads?): SQLite's own checkpoints go on.
+      }
     }
   }
 
@@ -452,14 +487,27 @@ export class SqliteStore implements QueueStore {
     const width = columns.length;
     const perChunk = Math.floor(MAX_PARAMS / width);
     const rows = values.length / width;
-    const tuple = `(${columns.map(() => '?').join(', ')})`;
     let last: number | bigint = 0;
     for (let start = 0; start < rows; start += perChunk) {
       const n = Math.min(perChunk, rows - start);
-      const sql = `insert into ${table} (${columns.join(', ')}) values ${Array.from({ length: n }, () => tuple).join(', ')}`;
+      // The statement text is built once per table and row count: it is also the cache key.
+      const key = `${table}:${n}`;
+      let sql = this.#insertSql.get(key);
+      if (sql === undefined) {
+        const tuple = `(${columns.map(() => '?').join(', ')})`;
+        sql = `insert into ${table} (${columns.join(', ')}) values ${Array.from({ length: n }, () => tuple).join(', ')}`;
+        this.#insertSql.set(key, sql);
+      }
       last = this.#run(sql, ...values.slice(start * width, (start + n) * width)).lastInsertRowid;
     }
     return last;
+  }
+
+  /** Inserts the event rows gathered so far in this transaction (in order, before any later). */
+  #flushEvents(): void {
+    if (this.#events.length === 0) return;
+    this.#txnSeq = Number(this.#insertMany('cm_events', EVENT_COLUMNS, this.#events));
+    this.#events = [];
   }
 
   #event(
@@ -609,6 +657,7 @@ export class SqliteStore implements QueueStore {
       // multi-row INSERTs and its jobs can name each other as parents.
       let nextId =
         (this.#get<{ id: number | null }>('select max(id) id from cm_jobs')?.id ?? 0) + 1;
+      const firstId = nextId;
       const rows: Param[] = [];
       const deps: Param[] = [];
       const tags: Param[] = [];
@@ -662,16 +711,30 @@ export class SqliteStore implements QueueStore {
           now,
           state === 'skipped' ? now : null,
         );
-        for (const tag of new Set(job.tags)) tags.push(id, tag);
+        if (job.tags.length > 0) for (const tag of new Set(job.tags)) tags.push(id, tag);
         if (job.idempotencyKey !== null)
           batchKeys.set(job.idempotencyKey, { id, state, spec: job.spec, target: job.target });
-        this.#event(now, 'job:state', id, wf, job.target, null, state, skip);
         result.ids.push(id);
         result.states.push(state);
         result.existing.push(false);
       }
       if (wf !== null) this.#touchedWorkflows.add(wf);
-      if (rows.length > 0) this.#insertMany('cm_jobs', JOB_COLUMNS, rows);
+      if (rows.length > 0) {
+        this.#insertMany('cm_jobs', JOB_COLUMNS, rows);
+        // Each new job's `job:state` event (none -> its state), in id order (the batch's order),
+        // made from the rows just written in one statement: no parameters per event to bind.
+        // The workflow's own event goes first.
+        this.#flushEvents();
+        this.#txnSeq = Number(
+          this.#run(
+            `insert into cm_events (${EVENT_COLUMNS.join(', ')})
+             select created_at, 'job:state', id, workflow_id, target, null, state, reason
+             from cm_jobs where id >= ? and id < ? order by id`,
+            firstId,
+            nextId,
+          ).lastInsertRowid,
+        );
+      }
       if (deps.length > 0) this.#insertMany('cm_deps', ['job_id', 'parent_id', 'condition'], deps);
       if (tags.length > 0) this.#insertMany('cm_tags', ['job_id', 'tag'], tags);
       return result;
@@ -1134,6 +1197,9 @@ export class SqliteStore implements QueueStore {
     if (this.#closed) return;
     this.#closed = true;
     this.#stmts.clear();
+    const checkpointer = this.#checkpointer;
+    this.#checkpointer = null;
+    await checkpointer?.stop();
     this.#db.close();
   }
 }
