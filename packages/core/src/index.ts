@@ -1,6 +1,12 @@
 // @crystalmath/core: the contracts every CrystalMath package shares, and the few small helpers
 // that must exist exactly once (shell quoting, path confinement, job validation).
 
+export {
+  type BatchExitTrapOptions,
+  type BatchScriptBodyOptions,
+  batchExitTrap,
+  batchScriptBody,
+} from './batch-script.js';
 export * from './errors.js';
 export { globToRegExp } from './glob.js';
 export * from './job.js';
