@@ -8,12 +8,14 @@ import {
   AbortError,
   type CollectResult,
   CrystalMathError,
+  checkRunnerJob,
   downloadMatching,
   isCrystalMathError,
   isTerminalRunnerState,
   isValidJobKey,
   type JsonValue,
   outputPatterns,
+  planInputs,
   type Runner,
   type RunnerCallOptions,
   type RunnerCapabilities,
@@ -21,9 +23,11 @@ import {
   type RunnerJob,
   type RunnerStatus,
   readTail,
+  runnerExec,
   safeRelativePath,
   shJoin,
   shQuote,
+  stageInputs,
   type TailResult,
   type Transport,
   tailOptions,
@@ -227,65 +231,42 @@ export class SgeRunner implements Runner {
     return posix.join(this.#root, jobKey);
   }
 
-  async #exec(
+  #exec(
     command: readonly string[] | { readonly script: string },
     what: string,
     options: RunnerCallOptions | undefined,
     stdin?: string,
   ): Promise<{ stdout: string; stderr: string; exitCode: number | null }> {
-    try {
-      return await this.#transport.exec(command, {
-        timeoutMs: this.#timeout,
-        ...(stdin === undefined ? {} : { stdin }),
-        ...(options?.signal === undefined ? {} : { signal: options.signal }),
-      });
-    } catch (err) {
-      if (isCrystalMathError(err, 'E_ABORTED')) throw err;
-      throw new SgeCommandError(`${what} could not run on ${this.#transport.description}`, {
-        cause: err,
-        details: { command: what },
-      });
-    }
+    return runnerExec(
+      this.#transport,
+      command,
+      { timeoutMs: this.#timeout, stdin, ...(options?.signal ? { signal: options.signal } : {}) },
+      (err) =>
+        new SgeCommandError(`${what} could not run on ${this.#transport.description}`, {
+          cause: err,
+          details: { command: what },
+        }),
+    );
   }
 
   async submit(job: RunnerJob, options?: RunnerCallOptions): Promise<RunnerHandle> {
-    throwIfAborted(options?.signal, 'submit');
-    if (typeof job !== 'object' || job === null) {
-      throw new ValidationError('job', 'must be an object');
-    }
-    if (!isValidJobKey(job.key)) {
-      throw new ValidationError('job.key', 'must be letters, digits and ._- (at most 64)');
-    }
+    checkRunnerJob(job, options?.signal);
     const spec = job.spec;
     const rendered = renderSgeScript({
       key: job.key,
       spec,
       ...(this.#defaults === undefined ? {} : { defaults: this.#defaults }),
     });
-    const inputs = (spec.inputs ?? []).map((input, i) => {
-      const to = safeRelativePath(input.to, `spec.inputs[${i}].to`);
-      if (to === INTERNAL_DIR || to.startsWith(`${INTERNAL_DIR}/`)) {
-        throw new ValidationError(
-          `spec.inputs[${i}].to`,
-          `must not be inside ${INTERNAL_DIR}/ (reserved)`,
-        );
-      }
-      return { input, to };
-    });
+    const planned = planInputs(spec);
     const dir = this.jobDir(job.key);
-    const subdirs = new Set<string>([INTERNAL_DIR]);
-    for (const { to } of inputs) if (posix.dirname(to) !== '.') subdirs.add(posix.dirname(to));
+    const subdirs = new Set<string>([INTERNAL_DIR, ...planned.subdirs]);
     if (spec.workdir !== undefined) subdirs.add(safeRelativePath(spec.workdir, 'spec.workdir'));
 
     await this.#claim(job.key, dir, [...subdirs], options);
     let qsubStarted = false;
     try {
       const signal = options?.signal === undefined ? {} : { signal: options.signal };
-      for (const { input, to } of inputs) {
-        const target = `${dir}/${to}`;
-        if ('from' in input) await this.#transport.upload(input.from, target, signal);
-        else await this.#transport.writeFile(target, input.content, signal);
-      }
+      await stageInputs(this.#transport, dir, planned.inputs, options?.signal);
       if (rendered.userScript !== undefined) {
         await this.#transport.writeFile(`${dir}/${USER_SCRIPT_FILE}`, rendered.userScript, {
           mode: 0o755,
