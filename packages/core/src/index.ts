@@ -15,6 +15,7 @@ export * from './quote.js';
 export * from './runner.js';
 export {
   checkRunnerJob,
+  checkSpecUnder,
   completeUtf8Length,
   type DownloadMatchingOptions,
   downloadMatching,

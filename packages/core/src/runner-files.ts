@@ -35,6 +35,22 @@ export function checkRunnerJob(job: RunnerJob, signal?: AbortSignal): void {
   }
 }
 
+/**
+ * Runs a runner's own check of a spec (`Runner.validate`), whose ValidationErrors name fields
+ * from `spec` (`spec.resources.gres`), and rethrows them under `field` instead (the queue passes
+ * `jobs.relax.spec`), so the error names the field the caller gave. Other errors pass unchanged.
+ */
+export function checkSpecUnder(field: string, check: () => void): void {
+  try {
+    check();
+  } catch (error) {
+    const at = isCrystalMathError(error, 'E_VALIDATION') ? (error as ValidationError).field : '';
+    if (field === 'spec' || !at.startsWith('spec')) throw error;
+    const message = (error as ValidationError).message.slice(at.length + 2);
+    throw new ValidationError(`${field}${at.slice(4)}`, message, { cause: error });
+  }
+}
+
 /** An input with its confined destination, relative to the job directory. */
 export interface PlannedInput {
   readonly input: StageIn;

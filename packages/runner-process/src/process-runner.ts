@@ -11,8 +11,11 @@ import {
   downloadMatching,
   type ErrorCode,
   isValidJobKey,
+  type JobSpec,
+  mergeResources,
   outputPatterns,
   planInputs,
+  type Resources,
   type Runner,
   type RunnerCallOptions,
   type RunnerCapabilities,
@@ -31,6 +34,7 @@ import {
   throwIfAborted,
   ValidationError,
   validateJobSpec,
+  validateResources,
 } from '@crystalmath/core';
 import { POLL_SCRIPT, type PollTarget, parsePollOutput, pollInput } from './poll-script.js';
 import {
@@ -64,6 +68,12 @@ export interface ProcessRunnerOptions {
   readonly staleClaimSeconds?: number;
   /** Advertised in `capabilities.minPollIntervalMs`. Default 0 (polling costs one small command). */
   readonly minPollIntervalMs?: number;
+  /**
+   * Resources a job gets when it does not set them (`walltimeSeconds`, `cpusPerTask`, ...),
+   * merged under the job's by core's `mergeResources`, as the SLURM and Grid Engine runners
+   * merge theirs. Checked at construction (`defaults.<field>`).
+   */
+  readonly defaults?: Resources;
 }
 
 const X = INTERNAL_DIR;
@@ -144,6 +154,7 @@ export class ProcessRunner implements Runner {
   readonly #timeoutMs: number;
   readonly #launchMs: number;
   readonly #staleClaim: number;
+  readonly #defaults: Resources | undefined;
 
   constructor(options: ProcessRunnerOptions) {
     if (typeof options !== 'object' || options === null) {
@@ -179,6 +190,8 @@ export class ProcessRunner implements Runner {
     this.#timeoutMs = num(options.commandTimeoutMs, 'commandTimeoutMs', 60_000);
     this.#launchMs = num(options.launchTimeoutMs, 'launchTimeoutMs', 10_000);
     this.#staleClaim = num(options.staleClaimSeconds, 'staleClaimSeconds', 300);
+    if (options.defaults !== undefined) validateResources(options.defaults, 'defaults');
+    this.#defaults = options.defaults;
     this.capabilities = {
       find: true,
       collect: true,
@@ -228,8 +241,11 @@ export class ProcessRunner implements Runner {
 
   async submit(job: RunnerJob, options?: RunnerCallOptions): Promise<RunnerHandle> {
     checkRunnerJob(job, options?.signal);
-    const spec = job.spec;
-    validateJobSpec(spec);
+    validateJobSpec(job.spec);
+    const spec: JobSpec =
+      this.#defaults === undefined
+        ? job.spec
+        : { ...job.spec, resources: mergeResources(this.#defaults, job.spec.resources) };
     const rendered = renderWrapper({
       key: job.key,
       spec,

@@ -9,10 +9,12 @@ import {
   type CollectResult,
   CrystalMathError,
   checkRunnerJob,
+  checkSpecUnder,
   downloadMatching,
   isCrystalMathError,
   isTerminalRunnerState,
   isValidJobKey,
+  type JobSpec,
   type JsonValue,
   outputPatterns,
   planInputs,
@@ -222,8 +224,25 @@ export class SgeRunner implements Runner {
       collect: true,
       cleanup: true,
       tail: true,
+      validate: true,
       minPollIntervalMs: this.#minInterval,
     };
+  }
+
+  /**
+   * Refuses, without I/O, a spec `submit` would refuse: Grid Engine fields (`parallelEnvironment`,
+   * `project`, the core fields it cannot express, extra options) after merging this runner's
+   * defaults. The queue calls it at enqueue, so a bad field fails the call instead of ending as a
+   * failed job. `field` prefixes the ValidationError's field (default `spec`).
+   */
+  validate(spec: JobSpec, field = 'spec'): void {
+    checkSpecUnder(field, () => {
+      renderSgeScript({
+        key: 'cm-validate',
+        spec,
+        ...(this.#defaults === undefined ? {} : { defaults: this.#defaults }),
+      });
+    });
   }
 
   /** The job directory of `jobKey` on the cluster. */

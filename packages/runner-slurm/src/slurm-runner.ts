@@ -4,6 +4,7 @@ import {
   type CollectResult,
   CrystalMathError,
   checkRunnerJob,
+  checkSpecUnder,
   downloadMatching,
   isCrystalMathError,
   isTerminalRunnerState,
@@ -241,19 +242,14 @@ export class SlurmRunner implements Runner {
    * ValidationError's field (default `spec`).
    */
   validate(spec: JobSpec, field = 'spec'): void {
-    try {
+    checkSpecUnder(field, () => {
       renderSlurmScript({
         key: 'cm-validate',
         spec,
         ...(this.#defaults === undefined ? {} : { defaults: this.#defaults }),
         skipDirectives: this.#skip,
       });
-    } catch (error) {
-      const at = isCrystalMathError(error, 'E_VALIDATION') ? (error as ValidationError).field : '';
-      if (field === 'spec' || !at.startsWith('spec')) throw error;
-      const message = (error as ValidationError).message.slice(at.length + 2);
-      throw new ValidationError(`${field}${at.slice(4)}`, message, { cause: error });
-    }
+    });
   }
 
   /** The job directory of `jobKey` on the cluster. */

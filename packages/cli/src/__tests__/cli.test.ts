@@ -127,6 +127,31 @@ describe('failures change nothing and say what is wrong in one line', () => {
     }
   });
 
+  it('a bad SLURM or Grid Engine field of a job is refused at submit by the target runner: exit 4, naming the field, nothing enqueued', async () => {
+    const config =
+      'store: state/queue.db\ntargets:\n  local: { type: local }\n' +
+      '  hpc: { type: slurm, root: /tmp/cm-hpc }\n  ge: { type: sge, root: /tmp/cm-ge }\n';
+    const dir = await newProject(config);
+    await crystalmath(dir, ['submit', '--target', 'local', '--', 'true']); // the store exists
+    const file = join(dir, 'job.yaml');
+    for (const [target, resources, field] of [
+      ['hpc', '{ gres: "gpu;rm -rf /" }', /\bresources\.gres: /],
+      ['hpc', '{ extraDirectives: ["--wrap=x"] }', /\bresources\.extraDirectives\[0\]: /],
+      ['ge', '{ project: "a b" }', /\bresources\.project: must be a Grid Engine name/],
+      ['ge', '{ qos: high }', /\bresources\.qos: is not supported by Grid Engine/],
+    ] as const) {
+      await writeFile(file, `name: scf\nargv: [pw.x]\nresources: ${resources}\n`);
+      const r = await crystalmath(dir, ['submit', '--target', target, '--file', 'job.yaml']);
+      expect(r.code, resources).toBe(ExitCode.INVALID_INPUT);
+      oneLine(r.stderr);
+      expect(r.stderr, resources).toMatch(field);
+    }
+    const list = JSON.parse((await crystalmath(dir, ['list', '--json'])).stdout) as {
+      jobs: unknown[];
+    };
+    expect(list.jobs).toHaveLength(1);
+  });
+
   it('a workflow with a cycle is refused whole', async () => {
     const dir = await newProject();
     const wf = join(dir, 'cycle.yaml');
