@@ -2,6 +2,13 @@
 // that must exist exactly once (shell quoting, path confinement, job validation).
 
 export {
+  type BatchJobRef,
+  BatchStatusCache,
+  type BatchStatusCacheOptions,
+  type ParseBatchHandleOptions,
+  parseBatchHandle,
+} from './batch-poll.js';
+export {
   type BatchExitTrapOptions,
   type BatchScriptBodyOptions,
   batchExitTrap,

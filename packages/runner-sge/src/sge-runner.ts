@@ -5,7 +5,7 @@
 
 import { posix } from 'node:path';
 import {
-  AbortError,
+  BatchStatusCache,
   type CollectResult,
   CrystalMathError,
   checkRunnerJob,
@@ -17,6 +17,7 @@ import {
   type JobSpec,
   type JsonValue,
   outputPatterns,
+  parseBatchHandle,
   planInputs,
   type Runner,
   type RunnerCallOptions,
@@ -110,38 +111,14 @@ export interface SgeHandleData {
   readonly submittedAt: number;
 }
 
-interface CacheEntry {
-  status: RunnerStatus;
-  at: number;
-}
-
 const DEFAULT_COMMANDS: SgeCommands = {
   qsub: 'qsub',
   qstat: 'qstat',
   qacct: 'qacct',
   qdel: 'qdel',
 };
-const CACHE_LIMIT = 20_000;
 /** qdel answers for a job that is already gone or going: nothing left to cancel. */
 const QDEL_HARMLESS = /does not exist|has already been deleted|registered the job .* for deletion/i;
-
-function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) {
-      reject(new AbortError('[runner-sge] poll aborted', { cause: signal.reason }));
-      return;
-    }
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(new AbortError('[runner-sge] poll aborted', { cause: signal?.reason }));
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}
 
 /** The Grid Engine job id of a handle made by an SgeRunner, e.g. for `-hold_jid`. */
 export function sgeJobId(handle: RunnerHandle): string {
@@ -169,14 +146,11 @@ export class SgeRunner implements Runner {
   readonly #root: string;
   readonly #defaults: SgeDefaults | undefined;
   readonly #minInterval: number;
-  readonly #lostGrace: number;
   readonly #commands: SgeCommands;
   readonly #timeout: number;
   readonly #staleClaim: number;
   readonly #deleteErrorJobs: boolean;
-  #lastCallAt = Number.NEGATIVE_INFINITY;
-  readonly #cache = new Map<string, CacheEntry>();
-  readonly #absentSince = new Map<string, number>();
+  readonly #statuses: BatchStatusCache;
 
   constructor(options: SgeRunnerOptions) {
     if (
@@ -198,7 +172,12 @@ export class SgeRunner implements Runner {
     this.#root = posix.normalize(options.root);
     this.#defaults = options.defaults;
     this.#minInterval = nonNegative(options.pollMinIntervalMs, 'pollMinIntervalMs', 5_000);
-    this.#lostGrace = nonNegative(options.lostGraceMs, 'lostGraceMs', 120_000);
+    this.#statuses = new BatchStatusCache({
+      minIntervalMs: this.#minInterval,
+      lostGraceMs: nonNegative(options.lostGraceMs, 'lostGraceMs', 120_000),
+      label: 'runner-sge',
+      sources: 'qstat and qacct',
+    });
     this.#timeout = nonNegative(options.commandTimeoutMs, 'commandTimeoutMs', 60_000);
     this.#staleClaim = nonNegative(options.staleClaimSeconds, 'staleClaimSeconds', 300);
     if (options.deleteErrorJobs !== undefined && typeof options.deleteErrorJobs !== 'boolean') {
@@ -394,30 +373,13 @@ export class SgeRunner implements Runner {
     handle: RunnerHandle,
     field = 'handle',
   ): TrackedJob & { jobDir: string; data: SgeHandleData } {
-    const bad = (why: string): CrystalMathError =>
-      new CrystalMathError('E_RUNNER_HANDLE', `[runner-sge] ${field}: ${why}`, {
-        details: { field },
-      });
-    if (typeof handle !== 'object' || handle === null || handle.kind !== this.kind) {
-      throw bad(`is not a ${this.kind} handle`);
-    }
-    if (!isValidJobKey(handle.jobKey)) throw bad('has an invalid jobKey');
-    const d = handle.data as Partial<Record<keyof SgeHandleData, unknown>>;
-    if (typeof d.jobId !== 'string' || !/^\d{1,12}$/.test(d.jobId)) {
-      throw bad('has no valid data.jobId');
-    }
-    const jobDir = this.jobDir(handle.jobKey);
-    if (d.jobDir !== jobDir) throw bad(`belongs to another root than ${this.#root}`);
-    const arrayTasks =
-      typeof d.arrayTasks === 'number' && Number.isInteger(d.arrayTasks) && d.arrayTasks > 0
-        ? d.arrayTasks
-        : undefined;
-    return {
-      jobId: d.jobId,
-      jobDir,
-      data: handle.data as unknown as SgeHandleData,
-      ...(arrayTasks === undefined ? {} : { arrayTasks }),
-    };
+    return parseBatchHandle<SgeHandleData>(handle, {
+      kind: this.kind,
+      label: 'runner-sge',
+      jobDir: (key) => this.jobDir(key),
+      root: this.#root,
+      field,
+    });
   }
 
   async poll(
@@ -427,98 +389,53 @@ export class SgeRunner implements Runner {
     throwIfAborted(options?.signal, 'poll');
     if (handles.length === 0) return [];
     const jobs = handles.map((h, i) => this.#parseHandle(h, `handles[${i}]`));
-    const cached = (): RunnerStatus[] | null => {
-      const fresh = Date.now() - this.#lastCallAt < this.#minInterval;
-      const out: RunnerStatus[] = [];
-      for (const j of jobs) {
-        const c = this.#cache.get(j.jobId);
-        if (c === undefined || !(fresh || isTerminalRunnerState(c.status.state))) return null;
-        out.push(c.status);
-      }
-      return out;
-    };
-    const hit = cached();
-    if (hit !== null) return hit;
-    const wait = this.#lastCallAt + this.#minInterval - Date.now();
-    if (wait > 0) {
-      await sleep(wait, options?.signal);
-      const again = cached();
-      if (again !== null) return again;
-    }
-    // Reserve the slot before the call, so concurrent polls wait instead of calling too.
-    this.#lastCallAt = Date.now();
-    const live = jobs.filter((j) => {
-      const c = this.#cache.get(j.jobId);
-      return c === undefined || !isTerminalRunnerState(c.status.state);
-    });
-    const unique = [...new Map(live.map((j) => [j.jobId, j])).values()];
-    const script = buildPollScript({
-      jobs: unique,
-      commands: this.#commands,
-      deleteErrorJobs: this.#deleteErrorJobs,
-    });
-    const r = await this.#exec(['/bin/sh', '-s'], 'qstat', options, script);
-    const out = parsePollOutput(r.stdout);
-    if (out.qstatExit !== 0) {
-      throw new SgeCommandError(`qstat failed (exit ${out.qstatExit}): ${clip(r.stderr)}`, {
-        details: { command: 'qstat', exitCode: out.qstatExit },
-      });
-    }
-    if (!isQstatXml(out.qstat)) {
-      throw new SgeParseError(`qstat -xml printed no <job_info> document: ${clip(out.qstat, 200)}`);
-    }
-    if (r.exitCode !== 0 || !out.complete) {
-      throw new SgeCommandError(`the poll script failed (exit ${r.exitCode}): ${clip(r.stderr)}`, {
-        details: { command: 'poll', exitCode: r.exitCode },
-      });
-    }
-    const files = parseJobFiles(out.files);
-    const facts = {
-      qstat: parseQstatXml(out.qstat),
-      qacct: parseQacct(out.qacct),
-      exits: files.exits,
-      cancelled: files.cancelled,
-      errors: parseQstatJErrors(out.errors),
-    };
-    const now = Date.now();
-    for (const j of unique) {
-      const resolved = resolveStatus(j, facts);
-      if (resolved !== null) this.#absentSince.delete(j.jobId);
-      this.#remember(j.jobId, resolved ?? this.#absent(j.jobId, now), now);
-    }
-    return jobs.map((j) => this.#cache.get(j.jobId)?.status ?? { state: 'queued' });
-  }
-
-  /** A job no source knows: its last status during the grace period, then `lost`. */
-  #absent(jobId: string, now: number): RunnerStatus {
-    const since = this.#absentSince.get(jobId) ?? now;
-    this.#absentSince.set(jobId, since);
-    if (now - since >= this.#lostGrace) {
-      this.#absentSince.delete(jobId);
-      return {
-        state: 'lost',
-        reason: `job ${jobId} is absent from qstat and qacct and left no exit file (for ${Math.round((now - since) / 1000)} s)`,
-      };
-    }
-    const last = this.#cache.get(jobId)?.status;
-    const reason = `absent from qstat and qacct since ${new Date(since).toISOString()}; lost after ${this.#lostGrace} ms`;
-    return last === undefined ? { state: 'queued', reason } : { ...last, reason };
-  }
-
-  #remember(jobId: string, status: RunnerStatus, at: number): void {
-    this.#cache.delete(jobId);
-    this.#cache.set(jobId, { status, at });
-    if (this.#cache.size > CACHE_LIMIT) {
-      const oldest = this.#cache.keys().next().value;
-      if (oldest !== undefined) this.#cache.delete(oldest);
-    }
+    return this.#statuses.poll(
+      jobs,
+      async (unique) => {
+        const script = buildPollScript({
+          jobs: unique,
+          commands: this.#commands,
+          deleteErrorJobs: this.#deleteErrorJobs,
+        });
+        const r = await this.#exec(['/bin/sh', '-s'], 'qstat', options, script);
+        const out = parsePollOutput(r.stdout);
+        if (out.qstatExit !== 0) {
+          throw new SgeCommandError(`qstat failed (exit ${out.qstatExit}): ${clip(r.stderr)}`, {
+            details: { command: 'qstat', exitCode: out.qstatExit },
+          });
+        }
+        if (!isQstatXml(out.qstat)) {
+          throw new SgeParseError(
+            `qstat -xml printed no <job_info> document: ${clip(out.qstat, 200)}`,
+          );
+        }
+        if (r.exitCode !== 0 || !out.complete) {
+          throw new SgeCommandError(
+            `the poll script failed (exit ${r.exitCode}): ${clip(r.stderr)}`,
+            {
+              details: { command: 'poll', exitCode: r.exitCode },
+            },
+          );
+        }
+        const files = parseJobFiles(out.files);
+        const facts = {
+          qstat: parseQstatXml(out.qstat),
+          qacct: parseQacct(out.qacct),
+          exits: files.exits,
+          cancelled: files.cancelled,
+          errors: parseQstatJErrors(out.errors),
+        };
+        return (j) => resolveStatus(j, facts);
+      },
+      options?.signal,
+    );
   }
 
   async cancel(handle: RunnerHandle, options?: RunnerCallOptions): Promise<void> {
     throwIfAborted(options?.signal, 'cancel');
     const j = this.#parseHandle(handle);
-    const c = this.#cache.get(j.jobId);
-    if (c !== undefined && isTerminalRunnerState(c.status.state)) return;
+    const c = this.#statuses.get(j.jobId);
+    if (c !== undefined && isTerminalRunnerState(c.state)) return;
     // The marker first: once qdel has killed the job, nothing else tells a cancelled job from
     // one killed by a signal (qacct says `failed 100` for both).
     const marker = `${shQuote(j.jobDir)}/${CANCEL_FILE}`;
@@ -539,7 +456,7 @@ export class SgeRunner implements Runner {
         { details: { command: 'qdel', jobId: j.jobId, exitCode: r.exitCode } },
       );
     }
-    if (c !== undefined) this.#cache.delete(j.jobId);
+    if (c !== undefined) this.#statuses.forget(j.jobId);
   }
 
   async find(jobKey: string, options?: RunnerCallOptions): Promise<RunnerHandle | null> {
@@ -646,7 +563,7 @@ export class SgeRunner implements Runner {
       j.jobDir,
       options?.signal === undefined ? {} : { signal: options.signal },
     );
-    this.#absentSince.delete(j.jobId);
+    this.#statuses.forgetAbsence(j.jobId);
   }
 
   async tail(
