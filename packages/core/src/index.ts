@@ -21,16 +21,20 @@ export { LocalTransport, type LocalTransportOptions } from './local/local-transp
 export * from './quote.js';
 export * from './runner.js';
 export {
+  type CollectJobDirOptions,
   checkRunnerJob,
   checkSpecUnder,
+  collectJobDir,
   completeUtf8Length,
   type DownloadMatchingOptions,
   downloadMatching,
   outputPatterns,
   type PlannedInput,
+  parseMarkedSections,
   planInputs,
   RUNNER_INTERNAL_DIR,
   readTail,
+  recoveredHandle,
   runnerExec,
   stageInputs,
   tailOptions,

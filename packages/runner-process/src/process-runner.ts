@@ -8,12 +8,12 @@ import {
   type CollectResult,
   CrystalMathError,
   checkRunnerJob,
-  downloadMatching,
+  collectJobDir,
   type ErrorCode,
   isValidJobKey,
   type JobSpec,
   mergeResources,
-  outputPatterns,
+  parseMarkedSections,
   planInputs,
   type Resources,
   type Runner,
@@ -81,19 +81,6 @@ const X = INTERNAL_DIR;
 function clip(text: string, max = 400): string {
   const t = text.trim();
   return t.length > max ? `${t.slice(0, max)}...` : t;
-}
-
-/** Output sections of the runner's scripts: lines after `@@cm:<name>` until the next marker. */
-function sections(stdout: string): Map<string, string[]> {
-  const out = new Map<string, string[]>();
-  let cur: string[] | undefined;
-  for (const line of stdout.split('\n')) {
-    if (line.startsWith('@@cm:')) {
-      cur = [];
-      out.set(line.slice(5).trim(), cur);
-    } else cur?.push(line);
-  }
-  return out;
 }
 
 interface Identity {
@@ -372,7 +359,7 @@ export class ProcessRunner implements Runner {
       `echo '@@cm:end'`,
     ].join('\n');
     const r = await this.#exec(script, 'E_RUNNER_SUBMIT', 'launch', options);
-    const s = sections(r.stdout);
+    const s = parseMarkedSections(r.stdout);
     for (const problem of ['claim-lost', 'duplicate', 'no-setsid']) {
       if (s.has(problem)) {
         throw new CrystalMathError(
@@ -448,7 +435,7 @@ export class ProcessRunner implements Runner {
       `echo '@@cm:sent'`,
     ].join('\n');
     const r = await this.#exec(script, 'E_RUNNER_CANCEL', 'cancel', options);
-    const s = sections(r.stdout);
+    const s = parseMarkedSections(r.stdout);
     if (r.exitCode !== 0 || s.size === 0) {
       throw new CrystalMathError(
         'E_RUNNER_CANCEL',
@@ -470,7 +457,7 @@ export class ProcessRunner implements Runner {
       `echo '@@cm:end'`,
     ].join('\n');
     const r = await this.#exec(script, 'E_RUNNER_HANDLE', 'find', options);
-    const s = sections(r.stdout);
+    const s = parseMarkedSections(r.stdout);
     if (s.has('nodir') || s.has('unlaunched')) return null;
     if (r.exitCode !== 0 || !s.has('end')) {
       throw new CrystalMathError(
@@ -510,30 +497,15 @@ export class ProcessRunner implements Runner {
     const h = this.#parse(handle);
     if (typeof dest !== 'string' || dest === '')
       throw new ValidationError('dest', 'must be a path');
-    const patterns = outputPatterns(options?.globs ?? h.data.outputs ?? []);
-    if (patterns.length === 0) return { files: [], bytes: 0 };
-    const r = await this.#exec(
-      `cd -- ${shQuote(h.jobDir)} && find . -path ./${X} -prune -o -type f -print0`,
-      'E_RUNNER_COLLECT',
-      'collect',
-      options,
-    );
-    if (r.exitCode !== 0) {
-      throw new CrystalMathError(
-        'E_RUNNER_COLLECT',
-        `[runner-process] cannot list ${h.jobDir}: ${clip(r.stderr)}`,
-        { details: { jobKey: h.jobKey } },
-      );
-    }
-    return downloadMatching({
+    return collectJobDir({
       transport: this.#transport,
       dir: h.jobDir,
-      listing: r.stdout,
-      patterns,
+      globs: options?.globs ?? h.data.outputs ?? [],
       dest,
       signal: options?.signal,
       label: 'runner-process',
       details: { jobKey: h.jobKey },
+      exec: (script) => this.#exec(script, 'E_RUNNER_COLLECT', 'collect', options),
     });
   }
 

@@ -10,14 +10,14 @@ import {
   CrystalMathError,
   checkRunnerJob,
   checkSpecUnder,
-  downloadMatching,
+  collectJobDir,
   isCrystalMathError,
   isTerminalRunnerState,
   isValidJobKey,
   type JobSpec,
   type JsonValue,
-  outputPatterns,
   parseBatchHandle,
+  parseMarkedSections,
   planInputs,
   type Runner,
   type RunnerCallOptions,
@@ -26,6 +26,7 @@ import {
   type RunnerJob,
   type RunnerStatus,
   readTail,
+  recoveredHandle,
   runnerExec,
   safeRelativePath,
   shJoin,
@@ -479,14 +480,7 @@ export class SgeRunner implements Runner {
       'exit 0',
     ].join('\n');
     const r = await this.#exec({ script }, 'qstat', options);
-    const sections = new Map<string, string[]>();
-    let cur: string[] | undefined;
-    for (const line of r.stdout.split('\n')) {
-      if (line.startsWith('@@cm:')) {
-        cur = [];
-        sections.set(line.slice(5).trim(), cur);
-      } else cur?.push(line);
-    }
+    const sections = parseMarkedSections(r.stdout);
     if (sections.has('nodir')) return null;
     let jobId = parseQsubTerse((sections.get('jobid') ?? []).join('\n')) ?? '';
     if (jobId === '') {
@@ -499,26 +493,13 @@ export class SgeRunner implements Runner {
       }
     }
     if (jobId === '') return null;
-    let meta: Record<string, JsonValue> = {};
-    try {
-      const parsed: unknown = JSON.parse((sections.get('meta') ?? []).join('\n').trim() || '{}');
-      if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) {
-        meta = parsed as Record<string, JsonValue>;
-      }
-    } catch {
-      /* an unreadable meta file only loses optional fields */
-    }
-    return {
+    return recoveredHandle({
       kind: this.kind,
       jobKey,
-      data: {
-        name: typeof meta.name === 'string' ? meta.name : jobKey,
-        submittedAt: typeof meta.submittedAt === 'number' ? meta.submittedAt : Date.now(),
-        ...meta,
-        jobId,
-        jobDir: dir,
-      },
-    };
+      jobId,
+      jobDir: dir,
+      metaText: (sections.get('meta') ?? []).join('\n'),
+    });
   }
 
   async collect(
@@ -528,31 +509,15 @@ export class SgeRunner implements Runner {
   ): Promise<CollectResult> {
     throwIfAborted(options?.signal, 'collect');
     const j = this.#parseHandle(handle);
-    const patterns = outputPatterns(options?.globs ?? j.data.outputs ?? []);
-    if (patterns.length === 0) return { files: [], bytes: 0 };
-    const r = await this.#exec(
-      {
-        script: `cd -- ${shQuote(j.jobDir)} && find . -path ./${INTERNAL_DIR} -prune -o -type f -print0`,
-      },
-      'find',
-      options,
-    );
-    if (r.exitCode !== 0) {
-      throw new CrystalMathError(
-        'E_RUNNER_COLLECT',
-        `[runner-sge] cannot list ${j.jobDir}: ${clip(r.stderr)}`,
-        { details: { jobDir: j.jobDir } },
-      );
-    }
-    return downloadMatching({
+    return collectJobDir({
       transport: this.#transport,
       dir: j.jobDir,
-      listing: r.stdout,
-      patterns,
+      globs: options?.globs ?? j.data.outputs ?? [],
       dest,
       signal: options?.signal,
       label: 'runner-sge',
       details: { jobDir: j.jobDir },
+      exec: (script) => this.#exec({ script }, 'find', options),
     });
   }
 

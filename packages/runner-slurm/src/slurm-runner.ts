@@ -5,14 +5,14 @@ import {
   CrystalMathError,
   checkRunnerJob,
   checkSpecUnder,
-  downloadMatching,
+  collectJobDir,
   isCrystalMathError,
   isTerminalRunnerState,
   isValidJobKey,
   type JobSpec,
   type JsonValue,
-  outputPatterns,
   parseBatchHandle,
+  parseMarkedSections,
   planInputs,
   type Runner,
   type RunnerCallOptions,
@@ -21,6 +21,7 @@ import {
   type RunnerJob,
   type RunnerStatus,
   readTail,
+  recoveredHandle,
   runnerExec,
   safeRelativePath,
   shJoin,
@@ -482,14 +483,7 @@ export class SlurmRunner implements Runner {
       'exit 0',
     ].join('\n');
     const r = await this.#exec({ script }, 'squeue', options);
-    const sections = new Map<string, string[]>();
-    let cur: string[] | undefined;
-    for (const line of r.stdout.split('\n')) {
-      if (line.startsWith('@@cm:')) {
-        cur = [];
-        sections.set(line.slice(5).trim(), cur);
-      } else cur?.push(line);
-    }
+    const sections = parseMarkedSections(r.stdout);
     if (sections.has('nodir')) return null;
     let jobId = (sections.get('jobid') ?? []).join('').trim();
     if (!/^\d+$/.test(jobId)) {
@@ -504,26 +498,13 @@ export class SlurmRunner implements Runner {
       }
     }
     if (jobId === '') return null;
-    let meta: Record<string, JsonValue> = {};
-    try {
-      const parsed: unknown = JSON.parse((sections.get('meta') ?? []).join('\n').trim() || '{}');
-      if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) {
-        meta = parsed as Record<string, JsonValue>;
-      }
-    } catch {
-      /* an unreadable meta file only loses optional fields */
-    }
-    return {
+    return recoveredHandle({
       kind: this.kind,
       jobKey,
-      data: {
-        name: typeof meta.name === 'string' ? meta.name : jobKey,
-        submittedAt: typeof meta.submittedAt === 'number' ? meta.submittedAt : Date.now(),
-        ...meta,
-        jobId,
-        jobDir: dir,
-      },
-    };
+      jobId,
+      jobDir: dir,
+      metaText: (sections.get('meta') ?? []).join('\n'),
+    });
   }
 
   async collect(
@@ -533,33 +514,15 @@ export class SlurmRunner implements Runner {
   ): Promise<CollectResult> {
     throwIfAborted(options?.signal, 'collect');
     const j = this.#parseHandle(handle);
-    const patterns = outputPatterns(options?.globs ?? j.data.outputs ?? []);
-    if (patterns.length === 0) return { files: [], bytes: 0 };
-    const r = await this.#exec(
-      {
-        script: `cd -- ${shQuote(j.jobDir)} && find . -path ./${INTERNAL_DIR} -prune -o -type f -print0`,
-      },
-      'find',
-      options,
-    );
-    if (r.exitCode !== 0) {
-      throw new CrystalMathError(
-        'E_RUNNER_COLLECT',
-        `[runner-slurm] cannot list ${j.jobDir}: ${clip(r.stderr)}`,
-        {
-          details: { jobDir: j.jobDir },
-        },
-      );
-    }
-    return downloadMatching({
+    return collectJobDir({
       transport: this.#transport,
       dir: j.jobDir,
-      listing: r.stdout,
-      patterns,
+      globs: options?.globs ?? j.data.outputs ?? [],
       dest,
       signal: options?.signal,
       label: 'runner-slurm',
       details: { jobDir: j.jobDir },
+      exec: (script) => this.#exec({ script }, 'find', options),
     });
   }
 
