@@ -3,9 +3,10 @@
 // status cache that throttles calls to the scheduler (cluster etiquette), keeps ended jobs' last
 // status, and turns a job no source knows into `lost` only after a grace period.
 
+import { constants } from 'node:os';
 import { AbortError, CrystalMathError, throwIfAborted } from './errors.js';
 import { isValidJobKey, type RunnerHandle } from './runner.js';
-import { isTerminalRunnerState, type RunnerStatus } from './status.js';
+import { isTerminalRunnerState, type RunnerState, type RunnerStatus } from './status.js';
 
 /** A batch job as the poll needs it: the scheduler's id and, for arrays, the task count. */
 export interface BatchJobRef {
@@ -201,4 +202,45 @@ export class BatchStatusCache {
       signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
+}
+
+const SIGNAL_NAMES = new Map<number, string>(
+  Object.entries(constants.signals).map(([name, num]) => [num, name]),
+);
+
+/** `9` → `SIGKILL`; unknown numbers give `SIG<n>`. For schedulers that report signal numbers. */
+export function signalName(num: number): string {
+  return SIGNAL_NAMES.get(num) ?? `SIG${num}`;
+}
+
+/** When array tasks ended differently, the array reports the worst, in this order. */
+export const ARRAY_SEVERITY: readonly RunnerState[] = [
+  'node_fail',
+  'out_of_memory',
+  'timeout',
+  'failed',
+  'lost',
+  'cancelled',
+  'succeeded',
+];
+
+/**
+ * The status of an array job all of whose tasks ended (`done`, not empty): the worst state
+ * (`ARRAY_SEVERITY`) with the native state, exit code and signal of the first task that ended
+ * so, and a reason counting the tasks that did not succeed.
+ */
+export function endedArrayStatus(done: readonly RunnerStatus[]): RunnerStatus {
+  const worst = ARRAY_SEVERITY.find((st) => done.some((s) => s.state === st)) ?? 'succeeded';
+  const first = done.find((s) => s.state === worst);
+  const bad = done.filter((s) => s.state !== 'succeeded').length;
+  return {
+    state: worst,
+    reason:
+      bad === 0
+        ? `all ${done.length} array tasks succeeded`
+        : `${bad} of ${done.length} array tasks did not succeed`,
+    ...(first?.nativeState === undefined ? {} : { nativeState: first.nativeState }),
+    ...(first?.exitCode === undefined ? {} : { exitCode: first.exitCode }),
+    ...(first?.signal === undefined ? {} : { signal: first.signal }),
+  };
 }

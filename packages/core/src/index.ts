@@ -2,11 +2,14 @@
 // that must exist exactly once (shell quoting, path confinement, job validation).
 
 export {
+  ARRAY_SEVERITY,
   type BatchJobRef,
   BatchStatusCache,
   type BatchStatusCacheOptions,
+  endedArrayStatus,
   type ParseBatchHandleOptions,
   parseBatchHandle,
+  signalName,
 } from './batch-poll.js';
 export {
   type BatchExitTrapOptions,
