@@ -1,9 +1,11 @@
 // Turns the validated configuration into live pieces: one Transport and one Runner per target
 // (LocalRunner, SshRunner over a shared SshPool, SlurmRunner and SgeRunner locally or over SSH). The CLI is
-// the only place in CrystalMath that wires concrete packages together. Nothing here connects:
+// the only place in CrystalMath that wires concrete packages together. A target's `defaults` go
+// to its runner, which merges them under each job's resources (core's `mergeResources`) the same
+// way for every target type. Nothing here connects:
 // SSH connections open on first use, so read-only commands never touch the network.
 
-import { LocalTransport, type Runner, type Transport } from '@crystalmath/core';
+import { LocalTransport, type Resources, type Runner, type Transport } from '@crystalmath/core';
 import { LocalRunner, SshRunner } from '@crystalmath/runner-process';
 import { type SgeDefaults, SgeRunner } from '@crystalmath/runner-sge';
 import { type SlurmDefaults, SlurmRunner } from '@crystalmath/runner-slurm';
@@ -55,10 +57,17 @@ export async function wireTargets(config: ResolvedConfig): Promise<WiredTargets>
     let runner: Runner;
     if (t.type === 'local') {
       transport = local;
-      runner = new LocalRunner({ root: t.root ?? '.crystalmath/runs' });
+      runner = new LocalRunner({
+        root: t.root ?? '.crystalmath/runs',
+        ...(t.defaults ? { defaults: t.defaults as Resources } : {}),
+      });
     } else if (t.type === 'ssh') {
       transport = await sshTransport(t.ssh);
-      runner = new SshRunner({ transport, root: t.root ?? '.crystalmath/runs' });
+      runner = new SshRunner({
+        transport,
+        root: t.root ?? '.crystalmath/runs',
+        ...(t.defaults ? { defaults: t.defaults as Resources } : {}),
+      });
     } else if (t.type === 'sge') {
       transport = t.ssh ? await sshTransport(t.ssh) : local;
       runner = new SgeRunner({

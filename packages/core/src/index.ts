@@ -1,6 +1,22 @@
 // @crystalmath/core: the contracts every CrystalMath package shares, and the few small helpers
 // that must exist exactly once (shell quoting, path confinement, job validation).
 
+export {
+  ARRAY_SEVERITY,
+  type BatchJobRef,
+  BatchStatusCache,
+  type BatchStatusCacheOptions,
+  endedArrayStatus,
+  type ParseBatchHandleOptions,
+  parseBatchHandle,
+  signalName,
+} from './batch-poll.js';
+export {
+  type BatchExitTrapOptions,
+  type BatchScriptBodyOptions,
+  batchExitTrap,
+  batchScriptBody,
+} from './batch-script.js';
 export * from './errors.js';
 export { globToRegExp } from './glob.js';
 export * from './job.js';
@@ -8,15 +24,20 @@ export { LocalTransport, type LocalTransportOptions } from './local/local-transp
 export * from './quote.js';
 export * from './runner.js';
 export {
+  type CollectJobDirOptions,
   checkRunnerJob,
+  checkSpecUnder,
+  collectJobDir,
   completeUtf8Length,
   type DownloadMatchingOptions,
   downloadMatching,
   outputPatterns,
   type PlannedInput,
+  parseMarkedSections,
   planInputs,
   RUNNER_INTERNAL_DIR,
   readTail,
+  recoveredHandle,
   runnerExec,
   stageInputs,
   tailOptions,

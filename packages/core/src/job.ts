@@ -37,6 +37,66 @@ export interface Resources {
   readonly extraDirectives?: readonly string[];
 }
 
+/**
+ * The kind of value a resource field holds, for code that builds a schema or a form from the
+ * resource fields instead of restating them (the CLI's configuration schema does):
+ * `count` a positive integer, `count-or-text` a positive integer or a string (`gpus`), `text` a
+ * string, `flag` a boolean, `text-list` an array of strings, `structured` anything else (checked
+ * only by its runner's validator).
+ */
+export type ResourceFieldKind =
+  | 'count'
+  | 'count-or-text'
+  | 'text'
+  | 'flag'
+  | 'text-list'
+  | 'structured';
+
+/**
+ * Every field of `Resources` and the kind of its value: the one list of resource fields. A
+ * runner that extends `Resources` lists its own fields the same way (runner-slurm's
+ * `SLURM_RESOURCE_FIELDS`, runner-sge's `SGE_RESOURCE_FIELDS`). Typed so that a field added to
+ * `Resources` and not here fails to compile.
+ */
+export const RESOURCE_FIELDS: { readonly [K in keyof Required<Resources>]: ResourceFieldKind } = {
+  nodes: 'count',
+  tasks: 'count',
+  tasksPerNode: 'count',
+  cpusPerTask: 'count',
+  memoryMb: 'count',
+  memoryPerCpuMb: 'count',
+  gpus: 'count-or-text',
+  walltimeSeconds: 'count',
+  partition: 'text',
+  account: 'text',
+  qos: 'text',
+  constraint: 'text',
+  exclusive: 'flag',
+  array: 'text',
+  extraDirectives: 'text-list',
+};
+
+/**
+ * A job's resources on top of a target's defaults: each field the job sets wins; memory given
+ * either way by the job replaces both memory defaults (`memoryMb` and `memoryPerCpuMb` exclude
+ * each other). Every runner that takes `defaults` merges with this, so defaults mean the same on
+ * every target type.
+ *
+ * @example mergeResources({ partition: 'debug', memoryMb: 4000 }, { memoryPerCpuMb: 500 }) // => { partition: 'debug', memoryPerCpuMb: 500 }
+ */
+export function mergeResources<R extends Resources>(
+  defaults: R | undefined,
+  job: R | undefined,
+): R {
+  const merged: Record<string, unknown> = { ...defaults };
+  if (job?.memoryMb !== undefined || job?.memoryPerCpuMb !== undefined) {
+    delete merged.memoryMb;
+    delete merged.memoryPerCpuMb;
+  }
+  for (const [k, v] of Object.entries(job ?? {})) if (v !== undefined) merged[k] = v;
+  return merged as R;
+}
+
 /** A file to put in the job directory before the job starts. */
 export type StageIn =
   /** Copy a file from the submitting machine. */

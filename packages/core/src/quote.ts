@@ -108,3 +108,61 @@ export function shExports(env: Readonly<Record<string, string>>, field = 'env'):
     })
     .join('\n');
 }
+
+/**
+ * Shell lines that define `cm_nl` (a line feed) and `cm_cr` (a carriage return), which
+ * `shQuoteOneLine` and `shCommandOneLine` refer to. Put them in a script before any line that
+ * uses those helpers.
+ */
+export const SH_LINE_BREAK_VARS: readonly string[] = [
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: shell syntax, not a template
+  "cm_nl=$(printf '\\nx'); cm_nl=${cm_nl%x}",
+  "cm_cr=$(printf '\\r')",
+];
+
+/**
+ * Quotes one string like `quote` (`shQuote` by default, `shQuoteCommand` for a command word), but
+ * so that the shell text stays on ONE line: each LF and CR inside the value is spelt as the fixed
+ * word `"$cm_nl"` / `"$cm_cr"` between quoted pieces (define them with `SH_LINE_BREAK_VARS`).
+ *
+ * Batch schedulers read directives anywhere in a script, even inside a quoted string (Grid
+ * Engine's `#$`, sbatch's `#PBS`), and sbatch refuses a script with CR LF; a value that keeps its
+ * line breaks could inject scheduler options. Use this for every user value in a batch script.
+ *
+ * @example shQuoteOneLine('a\n#PBS -N x') // => 'a'"$cm_nl"'#PBS -N x'
+ */
+export function shQuoteOneLine(value: string, field = 'argument', quote = shQuote): string {
+  if (!/[\r\n]/.test(value)) return quote(value, field);
+  return value
+    .split(/(\r|\n)/)
+    .map((piece, i) => {
+      if (piece === '\n') return '"$cm_nl"';
+      if (piece === '\r') return '"$cm_cr"';
+      if (piece === '') return '';
+      return i === 0 ? quote(piece, field) : shQuote(piece, field);
+    })
+    .join('');
+}
+
+/**
+ * `shCommand` for a batch script: the first word quoted as a program, every word kept on one
+ * line by `shQuoteOneLine`. Throws a ValidationError for an empty argv.
+ */
+export function shCommandOneLine(argv: readonly string[], field = 'argv'): string {
+  if (argv.length === 0) throw new ValidationError(field, 'must not be empty');
+  return argv
+    .map((arg, i) =>
+      i === 0
+        ? shQuoteOneLine(arg, `${field}[0]`, shQuoteCommand)
+        : shQuoteOneLine(arg, `${field}[${i}]`),
+    )
+    .join(' ');
+}
+
+/** `export NAME=value` lines like `shExports`, each value kept on one line (`shQuoteOneLine`). */
+export function shExportsOneLine(env: Readonly<Record<string, string>>, field = 'env'): string[] {
+  return Object.entries(env).map(([name, value]) => {
+    assertEnvName(name, field);
+    return `export ${name}=${shQuoteOneLine(value, `${field}.${name}`)}`;
+  });
+}

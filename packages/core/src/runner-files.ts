@@ -9,10 +9,13 @@ import { dirname, join, posix } from 'node:path';
 import { CrystalMathError, isCrystalMathError, throwIfAborted, ValidationError } from './errors.js';
 import { globToRegExp } from './glob.js';
 import type { JobSpec, StageIn } from './job.js';
+import { shQuote } from './quote.js';
 import {
   type CollectResult,
   isValidJobKey,
+  type JsonValue,
   type RunnerCallOptions,
+  type RunnerHandle,
   type RunnerJob,
   type TailResult,
 } from './runner.js';
@@ -32,6 +35,22 @@ export function checkRunnerJob(job: RunnerJob, signal?: AbortSignal): void {
     throw new ValidationError('job', 'must be an object');
   if (!isValidJobKey(job.key)) {
     throw new ValidationError('job.key', 'must be letters, digits and ._- (at most 64)');
+  }
+}
+
+/**
+ * Runs a runner's own check of a spec (`Runner.validate`), whose ValidationErrors name fields
+ * from `spec` (`spec.resources.gres`), and rethrows them under `field` instead (the queue passes
+ * `jobs.relax.spec`), so the error names the field the caller gave. Other errors pass unchanged.
+ */
+export function checkSpecUnder(field: string, check: () => void): void {
+  try {
+    check();
+  } catch (error) {
+    const at = isCrystalMathError(error, 'E_VALIDATION') ? (error as ValidationError).field : '';
+    if (field === 'spec' || !at.startsWith('spec')) throw error;
+    const message = (error as ValidationError).message.slice(at.length + 2);
+    throw new ValidationError(`${field}${at.slice(4)}`, message, { cause: error });
   }
 }
 
@@ -205,4 +224,105 @@ export async function readTail(
   }
   const end = completeUtf8Length(buf);
   return { data: buf.subarray(0, end).toString('utf8'), offset: offset + end };
+}
+
+/** Options of `collectJobDir`. */
+export interface CollectJobDirOptions {
+  readonly transport: Transport;
+  /** The job directory on the target. */
+  readonly dir: string;
+  /** The collect call's `globs`, or the spec's `outputs`. */
+  readonly globs: readonly string[];
+  /** Local folder the files are copied under, with their relative paths. */
+  readonly dest: string;
+  readonly signal?: AbortSignal | undefined;
+  /** Message prefix, e.g. `runner-sge`. */
+  readonly label: string;
+  /** Added to the details of an `E_RUNNER_COLLECT` error. */
+  readonly details?: Readonly<Record<string, unknown>>;
+  /** Runs a shell script on the target with the runner's deadline and signal (its `runnerExec`). */
+  readonly exec: (script: string) => Promise<Pick<ExecResult, 'stdout' | 'stderr' | 'exitCode'>>;
+}
+
+/**
+ * A runner's `collect`, written once: lists the job directory in ONE command (leaving out the
+ * reserved `.cm` folder) and copies the files matching the globs with `downloadMatching`. No
+ * globs: nothing to do. A listing that fails is `E_RUNNER_COLLECT` naming the directory.
+ */
+export async function collectJobDir(options: CollectJobDirOptions): Promise<CollectResult> {
+  const patterns = outputPatterns(options.globs);
+  if (patterns.length === 0) return { files: [], bytes: 0 };
+  const { dir, label } = options;
+  const r = await options.exec(
+    `cd -- ${shQuote(dir)} && find . -path ./${RUNNER_INTERNAL_DIR} -prune -o -type f -print0`,
+  );
+  if (r.exitCode !== 0) {
+    const why = r.stderr.trim();
+    throw new CrystalMathError(
+      'E_RUNNER_COLLECT',
+      `[${label}] cannot list ${dir}: ${why.length <= 500 ? why : `${why.slice(0, 500)}…`}`,
+      { details: { ...options.details } },
+    );
+  }
+  return downloadMatching({
+    transport: options.transport,
+    dir,
+    listing: r.stdout,
+    patterns,
+    dest: options.dest,
+    signal: options.signal,
+    label,
+    ...(options.details === undefined ? {} : { details: options.details }),
+  });
+}
+
+/**
+ * The sections of a runner script's output: the lines after each `@@cm:<name>` marker line, up
+ * to the next marker, by name. How the runners' one-round-trip scripts (claim, find, poll)
+ * return several results at once.
+ */
+export function parseMarkedSections(stdout: string): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  let cur: string[] | undefined;
+  for (const line of stdout.split('\n')) {
+    if (line.startsWith('@@cm:')) {
+      cur = [];
+      out.set(line.slice(5).trim(), cur);
+    } else cur?.push(line);
+  }
+  return out;
+}
+
+/**
+ * The handle `find` returns for a job found again on the target: its scheduler id and
+ * directory, with the fields the job's `meta.json` (`metaText`) kept at submit; an unreadable
+ * meta file only loses the optional fields.
+ */
+export function recoveredHandle(options: {
+  readonly kind: string;
+  readonly jobKey: string;
+  readonly jobId: string;
+  readonly jobDir: string;
+  readonly metaText: string;
+}): RunnerHandle {
+  let meta: Record<string, JsonValue> = {};
+  try {
+    const parsed: unknown = JSON.parse(options.metaText.trim() || '{}');
+    if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) {
+      meta = parsed as Record<string, JsonValue>;
+    }
+  } catch {
+    /* an unreadable meta file only loses optional fields */
+  }
+  return {
+    kind: options.kind,
+    jobKey: options.jobKey,
+    data: {
+      name: typeof meta.name === 'string' ? meta.name : options.jobKey,
+      submittedAt: typeof meta.submittedAt === 'number' ? meta.submittedAt : Date.now(),
+      ...meta,
+      jobId: options.jobId,
+      jobDir: options.jobDir,
+    },
+  };
 }

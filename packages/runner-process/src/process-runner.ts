@@ -8,11 +8,14 @@ import {
   type CollectResult,
   CrystalMathError,
   checkRunnerJob,
-  downloadMatching,
+  collectJobDir,
   type ErrorCode,
   isValidJobKey,
-  outputPatterns,
+  type JobSpec,
+  mergeResources,
+  parseMarkedSections,
   planInputs,
+  type Resources,
   type Runner,
   type RunnerCallOptions,
   type RunnerCapabilities,
@@ -31,6 +34,7 @@ import {
   throwIfAborted,
   ValidationError,
   validateJobSpec,
+  validateResources,
 } from '@crystalmath/core';
 import { POLL_SCRIPT, type PollTarget, parsePollOutput, pollInput } from './poll-script.js';
 import {
@@ -64,6 +68,12 @@ export interface ProcessRunnerOptions {
   readonly staleClaimSeconds?: number;
   /** Advertised in `capabilities.minPollIntervalMs`. Default 0 (polling costs one small command). */
   readonly minPollIntervalMs?: number;
+  /**
+   * Resources a job gets when it does not set them (`walltimeSeconds`, `cpusPerTask`, ...),
+   * merged under the job's by core's `mergeResources`, as the SLURM and Grid Engine runners
+   * merge theirs. Checked at construction (`defaults.<field>`).
+   */
+  readonly defaults?: Resources;
 }
 
 const X = INTERNAL_DIR;
@@ -71,19 +81,6 @@ const X = INTERNAL_DIR;
 function clip(text: string, max = 400): string {
   const t = text.trim();
   return t.length > max ? `${t.slice(0, max)}...` : t;
-}
-
-/** Output sections of the runner's scripts: lines after `@@cm:<name>` until the next marker. */
-function sections(stdout: string): Map<string, string[]> {
-  const out = new Map<string, string[]>();
-  let cur: string[] | undefined;
-  for (const line of stdout.split('\n')) {
-    if (line.startsWith('@@cm:')) {
-      cur = [];
-      out.set(line.slice(5).trim(), cur);
-    } else cur?.push(line);
-  }
-  return out;
 }
 
 interface Identity {
@@ -144,6 +141,7 @@ export class ProcessRunner implements Runner {
   readonly #timeoutMs: number;
   readonly #launchMs: number;
   readonly #staleClaim: number;
+  readonly #defaults: Resources | undefined;
 
   constructor(options: ProcessRunnerOptions) {
     if (typeof options !== 'object' || options === null) {
@@ -179,6 +177,8 @@ export class ProcessRunner implements Runner {
     this.#timeoutMs = num(options.commandTimeoutMs, 'commandTimeoutMs', 60_000);
     this.#launchMs = num(options.launchTimeoutMs, 'launchTimeoutMs', 10_000);
     this.#staleClaim = num(options.staleClaimSeconds, 'staleClaimSeconds', 300);
+    if (options.defaults !== undefined) validateResources(options.defaults, 'defaults');
+    this.#defaults = options.defaults;
     this.capabilities = {
       find: true,
       collect: true,
@@ -228,8 +228,11 @@ export class ProcessRunner implements Runner {
 
   async submit(job: RunnerJob, options?: RunnerCallOptions): Promise<RunnerHandle> {
     checkRunnerJob(job, options?.signal);
-    const spec = job.spec;
-    validateJobSpec(spec);
+    validateJobSpec(job.spec);
+    const spec: JobSpec =
+      this.#defaults === undefined
+        ? job.spec
+        : { ...job.spec, resources: mergeResources(this.#defaults, job.spec.resources) };
     const rendered = renderWrapper({
       key: job.key,
       spec,
@@ -356,7 +359,7 @@ export class ProcessRunner implements Runner {
       `echo '@@cm:end'`,
     ].join('\n');
     const r = await this.#exec(script, 'E_RUNNER_SUBMIT', 'launch', options);
-    const s = sections(r.stdout);
+    const s = parseMarkedSections(r.stdout);
     for (const problem of ['claim-lost', 'duplicate', 'no-setsid']) {
       if (s.has(problem)) {
         throw new CrystalMathError(
@@ -432,7 +435,7 @@ export class ProcessRunner implements Runner {
       `echo '@@cm:sent'`,
     ].join('\n');
     const r = await this.#exec(script, 'E_RUNNER_CANCEL', 'cancel', options);
-    const s = sections(r.stdout);
+    const s = parseMarkedSections(r.stdout);
     if (r.exitCode !== 0 || s.size === 0) {
       throw new CrystalMathError(
         'E_RUNNER_CANCEL',
@@ -454,7 +457,7 @@ export class ProcessRunner implements Runner {
       `echo '@@cm:end'`,
     ].join('\n');
     const r = await this.#exec(script, 'E_RUNNER_HANDLE', 'find', options);
-    const s = sections(r.stdout);
+    const s = parseMarkedSections(r.stdout);
     if (s.has('nodir') || s.has('unlaunched')) return null;
     if (r.exitCode !== 0 || !s.has('end')) {
       throw new CrystalMathError(
@@ -494,30 +497,15 @@ export class ProcessRunner implements Runner {
     const h = this.#parse(handle);
     if (typeof dest !== 'string' || dest === '')
       throw new ValidationError('dest', 'must be a path');
-    const patterns = outputPatterns(options?.globs ?? h.data.outputs ?? []);
-    if (patterns.length === 0) return { files: [], bytes: 0 };
-    const r = await this.#exec(
-      `cd -- ${shQuote(h.jobDir)} && find . -path ./${X} -prune -o -type f -print0`,
-      'E_RUNNER_COLLECT',
-      'collect',
-      options,
-    );
-    if (r.exitCode !== 0) {
-      throw new CrystalMathError(
-        'E_RUNNER_COLLECT',
-        `[runner-process] cannot list ${h.jobDir}: ${clip(r.stderr)}`,
-        { details: { jobKey: h.jobKey } },
-      );
-    }
-    return downloadMatching({
+    return collectJobDir({
       transport: this.#transport,
       dir: h.jobDir,
-      listing: r.stdout,
-      patterns,
+      globs: options?.globs ?? h.data.outputs ?? [],
       dest,
       signal: options?.signal,
       label: 'runner-process',
       details: { jobKey: h.jobKey },
+      exec: (script) => this.#exec(script, 'E_RUNNER_COLLECT', 'collect', options),
     });
   }
 

@@ -40,6 +40,7 @@ export { SgeCommandError, SgeParseError } from './sge-errors.js';
 export {
   countSgeArrayTasks,
   parseSgeArray,
+  SGE_RESOURCE_FIELDS,
   type SgeDefaults,
   type SgeResources,
   validateSgeResources,

@@ -2,8 +2,13 @@
 // lists the job), then qacct, then the exit file the job script wrote and the marker `cancel`
 // left. Array jobs aggregate their tasks. Pure, so every combination is unit-tested.
 
-import { constants } from 'node:os';
-import { isTerminalRunnerState, type RunnerState, type RunnerStatus } from '@crystalmath/core';
+import {
+  type BatchJobRef,
+  endedArrayStatus,
+  isTerminalRunnerState,
+  type RunnerStatus,
+  signalName,
+} from '@crystalmath/core';
 import { FAILED_KILLED, mapQacct, mapSgeState } from './map-sge-state.js';
 import type { QacctRecord } from './parse-qacct.js';
 import type { QstatEntry } from './parse-qstat-xml.js';
@@ -26,20 +31,11 @@ export interface PollFacts {
   readonly errors: ReadonlyMap<string, string>;
 }
 
-/** A tracked job: its id and, for an array, its number of tasks. */
-export interface TrackedJob {
-  readonly jobId: string;
-  readonly arrayTasks?: number;
-}
+/** A tracked job: its id and, for an array, its number of tasks (core's `BatchJobRef`). */
+export type TrackedJob = BatchJobRef;
 
-const SIGNAL_NAMES = new Map<number, string>(
-  Object.entries(constants.signals).map(([name, num]) => [num, name]),
-);
-
-/** `9` → `SIGKILL`; unknown numbers give `SIG<n>`. */
-export function signalName(num: number): string {
-  return SIGNAL_NAMES.get(num) ?? `SIG${num}`;
-}
+/** `9` → `SIGKILL` (core's `signalName`, kept here for existing importers). */
+export { signalName };
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
@@ -110,17 +106,6 @@ function single(
   }
   return s;
 }
-
-// When array tasks ended differently, the job reports the worst, in this order.
-const SEVERITY: readonly RunnerState[] = [
-  'node_fail',
-  'out_of_memory',
-  'timeout',
-  'failed',
-  'lost',
-  'cancelled',
-  'succeeded',
-];
 
 /** Number of task ids in a pending range such as `2-4:1`, `5`, or `1-9:2`. */
 export function countTaskRange(range: string): number {
@@ -206,18 +191,5 @@ function resolveArray(
   }
   // Some tasks were forgotten by every source: absent, so the caller's grace period applies.
   if (done.length < expected && !cancelled) return null;
-  const worst = SEVERITY.find((st) => done.some((s) => s.state === st)) ?? 'succeeded';
-  const first = done.find((s) => s.state === worst);
-  const bad = done.filter((s) => s.state !== 'succeeded').length;
-  const s: Mutable<RunnerStatus> = {
-    state: worst,
-    reason:
-      bad === 0
-        ? `all ${done.length} array tasks succeeded`
-        : `${bad} of ${done.length} array tasks did not succeed`,
-  };
-  if (first?.nativeState !== undefined) s.nativeState = first.nativeState;
-  if (first?.exitCode !== undefined) s.exitCode = first.exitCode;
-  if (first?.signal !== undefined) s.signal = first.signal;
-  return s;
+  return endedArrayStatus(done);
 }

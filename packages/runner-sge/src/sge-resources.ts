@@ -3,7 +3,13 @@
 // a parallel environment, memory as h_vmem per slot, walltime as h_rt, partition as the queue.
 // Fields Grid Engine has no equivalent for are refused, naming the field, rather than ignored.
 
-import { type Resources, ValidationError, validateResources } from '@crystalmath/core';
+import {
+  mergeResources,
+  type ResourceFieldKind,
+  type Resources,
+  ValidationError,
+  validateResources,
+} from '@crystalmath/core';
 
 /**
  * Resources with the Grid Engine-only fields. Pass it as `spec.resources`; other runners ignore
@@ -18,6 +24,17 @@ export interface SgeResources extends Resources {
   /** The Grid Engine project (`-P`), used by share-based scheduling. */
   readonly project?: string;
 }
+
+/**
+ * The fields Grid Engine adds to core's `Resources` and the kind of each (see core's
+ * `RESOURCE_FIELDS`), for code that derives a schema from the resource fields.
+ */
+export const SGE_RESOURCE_FIELDS: {
+  readonly [K in Exclude<keyof Required<SgeResources>, keyof Resources>]: ResourceFieldKind;
+} = {
+  parallelEnvironment: 'text',
+  project: 'text',
+};
 
 /** Site defaults: resources used when a job does not set them. */
 export type SgeDefaults = SgeResources;
@@ -99,18 +116,12 @@ export function validateSgeDefaults(d: SgeDefaults | undefined): void {
   validateSgeResources(d, 'defaults');
 }
 
-/** The job's resources on top of the site defaults; memory given either way replaces both. */
+/** The job's resources on top of the site defaults (core's `mergeResources`). */
 export function mergeSgeResources(
   defaults: SgeDefaults | undefined,
   job: SgeResources | undefined,
 ): SgeResources {
-  const merged: Record<string, unknown> = { ...defaults };
-  if (job?.memoryMb !== undefined || job?.memoryPerCpuMb !== undefined) {
-    delete merged.memoryMb;
-    delete merged.memoryPerCpuMb;
-  }
-  for (const [k, v] of Object.entries(job ?? {})) if (v !== undefined) merged[k] = v;
-  return merged as SgeResources;
+  return mergeResources<SgeResources>(defaults, job);
 }
 
 /** Slots the job asks for: tasks x cpusPerTask. */

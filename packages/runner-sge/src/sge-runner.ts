@@ -5,15 +5,20 @@
 
 import { posix } from 'node:path';
 import {
-  AbortError,
+  BatchStatusCache,
   type CollectResult,
   CrystalMathError,
-  downloadMatching,
+  checkRunnerJob,
+  checkSpecUnder,
+  collectJobDir,
   isCrystalMathError,
   isTerminalRunnerState,
   isValidJobKey,
+  type JobSpec,
   type JsonValue,
-  outputPatterns,
+  parseBatchHandle,
+  parseMarkedSections,
+  planInputs,
   type Runner,
   type RunnerCallOptions,
   type RunnerCapabilities,
@@ -21,9 +26,12 @@ import {
   type RunnerJob,
   type RunnerStatus,
   readTail,
+  recoveredHandle,
+  runnerExec,
   safeRelativePath,
   shJoin,
   shQuote,
+  stageInputs,
   type TailResult,
   type Transport,
   tailOptions,
@@ -104,38 +112,14 @@ export interface SgeHandleData {
   readonly submittedAt: number;
 }
 
-interface CacheEntry {
-  status: RunnerStatus;
-  at: number;
-}
-
 const DEFAULT_COMMANDS: SgeCommands = {
   qsub: 'qsub',
   qstat: 'qstat',
   qacct: 'qacct',
   qdel: 'qdel',
 };
-const CACHE_LIMIT = 20_000;
 /** qdel answers for a job that is already gone or going: nothing left to cancel. */
 const QDEL_HARMLESS = /does not exist|has already been deleted|registered the job .* for deletion/i;
-
-function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) {
-      reject(new AbortError('[runner-sge] poll aborted', { cause: signal.reason }));
-      return;
-    }
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(new AbortError('[runner-sge] poll aborted', { cause: signal?.reason }));
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}
 
 /** The Grid Engine job id of a handle made by an SgeRunner, e.g. for `-hold_jid`. */
 export function sgeJobId(handle: RunnerHandle): string {
@@ -163,14 +147,11 @@ export class SgeRunner implements Runner {
   readonly #root: string;
   readonly #defaults: SgeDefaults | undefined;
   readonly #minInterval: number;
-  readonly #lostGrace: number;
   readonly #commands: SgeCommands;
   readonly #timeout: number;
   readonly #staleClaim: number;
   readonly #deleteErrorJobs: boolean;
-  #lastCallAt = Number.NEGATIVE_INFINITY;
-  readonly #cache = new Map<string, CacheEntry>();
-  readonly #absentSince = new Map<string, number>();
+  readonly #statuses: BatchStatusCache;
 
   constructor(options: SgeRunnerOptions) {
     if (
@@ -192,7 +173,12 @@ export class SgeRunner implements Runner {
     this.#root = posix.normalize(options.root);
     this.#defaults = options.defaults;
     this.#minInterval = nonNegative(options.pollMinIntervalMs, 'pollMinIntervalMs', 5_000);
-    this.#lostGrace = nonNegative(options.lostGraceMs, 'lostGraceMs', 120_000);
+    this.#statuses = new BatchStatusCache({
+      minIntervalMs: this.#minInterval,
+      lostGraceMs: nonNegative(options.lostGraceMs, 'lostGraceMs', 120_000),
+      label: 'runner-sge',
+      sources: 'qstat and qacct',
+    });
     this.#timeout = nonNegative(options.commandTimeoutMs, 'commandTimeoutMs', 60_000);
     this.#staleClaim = nonNegative(options.staleClaimSeconds, 'staleClaimSeconds', 300);
     if (options.deleteErrorJobs !== undefined && typeof options.deleteErrorJobs !== 'boolean') {
@@ -218,8 +204,25 @@ export class SgeRunner implements Runner {
       collect: true,
       cleanup: true,
       tail: true,
+      validate: true,
       minPollIntervalMs: this.#minInterval,
     };
+  }
+
+  /**
+   * Refuses, without I/O, a spec `submit` would refuse: Grid Engine fields (`parallelEnvironment`,
+   * `project`, the core fields it cannot express, extra options) after merging this runner's
+   * defaults. The queue calls it at enqueue, so a bad field fails the call instead of ending as a
+   * failed job. `field` prefixes the ValidationError's field (default `spec`).
+   */
+  validate(spec: JobSpec, field = 'spec'): void {
+    checkSpecUnder(field, () => {
+      renderSgeScript({
+        key: 'cm-validate',
+        spec,
+        ...(this.#defaults === undefined ? {} : { defaults: this.#defaults }),
+      });
+    });
   }
 
   /** The job directory of `jobKey` on the cluster. */
@@ -227,65 +230,42 @@ export class SgeRunner implements Runner {
     return posix.join(this.#root, jobKey);
   }
 
-  async #exec(
+  #exec(
     command: readonly string[] | { readonly script: string },
     what: string,
     options: RunnerCallOptions | undefined,
     stdin?: string,
   ): Promise<{ stdout: string; stderr: string; exitCode: number | null }> {
-    try {
-      return await this.#transport.exec(command, {
-        timeoutMs: this.#timeout,
-        ...(stdin === undefined ? {} : { stdin }),
-        ...(options?.signal === undefined ? {} : { signal: options.signal }),
-      });
-    } catch (err) {
-      if (isCrystalMathError(err, 'E_ABORTED')) throw err;
-      throw new SgeCommandError(`${what} could not run on ${this.#transport.description}`, {
-        cause: err,
-        details: { command: what },
-      });
-    }
+    return runnerExec(
+      this.#transport,
+      command,
+      { timeoutMs: this.#timeout, stdin, ...(options?.signal ? { signal: options.signal } : {}) },
+      (err) =>
+        new SgeCommandError(`${what} could not run on ${this.#transport.description}`, {
+          cause: err,
+          details: { command: what },
+        }),
+    );
   }
 
   async submit(job: RunnerJob, options?: RunnerCallOptions): Promise<RunnerHandle> {
-    throwIfAborted(options?.signal, 'submit');
-    if (typeof job !== 'object' || job === null) {
-      throw new ValidationError('job', 'must be an object');
-    }
-    if (!isValidJobKey(job.key)) {
-      throw new ValidationError('job.key', 'must be letters, digits and ._- (at most 64)');
-    }
+    checkRunnerJob(job, options?.signal);
     const spec = job.spec;
     const rendered = renderSgeScript({
       key: job.key,
       spec,
       ...(this.#defaults === undefined ? {} : { defaults: this.#defaults }),
     });
-    const inputs = (spec.inputs ?? []).map((input, i) => {
-      const to = safeRelativePath(input.to, `spec.inputs[${i}].to`);
-      if (to === INTERNAL_DIR || to.startsWith(`${INTERNAL_DIR}/`)) {
-        throw new ValidationError(
-          `spec.inputs[${i}].to`,
-          `must not be inside ${INTERNAL_DIR}/ (reserved)`,
-        );
-      }
-      return { input, to };
-    });
+    const planned = planInputs(spec);
     const dir = this.jobDir(job.key);
-    const subdirs = new Set<string>([INTERNAL_DIR]);
-    for (const { to } of inputs) if (posix.dirname(to) !== '.') subdirs.add(posix.dirname(to));
+    const subdirs = new Set<string>([INTERNAL_DIR, ...planned.subdirs]);
     if (spec.workdir !== undefined) subdirs.add(safeRelativePath(spec.workdir, 'spec.workdir'));
 
     await this.#claim(job.key, dir, [...subdirs], options);
     let qsubStarted = false;
     try {
       const signal = options?.signal === undefined ? {} : { signal: options.signal };
-      for (const { input, to } of inputs) {
-        const target = `${dir}/${to}`;
-        if ('from' in input) await this.#transport.upload(input.from, target, signal);
-        else await this.#transport.writeFile(target, input.content, signal);
-      }
+      await stageInputs(this.#transport, dir, planned.inputs, options?.signal);
       if (rendered.userScript !== undefined) {
         await this.#transport.writeFile(`${dir}/${USER_SCRIPT_FILE}`, rendered.userScript, {
           mode: 0o755,
@@ -394,30 +374,13 @@ export class SgeRunner implements Runner {
     handle: RunnerHandle,
     field = 'handle',
   ): TrackedJob & { jobDir: string; data: SgeHandleData } {
-    const bad = (why: string): CrystalMathError =>
-      new CrystalMathError('E_RUNNER_HANDLE', `[runner-sge] ${field}: ${why}`, {
-        details: { field },
-      });
-    if (typeof handle !== 'object' || handle === null || handle.kind !== this.kind) {
-      throw bad(`is not a ${this.kind} handle`);
-    }
-    if (!isValidJobKey(handle.jobKey)) throw bad('has an invalid jobKey');
-    const d = handle.data as Partial<Record<keyof SgeHandleData, unknown>>;
-    if (typeof d.jobId !== 'string' || !/^\d{1,12}$/.test(d.jobId)) {
-      throw bad('has no valid data.jobId');
-    }
-    const jobDir = this.jobDir(handle.jobKey);
-    if (d.jobDir !== jobDir) throw bad(`belongs to another root than ${this.#root}`);
-    const arrayTasks =
-      typeof d.arrayTasks === 'number' && Number.isInteger(d.arrayTasks) && d.arrayTasks > 0
-        ? d.arrayTasks
-        : undefined;
-    return {
-      jobId: d.jobId,
-      jobDir,
-      data: handle.data as unknown as SgeHandleData,
-      ...(arrayTasks === undefined ? {} : { arrayTasks }),
-    };
+    return parseBatchHandle<SgeHandleData>(handle, {
+      kind: this.kind,
+      label: 'runner-sge',
+      jobDir: (key) => this.jobDir(key),
+      root: this.#root,
+      field,
+    });
   }
 
   async poll(
@@ -427,98 +390,53 @@ export class SgeRunner implements Runner {
     throwIfAborted(options?.signal, 'poll');
     if (handles.length === 0) return [];
     const jobs = handles.map((h, i) => this.#parseHandle(h, `handles[${i}]`));
-    const cached = (): RunnerStatus[] | null => {
-      const fresh = Date.now() - this.#lastCallAt < this.#minInterval;
-      const out: RunnerStatus[] = [];
-      for (const j of jobs) {
-        const c = this.#cache.get(j.jobId);
-        if (c === undefined || !(fresh || isTerminalRunnerState(c.status.state))) return null;
-        out.push(c.status);
-      }
-      return out;
-    };
-    const hit = cached();
-    if (hit !== null) return hit;
-    const wait = this.#lastCallAt + this.#minInterval - Date.now();
-    if (wait > 0) {
-      await sleep(wait, options?.signal);
-      const again = cached();
-      if (again !== null) return again;
-    }
-    // Reserve the slot before the call, so concurrent polls wait instead of calling too.
-    this.#lastCallAt = Date.now();
-    const live = jobs.filter((j) => {
-      const c = this.#cache.get(j.jobId);
-      return c === undefined || !isTerminalRunnerState(c.status.state);
-    });
-    const unique = [...new Map(live.map((j) => [j.jobId, j])).values()];
-    const script = buildPollScript({
-      jobs: unique,
-      commands: this.#commands,
-      deleteErrorJobs: this.#deleteErrorJobs,
-    });
-    const r = await this.#exec(['/bin/sh', '-s'], 'qstat', options, script);
-    const out = parsePollOutput(r.stdout);
-    if (out.qstatExit !== 0) {
-      throw new SgeCommandError(`qstat failed (exit ${out.qstatExit}): ${clip(r.stderr)}`, {
-        details: { command: 'qstat', exitCode: out.qstatExit },
-      });
-    }
-    if (!isQstatXml(out.qstat)) {
-      throw new SgeParseError(`qstat -xml printed no <job_info> document: ${clip(out.qstat, 200)}`);
-    }
-    if (r.exitCode !== 0 || !out.complete) {
-      throw new SgeCommandError(`the poll script failed (exit ${r.exitCode}): ${clip(r.stderr)}`, {
-        details: { command: 'poll', exitCode: r.exitCode },
-      });
-    }
-    const files = parseJobFiles(out.files);
-    const facts = {
-      qstat: parseQstatXml(out.qstat),
-      qacct: parseQacct(out.qacct),
-      exits: files.exits,
-      cancelled: files.cancelled,
-      errors: parseQstatJErrors(out.errors),
-    };
-    const now = Date.now();
-    for (const j of unique) {
-      const resolved = resolveStatus(j, facts);
-      if (resolved !== null) this.#absentSince.delete(j.jobId);
-      this.#remember(j.jobId, resolved ?? this.#absent(j.jobId, now), now);
-    }
-    return jobs.map((j) => this.#cache.get(j.jobId)?.status ?? { state: 'queued' });
-  }
-
-  /** A job no source knows: its last status during the grace period, then `lost`. */
-  #absent(jobId: string, now: number): RunnerStatus {
-    const since = this.#absentSince.get(jobId) ?? now;
-    this.#absentSince.set(jobId, since);
-    if (now - since >= this.#lostGrace) {
-      this.#absentSince.delete(jobId);
-      return {
-        state: 'lost',
-        reason: `job ${jobId} is absent from qstat and qacct and left no exit file (for ${Math.round((now - since) / 1000)} s)`,
-      };
-    }
-    const last = this.#cache.get(jobId)?.status;
-    const reason = `absent from qstat and qacct since ${new Date(since).toISOString()}; lost after ${this.#lostGrace} ms`;
-    return last === undefined ? { state: 'queued', reason } : { ...last, reason };
-  }
-
-  #remember(jobId: string, status: RunnerStatus, at: number): void {
-    this.#cache.delete(jobId);
-    this.#cache.set(jobId, { status, at });
-    if (this.#cache.size > CACHE_LIMIT) {
-      const oldest = this.#cache.keys().next().value;
-      if (oldest !== undefined) this.#cache.delete(oldest);
-    }
+    return this.#statuses.poll(
+      jobs,
+      async (unique) => {
+        const script = buildPollScript({
+          jobs: unique,
+          commands: this.#commands,
+          deleteErrorJobs: this.#deleteErrorJobs,
+        });
+        const r = await this.#exec(['/bin/sh', '-s'], 'qstat', options, script);
+        const out = parsePollOutput(r.stdout);
+        if (out.qstatExit !== 0) {
+          throw new SgeCommandError(`qstat failed (exit ${out.qstatExit}): ${clip(r.stderr)}`, {
+            details: { command: 'qstat', exitCode: out.qstatExit },
+          });
+        }
+        if (!isQstatXml(out.qstat)) {
+          throw new SgeParseError(
+            `qstat -xml printed no <job_info> document: ${clip(out.qstat, 200)}`,
+          );
+        }
+        if (r.exitCode !== 0 || !out.complete) {
+          throw new SgeCommandError(
+            `the poll script failed (exit ${r.exitCode}): ${clip(r.stderr)}`,
+            {
+              details: { command: 'poll', exitCode: r.exitCode },
+            },
+          );
+        }
+        const files = parseJobFiles(out.files);
+        const facts = {
+          qstat: parseQstatXml(out.qstat),
+          qacct: parseQacct(out.qacct),
+          exits: files.exits,
+          cancelled: files.cancelled,
+          errors: parseQstatJErrors(out.errors),
+        };
+        return (j) => resolveStatus(j, facts);
+      },
+      options?.signal,
+    );
   }
 
   async cancel(handle: RunnerHandle, options?: RunnerCallOptions): Promise<void> {
     throwIfAborted(options?.signal, 'cancel');
     const j = this.#parseHandle(handle);
-    const c = this.#cache.get(j.jobId);
-    if (c !== undefined && isTerminalRunnerState(c.status.state)) return;
+    const c = this.#statuses.get(j.jobId);
+    if (c !== undefined && isTerminalRunnerState(c.state)) return;
     // The marker first: once qdel has killed the job, nothing else tells a cancelled job from
     // one killed by a signal (qacct says `failed 100` for both).
     const marker = `${shQuote(j.jobDir)}/${CANCEL_FILE}`;
@@ -539,7 +457,7 @@ export class SgeRunner implements Runner {
         { details: { command: 'qdel', jobId: j.jobId, exitCode: r.exitCode } },
       );
     }
-    if (c !== undefined) this.#cache.delete(j.jobId);
+    if (c !== undefined) this.#statuses.forget(j.jobId);
   }
 
   async find(jobKey: string, options?: RunnerCallOptions): Promise<RunnerHandle | null> {
@@ -562,14 +480,7 @@ export class SgeRunner implements Runner {
       'exit 0',
     ].join('\n');
     const r = await this.#exec({ script }, 'qstat', options);
-    const sections = new Map<string, string[]>();
-    let cur: string[] | undefined;
-    for (const line of r.stdout.split('\n')) {
-      if (line.startsWith('@@cm:')) {
-        cur = [];
-        sections.set(line.slice(5).trim(), cur);
-      } else cur?.push(line);
-    }
+    const sections = parseMarkedSections(r.stdout);
     if (sections.has('nodir')) return null;
     let jobId = parseQsubTerse((sections.get('jobid') ?? []).join('\n')) ?? '';
     if (jobId === '') {
@@ -582,26 +493,13 @@ export class SgeRunner implements Runner {
       }
     }
     if (jobId === '') return null;
-    let meta: Record<string, JsonValue> = {};
-    try {
-      const parsed: unknown = JSON.parse((sections.get('meta') ?? []).join('\n').trim() || '{}');
-      if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) {
-        meta = parsed as Record<string, JsonValue>;
-      }
-    } catch {
-      /* an unreadable meta file only loses optional fields */
-    }
-    return {
+    return recoveredHandle({
       kind: this.kind,
       jobKey,
-      data: {
-        name: typeof meta.name === 'string' ? meta.name : jobKey,
-        submittedAt: typeof meta.submittedAt === 'number' ? meta.submittedAt : Date.now(),
-        ...meta,
-        jobId,
-        jobDir: dir,
-      },
-    };
+      jobId,
+      jobDir: dir,
+      metaText: (sections.get('meta') ?? []).join('\n'),
+    });
   }
 
   async collect(
@@ -611,31 +509,15 @@ export class SgeRunner implements Runner {
   ): Promise<CollectResult> {
     throwIfAborted(options?.signal, 'collect');
     const j = this.#parseHandle(handle);
-    const patterns = outputPatterns(options?.globs ?? j.data.outputs ?? []);
-    if (patterns.length === 0) return { files: [], bytes: 0 };
-    const r = await this.#exec(
-      {
-        script: `cd -- ${shQuote(j.jobDir)} && find . -path ./${INTERNAL_DIR} -prune -o -type f -print0`,
-      },
-      'find',
-      options,
-    );
-    if (r.exitCode !== 0) {
-      throw new CrystalMathError(
-        'E_RUNNER_COLLECT',
-        `[runner-sge] cannot list ${j.jobDir}: ${clip(r.stderr)}`,
-        { details: { jobDir: j.jobDir } },
-      );
-    }
-    return downloadMatching({
+    return collectJobDir({
       transport: this.#transport,
       dir: j.jobDir,
-      listing: r.stdout,
-      patterns,
+      globs: options?.globs ?? j.data.outputs ?? [],
       dest,
       signal: options?.signal,
       label: 'runner-sge',
       details: { jobDir: j.jobDir },
+      exec: (script) => this.#exec({ script }, 'find', options),
     });
   }
 
@@ -646,7 +528,7 @@ export class SgeRunner implements Runner {
       j.jobDir,
       options?.signal === undefined ? {} : { signal: options.signal },
     );
-    this.#absentSince.delete(j.jobId);
+    this.#statuses.forgetAbsence(j.jobId);
   }
 
   async tail(

@@ -42,6 +42,7 @@ export {
 export { type PollFacts, resolveStatus, type TrackedJob } from './resolve-status.js';
 export { SlurmCommandError, SlurmParseError } from './slurm-errors.js';
 export {
+  SLURM_RESOURCE_FIELDS,
   type SlurmDefaults,
   type SlurmDependency,
   type SlurmDependencyType,

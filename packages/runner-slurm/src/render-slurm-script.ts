@@ -1,20 +1,18 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: this file writes shell text, where ${VAR} is shell syntax
 // Turns a validated job into the text of an sbatch script: `#SBATCH` lines from typed
 // resources, then a fixed body that runs the command and records its exit code in a file.
-// No user string reaches the body except through `shQuote`/`shJoin`/`shExports`. Carriage
-// returns are the one exception to plain quoting: sbatch rejects any script containing CR LF,
-// so a CR inside a value is spelt as the fixed word "$cm_cr" between quoted pieces.
+// No user string reaches the body except through core's one-line quoting (`shQuoteOneLine`):
+// sbatch obeys `#PBS` lines anywhere in the script (even inside a quoted string) and rejects
+// any script containing CR LF, so each LF and CR inside a value is spelt as the fixed word
+// "$cm_nl" / "$cm_cr" between quoted pieces and no value ever starts a line of its own.
 
 import {
-  assertEnvName,
+  batchExitTrap,
+  batchScriptBody,
   DIRECTIVE_PATTERN,
   isValidJobKey,
   type JobSpec,
   RUNNER_INTERNAL_DIR,
-  safeRelativePath,
-  shExports,
-  shQuote,
-  shQuoteCommand,
   ValidationError,
   validateJobSpec,
 } from '@crystalmath/core';
@@ -27,7 +25,6 @@ import {
   validateSlurmResources,
 } from './slurm-resources.js';
 
-/** Folder inside each job directory holding the runner's own files. */
 /** The runners' reserved folder in a job directory (defined once in core). */
 export const INTERNAL_DIR = RUNNER_INTERNAL_DIR;
 /** The generated batch script, relative to the job directory. */
@@ -175,28 +172,6 @@ function extraDirectives(r: SlurmResources, f: string): SlurmDirective[] {
   });
 }
 
-/**
- * One shell word for `value`, like `quote` (core's `shQuote` by default), but with each CR as
- * `"$cm_cr"` (see above).
- */
-function shWord(value: string, field: string, quote = shQuote): string {
-  if (!value.includes('\r')) return quote(value, field);
-  return value
-    .split('\r')
-    .map((piece, i) => (i === 0 ? quote(piece, field) : shQuote(piece, field)))
-    .join('"$cm_cr"');
-}
-
-/** A command like core's `shCommand` (its first word always read as a program), CR-safe. */
-function shCommandWords(argv: readonly string[], field: string): string {
-  if (argv.length === 0) throw new ValidationError(field, 'must not be empty');
-  return argv
-    .map((arg, i) =>
-      i === 0 ? shWord(arg, `${field}[0]`, shQuoteCommand) : shWord(arg, `${field}[${i}]`),
-    )
-    .join(' ');
-}
-
 /** A SLURM target's site options, as `SlurmRunnerOptions` and the CLI configuration give them. */
 export interface SlurmTargetOptions {
   readonly defaults?: SlurmDefaults | undefined;
@@ -293,53 +268,15 @@ export function renderSlurmScript(options: RenderSlurmScriptOptions): RenderedSl
     'cd "$cm_dir" || exit 120',
     'cm_id=${SLURM_JOB_ID:-none}',
     'if [ -n "${SLURM_ARRAY_TASK_ID:-}" ]; then cm_id=${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}; fi',
-    'cm_sig=',
-    'cm_finish() {',
-    '  cm_rc=$?',
-    '  trap - EXIT TERM INT',
-    `  printf '%s %s\\n' "$cm_rc" "$cm_sig" > "$cm_dir/${EXIT_FILE_PREFIX}$cm_id.tmp" &&`,
-    `    mv -f "$cm_dir/${EXIT_FILE_PREFIX}$cm_id.tmp" "$cm_dir/${EXIT_FILE_PREFIX}$cm_id"`,
-    '  exit "$cm_rc"',
-    '}',
-    'trap cm_finish EXIT',
-    "trap 'cm_sig=TERM; exit 143' TERM",
-    "trap 'cm_sig=INT; exit 130' INT",
-    "cm_cr=$(printf '\\r')",
+    ...batchExitTrap({ exitFile: `$cm_dir/${EXIT_FILE_PREFIX}$cm_id` }),
+    ...batchScriptBody({
+      spec,
+      userScriptFile: `"$cm_dir/${USER_SCRIPT_FILE}"`,
+      // sbatch reads #PBS lines anywhere in the script, #SBATCH ones before the first command.
+      directivePrefixes: ['#SBATCH', '#PBS'],
+    }),
+    '',
   );
-  if (spec.modules !== undefined && spec.modules.length > 0) {
-    lines.push(
-      'if ! command -v module >/dev/null 2>&1 && [ -f /etc/profile.d/modules.sh ]; then . /etc/profile.d/modules.sh; fi',
-    );
-    spec.modules.forEach((m, i) => {
-      lines.push(`module load ${shQuote(m, `spec.modules[${i}]`)} || exit $?`);
-    });
-  }
-  if (spec.env !== undefined && Object.keys(spec.env).length > 0) {
-    const plain: Record<string, string> = {};
-    for (const [name, value] of Object.entries(spec.env)) {
-      if (!value.includes('\r')) plain[name] = value;
-    }
-    if (Object.keys(plain).length > 0) lines.push(shExports(plain, 'spec.env'));
-    for (const [name, value] of Object.entries(spec.env)) {
-      if (!value.includes('\r')) continue;
-      assertEnvName(name, 'spec.env');
-      lines.push(`export ${name}=${shWord(value, `spec.env.${name}`)}`);
-    }
-  }
-  if (spec.workdir !== undefined) {
-    lines.push(`cd -- ${shQuote(safeRelativePath(spec.workdir, 'spec.workdir'))} || exit 120`);
-  }
-  // `command --` runs argv[0] as a command even when it looks like a keyword or an assignment.
-  spec.pre?.forEach((argv, i) => {
-    lines.push(`command -- ${shCommandWords(argv, `spec.pre[${i}]`)} || exit $?`);
-  });
-  if (spec.argv !== undefined) lines.push(`command -- ${shCommandWords(spec.argv, 'spec.argv')}`);
-  else lines.push(`/bin/sh "$cm_dir/${USER_SCRIPT_FILE}"`);
-  lines.push('cm_main_rc=$?');
-  spec.post?.forEach((argv, i) => {
-    lines.push(`command -- ${shCommandWords(argv, `spec.post[${i}]`)}`);
-  });
-  lines.push('exit "$cm_main_rc"', '');
   const script = lines.join('\n');
   return spec.script !== undefined
     ? { script, directives, userScript: spec.script }

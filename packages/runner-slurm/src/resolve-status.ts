@@ -2,8 +2,13 @@
 // still shows the job), then accounting (`sacct`/jobcomp), then the exit file the job script
 // wrote. Array jobs aggregate their tasks. Pure, so every combination is unit-tested.
 
-import { constants } from 'node:os';
-import { isTerminalRunnerState, type RunnerState, type RunnerStatus } from '@crystalmath/core';
+import {
+  type BatchJobRef,
+  endedArrayStatus,
+  isTerminalRunnerState,
+  type RunnerStatus,
+  signalName,
+} from '@crystalmath/core';
 import { mapSlurmState } from './map-slurm-state.js';
 import type { SacctEntry } from './parse-sacct.js';
 import type { SqueueEntry } from './parse-squeue.js';
@@ -16,20 +21,11 @@ export interface PollFacts {
   readonly exits: ReadonlyMap<string, ExitRecord>;
 }
 
-/** A tracked job: its id and, for an array, the number of tasks it was submitted with. */
-export interface TrackedJob {
-  readonly jobId: string;
-  readonly arrayTasks?: number;
-}
+/** A tracked job: its id and, for an array, the number of tasks it was submitted with (core's `BatchJobRef`). */
+export type TrackedJob = BatchJobRef;
 
-const SIGNAL_NAMES = new Map<number, string>(
-  Object.entries(constants.signals).map(([name, num]) => [num, name]),
-);
-
-/** `9` → `SIGKILL`; unknown numbers give `SIG<n>`. */
-export function signalName(num: number): string {
-  return SIGNAL_NAMES.get(num) ?? `SIG${num}`;
-}
+/** `9` → `SIGKILL` (core's `signalName`, kept here for existing importers). */
+export { signalName };
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
@@ -68,17 +64,6 @@ function single(
   }
   return s;
 }
-
-// When array tasks ended differently, the job reports the worst, in this order.
-const SEVERITY: readonly RunnerState[] = [
-  'node_fail',
-  'out_of_memory',
-  'timeout',
-  'failed',
-  'lost',
-  'cancelled',
-  'succeeded',
-];
 
 /**
  * The status of `job` from the poll's facts, or null when squeue, accounting and exit files
@@ -149,18 +134,5 @@ function resolveArray(
   // Some tasks were forgotten by every source: treat the job as absent, so the caller's grace
   // period applies before it is reported lost.
   if (done.length < expected) return null;
-  const worst = SEVERITY.find((st) => done.some((s) => s.state === st)) ?? 'succeeded';
-  const first = done.find((s) => s.state === worst);
-  const bad = done.filter((s) => s.state !== 'succeeded').length;
-  const s: Mutable<RunnerStatus> = {
-    state: worst,
-    reason:
-      bad === 0
-        ? `all ${done.length} array tasks succeeded`
-        : `${bad} of ${done.length} array tasks did not succeed`,
-  };
-  if (first?.nativeState !== undefined) s.nativeState = first.nativeState;
-  if (first?.exitCode !== undefined) s.exitCode = first.exitCode;
-  if (first?.signal !== undefined) s.signal = first.signal;
-  return s;
+  return endedArrayStatus(done);
 }

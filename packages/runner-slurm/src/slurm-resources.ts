@@ -2,7 +2,13 @@
 // runner's site defaults, and their validation. Everything that reaches an `#SBATCH` line is
 // checked here or in core's `validateResources` first.
 
-import { type Resources, ValidationError, validateResources } from '@crystalmath/core';
+import {
+  mergeResources as mergeCoreResources,
+  type ResourceFieldKind,
+  type Resources,
+  ValidationError,
+  validateResources,
+} from '@crystalmath/core';
 
 /** Dependency types SLURM accepts in `--dependency`. */
 export type SlurmDependencyType =
@@ -37,6 +43,18 @@ export interface SlurmResources extends Resources {
   /** Generic resources, e.g. `gpu:a100:2,shard:1` (`--gres`). */
   readonly gres?: string;
 }
+
+/**
+ * The fields SLURM adds to core's `Resources` and the kind of each (see core's
+ * `RESOURCE_FIELDS`), for code that derives a schema from the resource fields.
+ */
+export const SLURM_RESOURCE_FIELDS: {
+  readonly [K in Exclude<keyof Required<SlurmResources>, keyof Resources>]: ResourceFieldKind;
+} = {
+  dependency: 'structured',
+  dependencyMode: 'structured',
+  gres: 'text',
+};
 
 /** Site defaults: resources used when a job does not set them, and how GPUs are requested. */
 export interface SlurmDefaults extends SlurmResources {
@@ -108,19 +126,14 @@ export function validateSlurmDefaults(d: SlurmDefaults | undefined, field = 'def
 }
 
 /**
- * The job's resources on top of the site defaults. Memory given either way by the job replaces
- * both memory defaults, since SLURM refuses `--mem` together with `--mem-per-cpu`.
+ * The job's resources on top of the site defaults, merged by core's `mergeResources` (memory
+ * given either way by the job replaces both memory defaults: SLURM refuses `--mem` together
+ * with `--mem-per-cpu`); `gpuDirective` is a site setting, not a resource, and is left out.
  */
 export function mergeResources(
   defaults: SlurmDefaults | undefined,
   job: SlurmResources | undefined,
 ): SlurmResources {
   const { gpuDirective: _ignored, ...base } = defaults ?? {};
-  const merged: Record<string, unknown> = { ...base };
-  if (job?.memoryMb !== undefined || job?.memoryPerCpuMb !== undefined) {
-    delete merged.memoryMb;
-    delete merged.memoryPerCpuMb;
-  }
-  for (const [k, v] of Object.entries(job ?? {})) if (v !== undefined) merged[k] = v;
-  return merged as SlurmResources;
+  return mergeCoreResources<SlurmResources>(base, job);
 }

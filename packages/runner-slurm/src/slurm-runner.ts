@@ -1,16 +1,18 @@
 import { posix } from 'node:path';
 import {
-  AbortError,
+  BatchStatusCache,
   type CollectResult,
   CrystalMathError,
   checkRunnerJob,
-  downloadMatching,
+  checkSpecUnder,
+  collectJobDir,
   isCrystalMathError,
   isTerminalRunnerState,
   isValidJobKey,
   type JobSpec,
   type JsonValue,
-  outputPatterns,
+  parseBatchHandle,
+  parseMarkedSections,
   planInputs,
   type Runner,
   type RunnerCallOptions,
@@ -19,6 +21,7 @@ import {
   type RunnerJob,
   type RunnerStatus,
   readTail,
+  recoveredHandle,
   runnerExec,
   safeRelativePath,
   shJoin,
@@ -112,39 +115,15 @@ export interface SlurmHandleData {
   readonly submittedAt: number;
 }
 
-interface CacheEntry {
-  status: RunnerStatus;
-  at: number;
-}
-
 const DEFAULT_COMMANDS: SlurmCommands = {
   sbatch: 'sbatch',
   squeue: 'squeue',
   sacct: 'sacct',
   scancel: 'scancel',
 };
-const CACHE_LIMIT = 20_000;
 const ACCOUNTING_RETRY_MS = 10 * 60_000;
 const SCANCEL_HARMLESS =
   /already completing or completed|Invalid job id|has already finished|Job\/step already/i;
-
-function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) {
-      reject(new AbortError('[runner-slurm] poll aborted', { cause: signal.reason }));
-      return;
-    }
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(new AbortError('[runner-slurm] poll aborted', { cause: signal?.reason }));
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}
 
 /** The SLURM job id of a handle made by a SlurmRunner, e.g. for `resources.dependency`. */
 export function slurmJobId(handle: RunnerHandle): string {
@@ -173,16 +152,13 @@ export class SlurmRunner implements Runner {
   readonly #defaults: SlurmDefaults | undefined;
   readonly #skip: readonly string[];
   readonly #minInterval: number;
-  readonly #lostGrace: number;
   readonly #commands: SlurmCommands;
   readonly #timeout: number;
   readonly #staleClaim: number;
   #accounting: AccountingMode;
   /** In `auto` mode, when neither sacct nor jobcomp answered: skip both until then. */
   #accountingRetryAt = 0;
-  #lastCallAt = Number.NEGATIVE_INFINITY;
-  readonly #cache = new Map<string, CacheEntry>();
-  readonly #absentSince = new Map<string, number>();
+  readonly #statuses: BatchStatusCache;
 
   constructor(options: SlurmRunnerOptions) {
     if (
@@ -205,7 +181,12 @@ export class SlurmRunner implements Runner {
     this.#defaults = options.defaults;
     this.#skip = options.skipDirectives ?? [];
     this.#minInterval = nonNegative(options.pollMinIntervalMs, 'pollMinIntervalMs', 5_000);
-    this.#lostGrace = nonNegative(options.lostGraceMs, 'lostGraceMs', 120_000);
+    this.#statuses = new BatchStatusCache({
+      minIntervalMs: this.#minInterval,
+      lostGraceMs: nonNegative(options.lostGraceMs, 'lostGraceMs', 120_000),
+      label: 'runner-slurm',
+      sources: 'squeue and accounting',
+    });
     this.#timeout = nonNegative(options.commandTimeoutMs, 'commandTimeoutMs', 60_000);
     this.#staleClaim = nonNegative(options.staleClaimSeconds, 'staleClaimSeconds', 300);
     const commands = { ...DEFAULT_COMMANDS };
@@ -241,19 +222,14 @@ export class SlurmRunner implements Runner {
    * ValidationError's field (default `spec`).
    */
   validate(spec: JobSpec, field = 'spec'): void {
-    try {
+    checkSpecUnder(field, () => {
       renderSlurmScript({
         key: 'cm-validate',
         spec,
         ...(this.#defaults === undefined ? {} : { defaults: this.#defaults }),
         skipDirectives: this.#skip,
       });
-    } catch (error) {
-      const at = isCrystalMathError(error, 'E_VALIDATION') ? (error as ValidationError).field : '';
-      if (field === 'spec' || !at.startsWith('spec')) throw error;
-      const message = (error as ValidationError).message.slice(at.length + 2);
-      throw new ValidationError(`${field}${at.slice(4)}`, message, { cause: error });
-    }
+    });
   }
 
   /** The job directory of `jobKey` on the cluster. */
@@ -409,29 +385,13 @@ export class SlurmRunner implements Runner {
     handle: RunnerHandle,
     field = 'handle',
   ): TrackedJob & { jobDir: string; data: SlurmHandleData } {
-    const bad = (why: string): CrystalMathError =>
-      new CrystalMathError('E_RUNNER_HANDLE', `[runner-slurm] ${field}: ${why}`, {
-        details: { field },
-      });
-    if (typeof handle !== 'object' || handle === null || handle.kind !== this.kind) {
-      throw bad(`is not a ${this.kind} handle`);
-    }
-    if (!isValidJobKey(handle.jobKey)) throw bad('has an invalid jobKey');
-    const d = handle.data as Partial<Record<keyof SlurmHandleData, unknown>>;
-    if (typeof d.jobId !== 'string' || !/^\d{1,12}$/.test(d.jobId))
-      throw bad('has no valid data.jobId');
-    const jobDir = this.jobDir(handle.jobKey);
-    if (d.jobDir !== jobDir) throw bad(`belongs to another root than ${this.#root}`);
-    const arrayTasks =
-      typeof d.arrayTasks === 'number' && Number.isInteger(d.arrayTasks) && d.arrayTasks > 0
-        ? d.arrayTasks
-        : undefined;
-    return {
-      jobId: d.jobId,
-      jobDir,
-      data: handle.data as unknown as SlurmHandleData,
-      ...(arrayTasks === undefined ? {} : { arrayTasks }),
-    };
+    return parseBatchHandle<SlurmHandleData>(handle, {
+      kind: this.kind,
+      label: 'runner-slurm',
+      jobDir: (key) => this.jobDir(key),
+      root: this.#root,
+      field,
+    });
   }
 
   async poll(
@@ -441,101 +401,50 @@ export class SlurmRunner implements Runner {
     throwIfAborted(options?.signal, 'poll');
     if (handles.length === 0) return [];
     const jobs = handles.map((h, i) => this.#parseHandle(h, `handles[${i}]`));
-    const cached = (): RunnerStatus[] | null => {
-      const fresh = Date.now() - this.#lastCallAt < this.#minInterval;
-      const out: RunnerStatus[] = [];
-      for (const j of jobs) {
-        const c = this.#cache.get(j.jobId);
-        if (c === undefined || !(fresh || isTerminalRunnerState(c.status.state))) return null;
-        out.push(c.status);
-      }
-      return out;
-    };
-    const hit = cached();
-    if (hit !== null) return hit;
-    const wait = this.#lastCallAt + this.#minInterval - Date.now();
-    if (wait > 0) {
-      await sleep(wait, options?.signal);
-      // Another poll may have refreshed everything while we waited.
-      const again = cached();
-      if (again !== null) return again;
-    }
-    // Reserve the slot before the call, so concurrent polls wait instead of calling too.
-    this.#lastCallAt = Date.now();
-    const live = jobs.filter((j) => {
-      const c = this.#cache.get(j.jobId);
-      return c === undefined || !isTerminalRunnerState(c.status.state);
-    });
-    const unique = [...new Map(live.map((j) => [j.jobId, j])).values()];
-    const mode: AccountingMode =
-      this.#accounting === 'auto' && Date.now() < this.#accountingRetryAt
-        ? 'none'
-        : this.#accounting;
-    const script = buildPollScript({
-      jobs: unique,
-      commands: this.#commands,
-      accounting: mode,
-    });
-    const r = await this.#exec(['/bin/sh', '-s'], 'squeue', options, script);
-    const out = parsePollOutput(r.stdout);
-    if (out.squeueExit !== 0) {
-      throw new SlurmCommandError(`squeue failed (exit ${out.squeueExit}): ${clip(r.stderr)}`, {
-        details: { command: 'squeue', exitCode: out.squeueExit },
-      });
-    }
-    if (r.exitCode !== 0 || !out.complete) {
-      throw new SlurmCommandError(
-        `the poll script failed (exit ${r.exitCode}): ${clip(r.stderr)}`,
-        {
-          details: { command: 'poll', exitCode: r.exitCode },
-        },
-      );
-    }
-    if (mode === 'auto') {
-      if (out.accounting === 'sacct' || out.accounting === 'jobcomp')
-        this.#accounting = out.accounting;
-      // Neither works here (no slurmdbd, jobcomp unreadable): exit files only for a while,
-      // rather than two failing commands in every poll.
-      else if (out.accounting === 'none')
-        this.#accountingRetryAt = Date.now() + ACCOUNTING_RETRY_MS;
-    }
-    const facts = {
-      squeue: parseSqueue(out.squeue),
-      acct: parseSacct(out.acct),
-      exits: parseExitFiles(out.exitFiles),
-    };
-    const now = Date.now();
-    for (const j of unique) {
-      const resolved = resolveStatus(j, facts);
-      if (resolved !== null) this.#absentSince.delete(j.jobId);
-      this.#remember(j.jobId, resolved ?? this.#absent(j.jobId, now), now);
-    }
-    return jobs.map((j) => this.#cache.get(j.jobId)?.status ?? { state: 'queued' });
-  }
-
-  /** A job no source knows: its last status during the grace period, then `lost`. */
-  #absent(jobId: string, now: number): RunnerStatus {
-    const since = this.#absentSince.get(jobId) ?? now;
-    this.#absentSince.set(jobId, since);
-    if (now - since >= this.#lostGrace) {
-      this.#absentSince.delete(jobId);
-      return {
-        state: 'lost',
-        reason: `job ${jobId} is absent from squeue and accounting and left no exit file (for ${Math.round((now - since) / 1000)} s)`,
-      };
-    }
-    const last = this.#cache.get(jobId)?.status;
-    const reason = `absent from squeue and accounting since ${new Date(since).toISOString()}; lost after ${this.#lostGrace} ms`;
-    return last === undefined ? { state: 'queued', reason } : { ...last, reason };
-  }
-
-  #remember(jobId: string, status: RunnerStatus, at: number): void {
-    this.#cache.delete(jobId);
-    this.#cache.set(jobId, { status, at });
-    if (this.#cache.size > CACHE_LIMIT) {
-      const oldest = this.#cache.keys().next().value;
-      if (oldest !== undefined) this.#cache.delete(oldest);
-    }
+    return this.#statuses.poll(
+      jobs,
+      async (unique) => {
+        const mode: AccountingMode =
+          this.#accounting === 'auto' && Date.now() < this.#accountingRetryAt
+            ? 'none'
+            : this.#accounting;
+        const script = buildPollScript({
+          jobs: unique,
+          commands: this.#commands,
+          accounting: mode,
+        });
+        const r = await this.#exec(['/bin/sh', '-s'], 'squeue', options, script);
+        const out = parsePollOutput(r.stdout);
+        if (out.squeueExit !== 0) {
+          throw new SlurmCommandError(`squeue failed (exit ${out.squeueExit}): ${clip(r.stderr)}`, {
+            details: { command: 'squeue', exitCode: out.squeueExit },
+          });
+        }
+        if (r.exitCode !== 0 || !out.complete) {
+          throw new SlurmCommandError(
+            `the poll script failed (exit ${r.exitCode}): ${clip(r.stderr)}`,
+            {
+              details: { command: 'poll', exitCode: r.exitCode },
+            },
+          );
+        }
+        if (mode === 'auto') {
+          if (out.accounting === 'sacct' || out.accounting === 'jobcomp')
+            this.#accounting = out.accounting;
+          // Neither works here (no slurmdbd, jobcomp unreadable): exit files only for a while,
+          // rather than two failing commands in every poll.
+          else if (out.accounting === 'none')
+            this.#accountingRetryAt = Date.now() + ACCOUNTING_RETRY_MS;
+        }
+        const facts = {
+          squeue: parseSqueue(out.squeue),
+          acct: parseSacct(out.acct),
+          exits: parseExitFiles(out.exitFiles),
+        };
+        return (j) => resolveStatus(j, facts);
+      },
+      options?.signal,
+    );
   }
 
   async cancel(handle: RunnerHandle, options?: RunnerCallOptions): Promise<void> {
@@ -550,8 +459,8 @@ export class SlurmRunner implements Runner {
         },
       );
     }
-    const c = this.#cache.get(j.jobId);
-    if (c !== undefined && !isTerminalRunnerState(c.status.state)) this.#cache.delete(j.jobId);
+    const c = this.#statuses.get(j.jobId);
+    if (c !== undefined && !isTerminalRunnerState(c.state)) this.#statuses.forget(j.jobId);
   }
 
   async find(jobKey: string, options?: RunnerCallOptions): Promise<RunnerHandle | null> {
@@ -574,14 +483,7 @@ export class SlurmRunner implements Runner {
       'exit 0',
     ].join('\n');
     const r = await this.#exec({ script }, 'squeue', options);
-    const sections = new Map<string, string[]>();
-    let cur: string[] | undefined;
-    for (const line of r.stdout.split('\n')) {
-      if (line.startsWith('@@cm:')) {
-        cur = [];
-        sections.set(line.slice(5).trim(), cur);
-      } else cur?.push(line);
-    }
+    const sections = parseMarkedSections(r.stdout);
     if (sections.has('nodir')) return null;
     let jobId = (sections.get('jobid') ?? []).join('').trim();
     if (!/^\d+$/.test(jobId)) {
@@ -596,26 +498,13 @@ export class SlurmRunner implements Runner {
       }
     }
     if (jobId === '') return null;
-    let meta: Record<string, JsonValue> = {};
-    try {
-      const parsed: unknown = JSON.parse((sections.get('meta') ?? []).join('\n').trim() || '{}');
-      if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) {
-        meta = parsed as Record<string, JsonValue>;
-      }
-    } catch {
-      /* an unreadable meta file only loses optional fields */
-    }
-    return {
+    return recoveredHandle({
       kind: this.kind,
       jobKey,
-      data: {
-        name: typeof meta.name === 'string' ? meta.name : jobKey,
-        submittedAt: typeof meta.submittedAt === 'number' ? meta.submittedAt : Date.now(),
-        ...meta,
-        jobId,
-        jobDir: dir,
-      },
-    };
+      jobId,
+      jobDir: dir,
+      metaText: (sections.get('meta') ?? []).join('\n'),
+    });
   }
 
   async collect(
@@ -625,33 +514,15 @@ export class SlurmRunner implements Runner {
   ): Promise<CollectResult> {
     throwIfAborted(options?.signal, 'collect');
     const j = this.#parseHandle(handle);
-    const patterns = outputPatterns(options?.globs ?? j.data.outputs ?? []);
-    if (patterns.length === 0) return { files: [], bytes: 0 };
-    const r = await this.#exec(
-      {
-        script: `cd -- ${shQuote(j.jobDir)} && find . -path ./${INTERNAL_DIR} -prune -o -type f -print0`,
-      },
-      'find',
-      options,
-    );
-    if (r.exitCode !== 0) {
-      throw new CrystalMathError(
-        'E_RUNNER_COLLECT',
-        `[runner-slurm] cannot list ${j.jobDir}: ${clip(r.stderr)}`,
-        {
-          details: { jobDir: j.jobDir },
-        },
-      );
-    }
-    return downloadMatching({
+    return collectJobDir({
       transport: this.#transport,
       dir: j.jobDir,
-      listing: r.stdout,
-      patterns,
+      globs: options?.globs ?? j.data.outputs ?? [],
       dest,
       signal: options?.signal,
       label: 'runner-slurm',
       details: { jobDir: j.jobDir },
+      exec: (script) => this.#exec({ script }, 'find', options),
     });
   }
 
@@ -662,7 +533,7 @@ export class SlurmRunner implements Runner {
       j.jobDir,
       options?.signal === undefined ? {} : { signal: options.signal },
     );
-    this.#absentSince.delete(j.jobId);
+    this.#statuses.forgetAbsence(j.jobId);
   }
 
   async tail(

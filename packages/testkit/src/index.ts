@@ -2,6 +2,7 @@
 // services are (env.json), skipping or failing when one is missing, SLURM's environment,
 // sshd fault helpers and free ports. Consumed as TypeScript source by vitest: no build.
 
+export { countingTransport } from './counting-transport.js';
 export { freePort, type WaitForPortOptions, waitForPort, waitForPortClosed } from './net.js';
 export { type TestbedSshConnection, testbedSshTransport } from './ssh-transport.js';
 export {

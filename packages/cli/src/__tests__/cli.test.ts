@@ -5,10 +5,10 @@
 import { existsSync } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { ExitCode } from '../exit-codes.js';
 import { crystalmath, LOCAL_CONFIG, project, until } from './cli-helpers.js';
-import { type Spawned, spawnCli } from './process-helpers.js';
+import { schedulerProcess } from './process-helpers.js';
 
 const dirs: string[] = [];
 afterAll(async () => {
@@ -127,6 +127,31 @@ describe('failures change nothing and say what is wrong in one line', () => {
     }
   });
 
+  it('a bad SLURM or Grid Engine field of a job is refused at submit by the target runner: exit 4, naming the field, nothing enqueued', async () => {
+    const config =
+      'store: state/queue.db\ntargets:\n  local: { type: local }\n' +
+      '  hpc: { type: slurm, root: /tmp/cm-hpc }\n  ge: { type: sge, root: /tmp/cm-ge }\n';
+    const dir = await newProject(config);
+    await crystalmath(dir, ['submit', '--target', 'local', '--', 'true']); // the store exists
+    const file = join(dir, 'job.yaml');
+    for (const [target, resources, field] of [
+      ['hpc', '{ gres: "gpu;rm -rf /" }', /\bresources\.gres: /],
+      ['hpc', '{ extraDirectives: ["--wrap=x"] }', /\bresources\.extraDirectives\[0\]: /],
+      ['ge', '{ project: "a b" }', /\bresources\.project: must be a Grid Engine name/],
+      ['ge', '{ qos: high }', /\bresources\.qos: is not supported by Grid Engine/],
+    ] as const) {
+      await writeFile(file, `name: scf\nargv: [pw.x]\nresources: ${resources}\n`);
+      const r = await crystalmath(dir, ['submit', '--target', target, '--file', 'job.yaml']);
+      expect(r.code, resources).toBe(ExitCode.INVALID_INPUT);
+      oneLine(r.stderr);
+      expect(r.stderr, resources).toMatch(field);
+    }
+    const list = JSON.parse((await crystalmath(dir, ['list', '--json'])).stdout) as {
+      jobs: unknown[];
+    };
+    expect(list.jobs).toHaveLength(1);
+  });
+
   it('a workflow with a cycle is refused whole', async () => {
     const dir = await newProject();
     const wf = join(dir, 'cycle.yaml');
@@ -178,27 +203,11 @@ describe('failures change nothing and say what is wrong in one line', () => {
 });
 
 describe('a session with the scheduler running in another process', () => {
-  let dir: string;
-  // The scheduler is a real `crystalmath run` process, as a user runs it: two SQLite
-  // connections in one thread would block each other (better-sqlite3 waits synchronously).
-  let run: Spawned;
-
-  beforeAll(async () => {
-    dir = await newProject();
-    run = spawnCli(dir, ['run']);
-    await until(
-      async () => (run.output().includes('scheduler started') ? true : undefined),
-      15_000,
-      'run',
-    );
-  });
-  afterAll(async () => {
-    run.child.kill('SIGTERM');
-    expect((await run.exited).code, run.output()).toBe(0);
-  });
+  // The scheduler is a real `crystalmath run` process, as a user runs it.
+  const session = schedulerProcess(() => newProject());
 
   it('submits a command and waits for it: exit 0, and logs shows its output', async () => {
-    const r = await crystalmath(dir, [
+    const r = await crystalmath(session.dir(), [
       'submit',
       '--wait',
       '--json',
@@ -212,37 +221,43 @@ describe('a session with the scheduler running in another process', () => {
     expect(r.code).toBe(ExitCode.OK);
     const job = JSON.parse(r.stdout) as { id: string; state: string; name: string };
     expect(job).toMatchObject({ state: 'succeeded', name: 'greet' });
-    const logs = await crystalmath(dir, ['logs', job.id]);
+    const logs = await crystalmath(session.dir(), ['logs', job.id]);
     expect(logs.code).toBe(0);
     expect(logs.stdout).toBe('hello from a job\n');
-    const show = await crystalmath(dir, ['show', job.id]);
+    const show = await crystalmath(session.dir(), ['show', job.id]);
     expect(show.stdout).toMatch(/state\s+succeeded/);
   });
 
   it("collects a finished job's outputs into a local folder", async () => {
     await writeFile(
-      join(dir, 'out-job.yaml'),
+      join(session.dir(), 'out-job.yaml'),
       'name: writer\nscript: "mkdir -p res; echo 42 > res/answer.txt; echo x > other.txt"\noutputs: ["res/*.txt"]\n',
     );
-    const r = await crystalmath(dir, ['submit', '--file', 'out-job.yaml', '--wait', '--json']);
+    const r = await crystalmath(session.dir(), [
+      'submit',
+      '--file',
+      'out-job.yaml',
+      '--wait',
+      '--json',
+    ]);
     expect(r.code, r.stderr).toBe(0);
     const id = (JSON.parse(r.stdout) as { id: string }).id;
-    const c = await crystalmath(dir, ['collect', id, 'collected', '--json']);
+    const c = await crystalmath(session.dir(), ['collect', id, 'collected', '--json']);
     expect(c.code, c.stderr).toBe(0);
     expect(JSON.parse(c.stdout)).toMatchObject({ files: ['res/answer.txt'] });
     const { readFile } = await import('node:fs/promises');
-    expect(await readFile(join(dir, 'collected/res/answer.txt'), 'utf8')).toBe('42\n');
-    expect(existsSync(join(dir, 'collected/other.txt'))).toBe(false);
+    expect(await readFile(join(session.dir(), 'collected/res/answer.txt'), 'utf8')).toBe('42\n');
+    expect(existsSync(join(session.dir(), 'collected/other.txt'))).toBe(false);
   });
 
   it('--wait exits 9 when the job fails', async () => {
-    const r = await crystalmath(dir, ['submit', '--wait', '--', 'sh', '-c', 'exit 4']);
+    const r = await crystalmath(session.dir(), ['submit', '--wait', '--', 'sh', '-c', 'exit 4']);
     expect(r.code).toBe(ExitCode.JOB_FAILED);
     expect(r.stdout).toMatch(/failed, exit 4/);
   });
 
   it('runs a workflow file to the end; list, workflow show and watch --once agree', async () => {
-    const wf = join(dir, 'dag.yaml');
+    const wf = join(session.dir(), 'dag.yaml');
     await writeFile(
       wf,
       `name: dag
@@ -253,24 +268,30 @@ jobs:
   aggregate: { argv: [sh, -c, "echo done"], dependsOn: [calc-a, calc-b] }
 `,
     );
-    const sub = await crystalmath(dir, ['workflow', 'submit', 'dag.yaml', '--json']);
+    const sub = await crystalmath(session.dir(), ['workflow', 'submit', 'dag.yaml', '--json']);
     expect(sub.code).toBe(0);
     const wfId = (JSON.parse(sub.stdout) as { id: string }).id;
     await until(
       async () => {
         const s = JSON.parse(
-          (await crystalmath(dir, ['workflow', 'show', wfId, '--json'])).stdout,
+          (await crystalmath(session.dir(), ['workflow', 'show', wfId, '--json'])).stdout,
         ) as { done: boolean };
         return s.done ? true : undefined;
       },
       30_000,
       'workflow done',
     );
-    const show = await crystalmath(dir, ['workflow', 'show', wfId]);
+    const show = await crystalmath(session.dir(), ['workflow', 'show', wfId]);
     expect(show.stdout).toMatch(/aggregate\s+succeeded/);
-    const list = await crystalmath(dir, ['list', '--workflow', wfId]);
+    const list = await crystalmath(session.dir(), ['list', '--workflow', wfId]);
     expect(list.stdout.match(/succeeded/g)).toHaveLength(4);
-    const watch = await crystalmath(dir, ['watch', '--once', '--ascii', '--workflow', wfId]);
+    const watch = await crystalmath(session.dir(), [
+      'watch',
+      '--once',
+      '--ascii',
+      '--workflow',
+      wfId,
+    ]);
     expect(watch.code).toBe(0);
     expect(watch.stdout).toMatch(/dag #\d+\s+\[#+\]\s+4\/4 .*done/);
     expect(watch.stdout).toMatch(/aggregate {2}\w+ → succeeded/);
@@ -278,11 +299,13 @@ jobs:
 
   it('cancel a running job, then retry it; cancel of a finished job exits 7', async () => {
     const sub = JSON.parse(
-      (await crystalmath(dir, ['submit', '--json', '--', 'sleep', '60'])).stdout,
+      (await crystalmath(session.dir(), ['submit', '--json', '--', 'sleep', '60'])).stdout,
     ) as { id: string };
     await until(
       async () => {
-        const j = JSON.parse((await crystalmath(dir, ['show', sub.id, '--json'])).stdout) as {
+        const j = JSON.parse(
+          (await crystalmath(session.dir(), ['show', sub.id, '--json'])).stdout,
+        ) as {
           state: string;
         };
         return j.state === 'running' ? j : undefined;
@@ -290,11 +313,13 @@ jobs:
       20_000,
       'running',
     );
-    const c = await crystalmath(dir, ['cancel', sub.id]);
+    const c = await crystalmath(session.dir(), ['cancel', sub.id]);
     expect(c.code).toBe(0);
     const cancelled = await until(
       async () => {
-        const j = JSON.parse((await crystalmath(dir, ['show', sub.id, '--json'])).stdout) as {
+        const j = JSON.parse(
+          (await crystalmath(session.dir(), ['show', sub.id, '--json'])).stdout,
+        ) as {
           state: string;
         };
         return j.state === 'cancelled' ? j : undefined;
@@ -303,31 +328,33 @@ jobs:
       'cancelled',
     );
     expect(cancelled.state).toBe('cancelled');
-    expect((await crystalmath(dir, ['cancel', sub.id])).code).toBe(0); // idempotent
+    expect((await crystalmath(session.dir(), ['cancel', sub.id])).code).toBe(0); // idempotent
     const ok = JSON.parse(
-      (await crystalmath(dir, ['submit', '--wait', '--json', '--', 'true'])).stdout,
+      (await crystalmath(session.dir(), ['submit', '--wait', '--json', '--', 'true'])).stdout,
     ) as { id: string };
-    const refused = await crystalmath(dir, ['cancel', ok.id]);
+    const refused = await crystalmath(session.dir(), ['cancel', ok.id]);
     expect(refused.code).toBe(ExitCode.CONFLICT);
     expect(refused.stderr).toMatch(/already succeeded: nothing to cancel/);
-    expect((await crystalmath(dir, ['retry', ok.id])).code).toBe(ExitCode.CONFLICT);
-    const retried = await crystalmath(dir, ['retry', sub.id, '--json']);
+    expect((await crystalmath(session.dir(), ['retry', ok.id])).code).toBe(ExitCode.CONFLICT);
+    const retried = await crystalmath(session.dir(), ['retry', sub.id, '--json']);
     expect(retried.code).toBe(0);
     expect((JSON.parse(retried.stdout) as { state: string }).state).toMatch(
       /ready|waiting|submitting|queued|running/,
     );
-    await crystalmath(dir, ['cancel', sub.id]);
+    await crystalmath(session.dir(), ['cancel', sub.id]);
   });
 
   it('pause and resume a target; targets shows it', async () => {
-    expect((await crystalmath(dir, ['pause', 'local'])).stdout).toBe('target local paused\n');
-    const t = JSON.parse((await crystalmath(dir, ['targets', '--json'])).stdout) as {
+    expect((await crystalmath(session.dir(), ['pause', 'local'])).stdout).toBe(
+      'target local paused\n',
+    );
+    const t = JSON.parse((await crystalmath(session.dir(), ['targets', '--json'])).stdout) as {
       name: string;
       paused: boolean;
     }[];
     expect(t.find((x) => x.name === 'local')?.paused).toBe(true);
-    expect((await crystalmath(dir, ['pause', 'mars'])).code).toBe(ExitCode.CONFIG);
-    expect((await crystalmath(dir, ['resume', 'local'])).code).toBe(0);
+    expect((await crystalmath(session.dir(), ['pause', 'mars'])).code).toBe(ExitCode.CONFIG);
+    expect((await crystalmath(session.dir(), ['resume', 'local'])).code).toBe(0);
   });
 });
 

@@ -7,13 +7,13 @@ import { getEventListeners } from 'node:events';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Job } from '@crystalmath/queue';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { ExitCode } from '../exit-codes.js';
 import { colors } from '../format.js';
 import { jobsTable } from '../render/job-view.js';
 import { describeEvent } from '../render/render-watch.js';
 import { crystalmath, LOCAL_CONFIG, project, until } from './cli-helpers.js';
-import { BIN, type Spawned, spawnCli } from './process-helpers.js';
+import { BIN, schedulerProcess } from './process-helpers.js';
 
 const dirs: string[] = [];
 afterAll(async () => {
@@ -149,38 +149,30 @@ describe('usage errors and messages', () => {
 });
 
 describe('with a scheduler running in another process', () => {
-  let dir: string;
-  let run: Spawned;
-
-  beforeAll(async () => {
-    dir = await newProject();
-    run = spawnCli(dir, ['run']);
-    await until(
-      async () => (run.output().includes('scheduler started') ? true : undefined),
-      15_000,
-      'run',
-    );
-  });
-  afterAll(async () => {
-    run.child.kill('SIGTERM');
-    expect((await run.exited).code, run.output()).toBe(0);
-  });
+  // The scheduler is a real `crystalmath run` process, as a user runs it.
+  const session = schedulerProcess(() => newProject());
 
   it('refusals read as sentences: "job 5 succeeded", not "job 5 is succeeded"', async () => {
-    const ok = await submit(dir, '--wait', '--', 'true');
-    const r = await crystalmath(dir, ['retry', ok.id]);
+    const ok = await submit(session.dir(), '--wait', '--', 'true');
+    const r = await crystalmath(session.dir(), ['retry', ok.id]);
     expect(r.code).toBe(ExitCode.CONFLICT);
     expect(r.stderr).toMatch(new RegExp(`retry: job ${ok.id} succeeded: only failed`));
   });
 
   it('Ctrl-C on --wait says the job keeps running; a retried job reads "2 (1 of 1 since retry)"', async () => {
     const controller = new AbortController();
-    const waiting = crystalmath(dir, ['submit', '--wait', '--name', 'long', '--', 'sleep', '30'], {
-      signal: controller.signal,
-    });
+    const waiting = crystalmath(
+      session.dir(),
+      ['submit', '--wait', '--name', 'long', '--', 'sleep', '30'],
+      {
+        signal: controller.signal,
+      },
+    );
     const running = await until(
       async () => {
-        const page = JSON.parse((await crystalmath(dir, ['list', '--json', '-l', '5'])).stdout) as {
+        const page = JSON.parse(
+          (await crystalmath(session.dir(), ['list', '--json', '-l', '5'])).stdout,
+        ) as {
           jobs: JobJson[];
         };
         return page.jobs.find((j) => j.name === 'long' && j.state === 'running');
@@ -194,56 +186,57 @@ describe('with a scheduler running in another process', () => {
     expect(r.stderr).toMatch(
       new RegExp(`job ${running.id} keeps running in the queue .*crystalmath cancel ${running.id}`),
     );
-    expect((await crystalmath(dir, ['cancel', running.id])).code).toBe(0);
+    expect((await crystalmath(session.dir(), ['cancel', running.id])).code).toBe(0);
     await until(
       async () => {
         const j = JSON.parse(
-          (await crystalmath(dir, ['show', running.id, '--json'])).stdout,
+          (await crystalmath(session.dir(), ['show', running.id, '--json'])).stdout,
         ) as JobJson;
         return j.state === 'cancelled' ? true : undefined;
       },
       20_000,
       'cancelled',
     );
-    expect((await crystalmath(dir, ['retry', running.id])).code).toBe(0);
+    expect((await crystalmath(session.dir(), ['retry', running.id])).code).toBe(0);
     await until(
       async () => {
         const j = JSON.parse(
-          (await crystalmath(dir, ['show', running.id, '--json'])).stdout,
+          (await crystalmath(session.dir(), ['show', running.id, '--json'])).stdout,
         ) as JobJson;
         return j.state === 'running' ? true : undefined;
       },
       20_000,
       'running again',
     );
-    const show = await crystalmath(dir, ['show', running.id]);
+    const show = await crystalmath(session.dir(), ['show', running.id]);
     expect(show.stdout).toMatch(/attempt\s+2 \(1 of 1 since retry\)/);
     expect(show.stdout).toMatch(/native id\s+pid \d+/);
     expect(show.stdout).toMatch(/host\s+this machine/);
-    expect(show.stdout).toMatch(new RegExp(`folder\\s+${dir}/runs/\\S+`));
+    expect(show.stdout).toMatch(new RegExp(`folder\\s+${session.dir()}/runs/\\S+`));
     expect(show.stdout).not.toMatch(/2 of 1/);
-    await crystalmath(dir, ['cancel', running.id]);
+    await crystalmath(session.dir(), ['cancel', running.id]);
   });
 
   it('collect of a job with no outputs, and logs of a skipped job, say why', async () => {
     const { writeFile: write } = await import('node:fs/promises');
     const { existsSync } = await import('node:fs');
-    const plain = await submit(dir, '--wait', '--name', 'plain', '--', 'true');
-    const c = await crystalmath(dir, ['collect', plain.id, 'nothing-here']);
+    const plain = await submit(session.dir(), '--wait', '--name', 'plain', '--', 'true');
+    const c = await crystalmath(session.dir(), ['collect', plain.id, 'nothing-here']);
     expect(c.code).toBe(ExitCode.INVALID_INPUT);
     expect(c.stderr).toMatch(/declares no outputs: name the files with --glob/);
-    expect(existsSync(join(dir, 'nothing-here'))).toBe(false);
+    expect(existsSync(join(session.dir(), 'nothing-here'))).toBe(false);
 
     await write(
-      join(dir, 'fails.yaml'),
+      join(session.dir(), 'fails.yaml'),
       'name: fails\njobs:\n  c: { argv: [sh, -c, "exit 3"] }\n  d: { argv: ["true"], dependsOn: [c] }\n',
     );
     const wf = JSON.parse(
-      (await crystalmath(dir, ['workflow', 'submit', 'fails.yaml', '--wait', '--json'])).stdout,
+      (await crystalmath(session.dir(), ['workflow', 'submit', 'fails.yaml', '--wait', '--json']))
+        .stdout,
     ) as { id: string; jobs: Record<string, JobJson> };
     const skipped = wf.jobs.d as JobJson;
     expect(skipped.state).toBe('skipped');
-    const logs = await crystalmath(dir, ['logs', skipped.id]);
+    const logs = await crystalmath(session.dir(), ['logs', skipped.id]);
     expect(logs.code).toBe(ExitCode.CONFLICT);
     expect(logs.stderr).toMatch(new RegExp(`job ${skipped.id} never ran \\(skipped`));
     expect(logs.stderr).not.toMatch(/has not started yet/);
@@ -257,31 +250,31 @@ describe('with a scheduler running in another process', () => {
   it('job and workflow ids cannot be confused; workflow cancel stops a whole workflow', async () => {
     const { writeFile: write } = await import('node:fs/promises');
     await write(
-      join(dir, 'slow.yaml'),
+      join(session.dir(), 'slow.yaml'),
       'name: slow\njobs:\n  a: { argv: [sleep, "30"] }\n  b: { argv: [sleep, "30"] }\n  c: { argv: ["true"], dependsOn: [a, b] }\n',
     );
-    const sub = await crystalmath(dir, ['workflow', 'submit', 'slow.yaml']);
+    const sub = await crystalmath(session.dir(), ['workflow', 'submit', 'slow.yaml']);
     expect(sub.code).toBe(0);
     const label = /submitted workflow (w(\d+)) \(slow\)/.exec(sub.stdout);
     expect(label, sub.stdout).not.toBeNull();
     const [, wref, wnum] = label as unknown as [string, string, string];
     // A job with the workflow's number exists (ids count from 1 in both): show says so.
-    const asJob = await crystalmath(dir, ['show', wnum]);
+    const asJob = await crystalmath(session.dir(), ['show', wnum]);
     expect(asJob.code).toBe(0);
     expect(asJob.stdout).toMatch(new RegExp(`^id\\s+${wnum}$`, 'm'));
     expect(asJob.stderr).toMatch(new RegExp(`workflow ${wref} \\(slow\\) also exists`));
-    const asWorkflow = await crystalmath(dir, ['show', wref]);
+    const asWorkflow = await crystalmath(session.dir(), ['show', wref]);
     expect(asWorkflow.stdout).toMatch(new RegExp(`slow\\s+workflow ${wref}`));
-    const list = await crystalmath(dir, ['list', '--workflow', wref]);
+    const list = await crystalmath(session.dir(), ['list', '--workflow', wref]);
     expect(list.stdout.match(new RegExp(`\\s${wref}\\s`, 'g'))).toHaveLength(3);
 
-    const cancel = await crystalmath(dir, ['workflow', 'cancel', wref]);
+    const cancel = await crystalmath(session.dir(), ['workflow', 'cancel', wref]);
     expect(cancel.code, cancel.stderr).toBe(0);
     expect(cancel.stdout).toMatch(/cancelling 3 job\(s\)/);
     await until(
       async () => {
         const w = JSON.parse(
-          (await crystalmath(dir, ['workflow', 'show', wref, '--json'])).stdout,
+          (await crystalmath(session.dir(), ['workflow', 'show', wref, '--json'])).stdout,
         ) as {
           done: boolean;
           jobs: Record<string, JobJson>;
@@ -291,7 +284,7 @@ describe('with a scheduler running in another process', () => {
       20_000,
       'workflow cancelled',
     );
-    const again = await crystalmath(dir, ['workflow', 'cancel', wnum]);
+    const again = await crystalmath(session.dir(), ['workflow', 'cancel', wnum]);
     expect(again.stdout).toMatch(/nothing to cancel/);
   });
 
@@ -302,7 +295,7 @@ describe('with a scheduler running in another process', () => {
       most = Math.max(most, getEventListeners(controller.signal, 'abort').length);
     }, 50);
     try {
-      const r = await crystalmath(dir, ['submit', '--wait', '--', 'sleep', '4'], {
+      const r = await crystalmath(session.dir(), ['submit', '--wait', '--', 'sleep', '4'], {
         signal: controller.signal,
       });
       expect(r.code, r.stderr).toBe(0);
@@ -315,9 +308,9 @@ describe('with a scheduler running in another process', () => {
   });
 
   it('watch --json whose reader goes away (| head -1) exits 0 without a stack trace', async () => {
-    await submit(dir, '--', 'true');
+    await submit(session.dir(), '--', 'true');
     const child = spawn(process.execPath, [BIN, 'watch', '--json', '--interval', '100'], {
-      cwd: dir,
+      cwd: session.dir(),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let err = '';
@@ -335,7 +328,7 @@ describe('with a scheduler running in another process', () => {
       });
     });
     // New events make watch write again, into the closed pipe.
-    await submit(dir, '--', 'true');
+    await submit(session.dir(), '--', 'true');
     const code = await exited;
     expect(err).not.toMatch(/EPIPE|Error|at /);
     expect(code).toBe(0);

@@ -5,8 +5,8 @@ import { rm } from 'node:fs/promises';
 import { requireService } from '@crystalmath/testkit';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { crystalmath, project, until } from './cli-helpers.js';
-import { type Spawned, spawnCli } from './process-helpers.js';
+import { crystalmath, project } from './cli-helpers.js';
+import { type Spawned, startScheduler } from './process-helpers.js';
 
 const service = requireService('postgres');
 
@@ -29,12 +29,7 @@ scheduler: { tickMs: 50, pollIntervalMs: 100 }
 targets:
   local: { type: local, root: runs, maxConcurrent: 2 }
 `);
-    run = spawnCli(dir, ['run']);
-    await until(
-      async () => (run.output().includes('scheduler started') ? true : undefined),
-      20_000,
-      'run',
-    );
+    run = await startScheduler(dir, 20_000);
   });
   afterAll(async () => {
     run?.child.kill('SIGTERM');

@@ -4,7 +4,7 @@
 import { rm } from 'node:fs/promises';
 import { afterAll, describe, expect, it } from 'vitest';
 import { crystalmath, LOCAL_CONFIG, project, until } from './cli-helpers.js';
-import { spawnCli } from './process-helpers.js';
+import { startScheduler } from './process-helpers.js';
 
 let dir: string;
 afterAll(async () => {
@@ -24,12 +24,7 @@ async function show(id: string): Promise<JobJson> {
 describe('crystalmath run (a real process)', () => {
   it('stops on SIGTERM, leaves the running job running, and a new run re-attaches', async () => {
     dir = await project(LOCAL_CONFIG);
-    const first = spawnCli(dir, ['run']);
-    await until(
-      async () => (first.output().includes('scheduler started') ? true : undefined),
-      15_000,
-      'start',
-    );
+    const first = await startScheduler(dir);
     const sub = JSON.parse(
       (await crystalmath(dir, ['submit', '--json', '--', 'sleep', '60'])).stdout,
     ) as JobJson;
@@ -52,12 +47,7 @@ describe('crystalmath run (a real process)', () => {
     expect(after.handle).not.toBeNull();
 
     // A second scheduler re-attaches: a cancel reaches the very same job.
-    const second = spawnCli(dir, ['run']);
-    await until(
-      async () => (second.output().includes('scheduler started') ? true : undefined),
-      15_000,
-      'restart',
-    );
+    const second = await startScheduler(dir);
     expect((await crystalmath(dir, ['cancel', sub.id])).code).toBe(0);
     await until(
       async () => ((await show(sub.id)).state === 'cancelled' ? true : undefined),

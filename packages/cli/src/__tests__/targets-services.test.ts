@@ -24,6 +24,30 @@ async function newProject(config: string): Promise<string> {
 const sshBlock = (extra = ''): string =>
   `{ host: ${ssh?.host}, port: ${ssh?.port}, user: ${ssh?.user}, privateKeyPath: ${ssh?.privateKeyPath}, knownHostsPath: ${ssh?.knownHostsPath}${extra} }`;
 
+/**
+ * Runs `crystalmath run` in-process while `submit --wait` runs `argv` on the project's default
+ * target; expects it to succeed with a handle of `kind`, then stops the scheduler (exit 0).
+ */
+async function runOneJob(
+  dir: string,
+  argv: readonly string[],
+  kind: string,
+): Promise<{ id: string; state: string; handle: { kind: string } }> {
+  const stop = new AbortController();
+  const run = crystalmath(dir, ['run'], { signal: stop.signal });
+  try {
+    const r = await crystalmath(dir, ['submit', '--wait', '--json', '--', ...argv]);
+    expect(r.code, r.stderr).toBe(0);
+    const job = JSON.parse(r.stdout) as { id: string; state: string; handle: { kind: string } };
+    expect(job.state).toBe('succeeded');
+    expect(job.handle.kind).toBe(kind);
+    return job;
+  } finally {
+    stop.abort();
+    expect((await run).code).toBe(0);
+  }
+}
+
 describe.skipIf(!ssh)('targets check over SSH (testbed sshd)', () => {
   it('connects with a key, verifies the host key and runs `true`', async () => {
     const dir = await newProject(
@@ -97,31 +121,12 @@ describe.skipIf(!slurm)('SLURM targets (testbed cluster)', () => {
 targets:
   cluster: { type: slurm, root: slurm-runs, pollIntervalMs: 1000, maxConcurrent: 2, defaults: { partition: ${slurm?.partition}, walltimeSeconds: 120 } }
 `);
-    const stop = new AbortController();
-    const run = crystalmath(dir, ['run'], { signal: stop.signal });
-    try {
-      const r = await crystalmath(dir, [
-        'submit',
-        '--wait',
-        '--json',
-        '--',
-        'sh',
-        '-c',
-        'echo on $(hostname)',
-      ]);
-      expect(r.code, r.stderr).toBe(0);
-      const job = JSON.parse(r.stdout) as { id: string; state: string; handle: { kind: string } };
-      expect(job.state).toBe('succeeded');
-      expect(job.handle.kind).toBe('slurm');
-      // show gives what squeue and the cluster's file system know the job by.
-      const show = await crystalmath(dir, ['show', job.id]);
-      expect(show.stdout).toMatch(/native id\s+SLURM job \d+/);
-      expect(show.stdout).toMatch(/host\s+this machine \(sbatch here\)/);
-      expect(show.stdout).toMatch(new RegExp(`folder\\s+${dir}/slurm-runs/\\S+`));
-    } finally {
-      stop.abort();
-      expect((await run).code).toBe(0);
-    }
+    const job = await runOneJob(dir, ['sh', '-c', 'echo on $(hostname)'], 'slurm');
+    // show gives what squeue and the cluster's file system know the job by.
+    const show = await crystalmath(dir, ['show', job.id]);
+    expect(show.stdout).toMatch(/native id\s+SLURM job \d+/);
+    expect(show.stdout).toMatch(/host\s+this machine \(sbatch here\)/);
+    expect(show.stdout).toMatch(new RegExp(`folder\\s+${dir}/slurm-runs/\\S+`));
   }, 120_000);
 
   it('warns at submit when the runner rounds the walltime up (SLURM: whole minutes)', async () => {
@@ -187,25 +192,6 @@ describe.skipIf(!sge || !ssh)('Grid Engine targets (testbed, over SSH)', () => {
 targets:
   ge: { type: sge, ssh: ${sshBlock()}, root: cm-cli-sge-runs, pollIntervalMs: 500, maxConcurrent: 2, defaults: { partition: ${sge?.queue}, walltimeSeconds: 120 } }
 `);
-    const stop = new AbortController();
-    const run = crystalmath(dir, ['run'], { signal: stop.signal });
-    try {
-      const r = await crystalmath(dir, [
-        'submit',
-        '--wait',
-        '--json',
-        '--',
-        'sh',
-        '-c',
-        'echo "$JOB_ID"',
-      ]);
-      expect(r.code, r.stderr).toBe(0);
-      const job = JSON.parse(r.stdout) as { state: string; handle: { kind: string } };
-      expect(job.state).toBe('succeeded');
-      expect(job.handle.kind).toBe('sge');
-    } finally {
-      stop.abort();
-      expect((await run).code).toBe(0);
-    }
+    await runOneJob(dir, ['sh', '-c', 'echo "$JOB_ID"'], 'sge');
   }, 120_000);
 });

@@ -20,17 +20,6 @@ import { intOption, sleep } from './options.js';
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
 
-/** Target defaults under the job's own resources (the job wins field by field). */
-export function withTargetDefaults(spec: JobSpec, config: ResolvedConfig, target: string): JobSpec {
-  const defaults = config.targets[target]?.defaults;
-  // SLURM and Grid Engine targets apply their defaults in the runner (which knows its site);
-  // others here.
-  const type = config.targets[target]?.type;
-  if (!defaults || type === 'slurm' || type === 'sge') return spec;
-  const resources = { ...defaults, ...spec.resources } as Resources;
-  return { ...spec, resources };
-}
-
 function nameFromCommand(argv: readonly string[]): string {
   const base = basename(argv[0] ?? 'job')
     .replace(/[^A-Za-z0-9._+-]/g, '-')
@@ -71,7 +60,7 @@ async function buildSubmission(
     const target = pickTarget(config, f.target ?? parsed.target);
     const options = parsed.options(target);
     return {
-      spec: withTargetDefaults(parsed.spec, config, target),
+      spec: parsed.spec,
       options: {
         ...options,
         ...(f.priority !== undefined ? { priority: f.priority } : {}),
@@ -120,7 +109,7 @@ async function buildSubmission(
     throw err;
   }
   return {
-    spec: withTargetDefaults(spec, config, target),
+    spec,
     options: {
       target,
       ...(f.priority !== undefined ? { priority: f.priority } : {}),

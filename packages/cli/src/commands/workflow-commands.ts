@@ -15,7 +15,7 @@ import { findWorkflow, workflowLabel } from '../find-by-id.js';
 import { parseWorkflowFile, readDataFile } from '../job-file.js';
 import { countsSummary, workflowDetails } from '../render/job-view.js';
 import { waitForJobs } from '../wait-for.js';
-import { warnWalltime, withTargetDefaults } from './jobs-commands.js';
+import { warnWalltime } from './jobs-commands.js';
 
 /** Registers `workflow submit`, `workflow show` and `workflow cancel`. */
 export function registerWorkflowCommands(program: Command, ctx: CommandContext): void {
@@ -36,9 +36,8 @@ export function registerWorkflowCommands(program: Command, ctx: CommandContext):
       const target = pickTarget(config, flags.target ?? parsed.target);
       const jobs: Record<string, WorkflowJobDefinition<Metadata>> = {};
       for (const [key, job] of Object.entries(parsed.jobs)) {
-        const t = job.target ?? target;
-        assertKnownTarget(config, t, `jobs.${key}.target`);
-        jobs[key] = { ...job, spec: withTargetDefaults(job.spec, config, t) };
+        assertKnownTarget(config, job.target ?? target, `jobs.${key}.target`);
+        jobs[key] = job;
       }
       const definition: WorkflowDefinition<Metadata> = { ...parsed, target, jobs };
       await ctx.withQueue(async ({ queue, wired }) => {

@@ -2,6 +2,9 @@
 // (this machine, SSH hosts, SLURM and Grid Engine clusters) jobs may run on. zod gives the one-line errors
 // that name the offending field; unknown keys are rejected so a typo is never ignored.
 
+import { RESOURCE_FIELDS, type ResourceFieldKind, type Resources } from '@crystalmath/core';
+import { SGE_RESOURCE_FIELDS, type SgeResources } from '@crystalmath/runner-sge';
+import { SLURM_RESOURCE_FIELDS, type SlurmResources } from '@crystalmath/runner-slurm';
 import { z } from 'zod';
 
 const positiveInt = z.number().int().positive();
@@ -9,30 +12,43 @@ const name = z
   .string()
   .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'letters, digits and ._- (at most 64)');
 
+const KIND_SCHEMAS = {
+  count: positiveInt,
+  'count-or-text': z.union([positiveInt, z.string()]),
+  text: z.string(),
+  flag: z.boolean(),
+  'text-list': z.array(z.string()),
+} satisfies Record<Exclude<ResourceFieldKind, 'structured'>, z.ZodType>;
+
+/**
+ * The resource fields a configuration or job file may set: exactly those that core's
+ * `RESOURCE_FIELDS`, runner-slurm's `SLURM_RESOURCE_FIELDS` and runner-sge's
+ * `SGE_RESOURCE_FIELDS` list, typed by their kind (not a copy kept by hand). `structured` fields
+ * (SLURM's `dependency`, which names SLURM job ids, and `dependencyMode`) are left out: a job file
+ * orders jobs with `dependsOn`. Checked again by core and by the target's runner.
+ */
+function resourceShape(): Record<string, z.ZodOptional<z.ZodType>> {
+  const shape: Record<string, z.ZodOptional<z.ZodType>> = {};
+  const fields = { ...RESOURCE_FIELDS, ...SLURM_RESOURCE_FIELDS, ...SGE_RESOURCE_FIELDS };
+  for (const [field, kind] of Object.entries(fields) as [string, ResourceFieldKind][]) {
+    if (kind !== 'structured') shape[field] = KIND_SCHEMAS[kind].optional();
+  }
+  return shape;
+}
+
+/** What `resources` (and a target's `defaults`) hold in the configuration and in job files. */
+export type ResourcesConfig = Resources &
+  Omit<SlurmResources, 'dependency' | 'dependencyMode'> &
+  SgeResources;
+
 /**
  * Typed resources, as in core's `Resources` plus SLURM's `gres` and Grid Engine's
- * `parallelEnvironment` and `project`. Checked again by core and by the target's runner.
+ * `parallelEnvironment` and `project` (see `resourceShape`). Unknown fields are refused.
  */
-export const resourcesSchema = z.strictObject({
-  nodes: positiveInt.optional(),
-  tasks: positiveInt.optional(),
-  tasksPerNode: positiveInt.optional(),
-  cpusPerTask: positiveInt.optional(),
-  memoryMb: positiveInt.optional(),
-  memoryPerCpuMb: positiveInt.optional(),
-  gpus: z.union([positiveInt, z.string()]).optional(),
-  walltimeSeconds: positiveInt.optional(),
-  partition: z.string().optional(),
-  account: z.string().optional(),
-  qos: z.string().optional(),
-  constraint: z.string().optional(),
-  exclusive: z.boolean().optional(),
-  array: z.string().optional(),
-  extraDirectives: z.array(z.string()).optional(),
-  gres: z.string().optional(),
-  parallelEnvironment: z.string().optional(),
-  project: z.string().optional(),
-});
+export const resourcesSchema = z.strictObject(resourceShape()) as unknown as z.ZodType<
+  ResourcesConfig,
+  ResourcesConfig
+>;
 
 /**
  * How to reach an SSH host: an alias from `~/.ssh/config` (`host` alone), or explicit options
@@ -144,7 +160,6 @@ export type CrystalMathConfigInput = z.input<typeof configSchema>;
 export type ParsedConfig = z.output<typeof configSchema>;
 export type TargetConfig = z.output<typeof targetSchema>;
 export type SshConfig = z.output<typeof sshSchema>;
-export type ResourcesConfig = z.output<typeof resourcesSchema>;
 
 const KINDS: Readonly<Record<string, string>> = {
   object: 'a mapping (key: value lines)',

@@ -3,6 +3,8 @@ import {
   CrystalMathError,
   isCrystalMathError,
   type JobSpec,
+  mergeResources,
+  RESOURCE_FIELDS,
   ValidationError,
   validateJobSpec,
 } from '../index.js';
@@ -85,5 +87,32 @@ describe('errors', () => {
     expect(isCrystalMathError({ code: 'E_VALIDATION' })).toBe(false);
     expect(JSON.stringify(err)).not.toContain('secret');
     expect(err.name).toBe('ValidationError');
+  });
+});
+
+describe('mergeResources and RESOURCE_FIELDS', () => {
+  it('lets each field the job sets win, and job memory replace both memory defaults', () => {
+    expect(mergeResources({ partition: 'debug', tasks: 2 }, { tasks: 4 })).toEqual({
+      partition: 'debug',
+      tasks: 4,
+    });
+    expect(mergeResources({ memoryMb: 4000, qos: 'q' }, { memoryPerCpuMb: 500 })).toEqual({
+      qos: 'q',
+      memoryPerCpuMb: 500,
+    });
+    expect(mergeResources({ memoryPerCpuMb: 500 }, { cpusPerTask: 2 })).toEqual({
+      memoryPerCpuMb: 500,
+      cpusPerTask: 2,
+    });
+    expect(mergeResources(undefined, undefined)).toEqual({});
+  });
+
+  it('lists every field validateResources checks', () => {
+    for (const [name, kind] of Object.entries(RESOURCE_FIELDS)) {
+      const bad = kind === 'flag' ? 'yes' : kind === 'text-list' ? 'x' : -1;
+      expect(fieldOf({ name: 'r', argv: ['true'], resources: { [name]: bad } }), name).toBe(
+        `spec.resources.${name}`,
+      );
+    }
   });
 });

@@ -3,11 +3,15 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   isCrystalMathError,
+  SH_LINE_BREAK_VARS,
   SHELL_RESERVED_WORDS,
   shCommand,
+  shCommandOneLine,
   shExports,
+  shExportsOneLine,
   shJoin,
   shQuote,
+  shQuoteOneLine,
 } from '../index.js';
 
 /** What `sh -c <script>` prints, as raw bytes decoded as UTF-8. */
@@ -117,5 +121,38 @@ describe('shQuote', () => {
       expect(shCommand(['if'])).toBe("'if'");
       expect(() => shCommand([], 'spec.pre[0]')).toThrow(/spec\.pre\[0\]/);
     });
+  });
+});
+
+describe('shQuoteOneLine (values in a batch script)', () => {
+  const prelude = SH_LINE_BREAK_VARS.join('\n');
+
+  it('round-trips 2,000 random strings byte for byte, never putting a line break in the text', () => {
+    fc.assert(
+      fc.property(fc.array(nasty, { minLength: 100, maxLength: 100 }), (values) => {
+        const words = values.map((v) => shQuoteOneLine(v));
+        for (const w of words) expect(w).not.toMatch(/[\r\n]/);
+        const out = sh(`${prelude}\nprintf '%s\\0' ${words.join(' ')}`);
+        expect(out.split('\0').slice(0, -1)).toEqual(values);
+      }),
+      { numRuns: 20 },
+    );
+  });
+
+  it('keeps a scheduler directive inside a value off a line of its own', () => {
+    const value = 'x\n#PBS -N injected\r\n#SBATCH --x\n#$ -wd /nowhere\n';
+    const word = shQuoteOneLine(value);
+    expect(word).toBe(
+      `x"$cm_nl"'#PBS -N injected'"$cm_cr""$cm_nl"'#SBATCH --x'"$cm_nl"'#$ -wd /nowhere'"$cm_nl"`,
+    );
+    expect(sh(`${prelude}\nprintf '%s' ${word}`)).toBe(value);
+  });
+
+  it('quotes a command word as a program, exports names checked, empty argv refused', () => {
+    expect(shCommandOneLine(['X=1', 'a\nb'])).toBe(`'X=1' a"$cm_nl"b`);
+    expect(sh(`${prelude}\n${shCommandOneLine(['printf', '%s', 'a\nb'])}`)).toBe('a\nb');
+    expect(() => shCommandOneLine([], 'spec.post[1]')).toThrow(/spec\.post\[1\]/);
+    expect(shExportsOneLine({ A: 'l1\nl2' })).toEqual([`export A=l1"$cm_nl"l2`]);
+    expect(() => shExportsOneLine({ 'A-B': 'x' }, 'spec.env')).toThrow(/spec\.env\.A-B/);
   });
 });

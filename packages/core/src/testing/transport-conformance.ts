@@ -46,6 +46,9 @@ export const NASTY_STRINGS: readonly string[] = [
   // A line that a batch scheduler reading directives anywhere in a script (Grid Engine's `#$`)
   // would obey: a runner that lets it through puts the job in a directory that does not exist.
   '\n#$ -wd /nonexistent-cm\n#SBATCH --chdir=/nonexistent-cm\n',
+  // sbatch obeys `#PBS` lines anywhere in a script, even inside a quoted string: `-N` would rename
+  // the job and `-d` (an option sbatch does not know) makes it refuse the script outright.
+  '\n#PBS -N injected\n#PBS -d /nonexistent-cm\n#SBATCH --x\n',
   // Words a shell reads specially in command position (see COMMAND_WORDS).
   'X=1',
   'PATH=/nonexistent',

@@ -258,6 +258,30 @@ describe('resources', () => {
     expect(await readFile(jobFile(h, 'omp.txt'), 'utf8')).toBe(`3 ${h.jobKey}`);
   });
 
+  it('applies its defaults under the job resources (the job wins field by field), checked at construction', async () => {
+    const r = s.runner({ defaults: { cpusPerTask: 2, walltimeSeconds: 600 } });
+    const script = 'printf "%s" "$OMP_NUM_THREADS" > omp.txt';
+    const [byDefault, own] = await Promise.all([
+      r.submit({ key: testJobKey('dflt'), spec: { name: 'd', argv: ['sh', '-c', script] } }),
+      r.submit({
+        key: testJobKey('own'),
+        spec: { name: 'o', argv: ['sh', '-c', script], resources: { cpusPerTask: 5 } },
+      }),
+    ]);
+    started.push(byDefault, own);
+    expect((await waitForTerminal(r, byDefault, EVENT_TIMEOUT_MS, 25)).state).toBe('succeeded');
+    expect((await waitForTerminal(r, own, EVENT_TIMEOUT_MS, 25)).state).toBe('succeeded');
+    expect(await readFile(jobFile(byDefault, 'omp.txt'), 'utf8')).toBe('2');
+    expect(await readFile(jobFile(own, 'omp.txt'), 'utf8')).toBe('5');
+    let field: unknown;
+    try {
+      s.runner({ defaults: { cpusPerTask: 0 } });
+    } catch (e) {
+      field = isCrystalMathError(e, 'E_VALIDATION') ? e.details.field : e;
+    }
+    expect(field).toBe('defaults.cpusPerTask');
+  });
+
   it('stops a job tree over its walltime with TERM then KILL, and reports timeout', async () => {
     const r = s.runner({ killGraceMs: 200 });
     const h = await r.submit({

@@ -3,43 +3,8 @@
 
 import { chmod, mkdtemp, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Transport } from '@crystalmath/core';
 
-/**
- * Observes a transport: counts exec calls and keeps each command (or its stdin, for scripts
- * sent that way), delegating everything.
- */
-export function countingTransport(inner: Transport): {
-  transport: Transport;
-  execs: () => number;
-  commands: unknown[];
-  reset: () => void;
-} {
-  let n = 0;
-  const commands: unknown[] = [];
-  const transport = new Proxy(inner, {
-    get(target, prop) {
-      const value = Reflect.get(target, prop, target);
-      if (prop === 'exec') {
-        return (...args: Parameters<Transport['exec']>) => {
-          n++;
-          commands.push(args[1]?.stdin === undefined ? args[0] : String(args[1].stdin));
-          return target.exec(...args);
-        };
-      }
-      return typeof value === 'function' ? value.bind(target) : value;
-    },
-  });
-  return {
-    transport,
-    execs: () => n,
-    commands,
-    reset: () => {
-      n = 0;
-      commands.length = 0;
-    },
-  };
-}
+export { countingTransport } from '@crystalmath/testkit';
 
 /**
  * A `squeue` that logs each invocation to a file and then runs the real one: an observer for

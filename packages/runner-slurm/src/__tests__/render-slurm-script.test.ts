@@ -156,6 +156,21 @@ describe('renderSlurmScript validation', () => {
     ).toBe('skipDirectives[0]');
   });
 
+  it('keeps every user value on one line, so none can become a #PBS or #SBATCH directive', () => {
+    // sbatch obeys #PBS lines anywhere in the script, even inside a quoted string.
+    const evil = 'x\n#PBS -N injected\n#SBATCH --x\r\n';
+    const base = { name: 'evil', argv: ['echo', evil, ...NASTY_STRINGS_FOR_TESTS] };
+    const { script } = renderSlurmScript({
+      key: 'k',
+      spec: { ...base, env: { CM_EVIL: evil }, pre: [['true', evil]], post: [['true', evil]] },
+    });
+    const directiveLines = (text: string): string[] =>
+      text.split('\n').filter((l) => /^\s*#(PBS|SBATCH)/.test(l));
+    const plain = renderSlurmScript({ key: 'k', spec: { name: 'evil', argv: ['true'] } });
+    expect(directiveLines(script)).toEqual(directiveLines(plain.script));
+    expect(script).not.toMatch(/[\r]/);
+  });
+
   it('drops skipped directives, including abbreviated extras', () => {
     const { script } = renderSlurmScript({
       key: 'k',
