@@ -20,6 +20,7 @@ import {
 } from '@crystalmath/core';
 import type { ResolvedTarget } from './attorney.js';
 import { decodeSpec, errorMessage } from './codec.js';
+import { DEFAULT_HEARTBEAT_MS, Heartbeat } from './heartbeat.js';
 import { callRunner, type RunnerOperation, TargetHealth } from './runner-call.js';
 import { jobKey, type LeaseOutcome } from './store/rules.js';
 import type { JobRow, QueueStore, StatusUpdate, SubmittedResult } from './store/store.js';
@@ -69,6 +70,9 @@ export interface SchedulerHost {
 }
 
 const NEVER_REACHED = 'the target answers again and never saw the submit: resubmitting';
+
+/** How long start() waits for its first heartbeat write before going on (the write goes on). */
+const FIRST_BEAT_WAIT_MS = 1_000;
 
 /** How long stop() waits for runner calls in flight before aborting them. */
 export const DEFAULT_STOP_TIMEOUT_MS = 5_000;
@@ -127,6 +131,7 @@ export class Scheduler {
   #storeUpSince: number | null = null;
   #storeError: string | null = null;
   #lastStoreLog = 0;
+  readonly #heartbeat: Heartbeat;
 
   constructor(internals: SchedulerInternals, host: SchedulerHost) {
     this.#store = internals.store;
@@ -145,6 +150,19 @@ export class Scheduler {
     this.#stopTimeoutMs = s.stopTimeoutMs ?? DEFAULT_STOP_TIMEOUT_MS;
     for (const [name, t] of internals.targets)
       this.#health.set(name, new TargetHealth(t.unreachableBackoff));
+    this.#heartbeat = new Heartbeat({
+      store: this.#store,
+      clock: this.#clock,
+      owner: this.#owner,
+      targets: this.#targetNames,
+      intervalMs: s.heartbeatMs ?? DEFAULT_HEARTBEAT_MS,
+      health: () => {
+        const down = new Map<string, TargetUnreachable>();
+        for (const [name, h] of this.#health) if (h.unreachable) down.set(name, h.unreachable);
+        return down;
+      },
+      error: (error, context) => host.error(error, context),
+    });
   }
 
   /** This scheduler's lease owner id. */
@@ -188,6 +206,16 @@ export class Scheduler {
       }
     }
     this.#loop = this.#run();
+    // Recorded in the store for every process (`queue.schedulers()`); a store that is slow to
+    // answer delays start() by FIRST_BEAT_WAIT_MS at most.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.#heartbeat.start(),
+      new Promise<void>((r) => {
+        timer = setTimeout(r, FIRST_BEAT_WAIT_MS);
+      }),
+    ]);
+    clearTimeout(timer);
   }
 
   /**
@@ -220,6 +248,7 @@ export class Scheduler {
       await inFlight(); // every runner call rejects at once now; only short store writes remain
     }
     this.#loop = null;
+    await this.#heartbeat.stop();
     const unsubscribe = this.#unsubscribe;
     this.#unsubscribe = null;
     await unsubscribe?.().catch((e: unknown) => this.#host.error(e, 'unsubscribe'));
@@ -431,6 +460,7 @@ export class Scheduler {
       const since = health.unreachable!.since;
       this.#log.warn?.('[queue] target unreachable: its jobs wait', { target, error: lastError });
       this.#host.targetHealth({ type: 'target:unreachable', at: since, target, since, lastError });
+      void this.#heartbeat.beat();
     }
   }
 
@@ -440,6 +470,7 @@ export class Scheduler {
     const at = Date.now();
     this.#log.info?.('[queue] target reachable again', { target, downMs: at - since });
     this.#host.targetHealth({ type: 'target:reachable', at, target, since });
+    void this.#heartbeat.beat();
   }
 
   // ---------------------------------------------------------------- lanes: recover, submit
