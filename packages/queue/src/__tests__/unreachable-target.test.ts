@@ -18,11 +18,14 @@ import { open, STORES, type TestStore, tempDir } from './helpers.js';
 /** The outage, as in the issue: 60 s (CM_OUTAGE_MS shortens it by hand; the behaviour is the same). */
 const OUTAGE_MS = Number(process.env.CM_OUTAGE_MS ?? 60_000);
 /**
- * Every job submitted within this long of the target's return. The issue asks for 5 s; on this
- * 2-core machine under load the measured figure is 4 to 6 s (printed below), so the test holds
- * the queue to 10 s and the report gives the figure.
+ * Every job submitted within this long of the target's return, as the issue asks. Measured on
+ * the shared 2-core machine under load (printed below): 1.6 to 2.1 s, of which up to 1.2 s
+ * waiting for the next probe (the unreachable backoff's 1 s cap, +-20 %), about 0.2 s to resolve
+ * the parked submits through find(), and about 1.4 s for the 8 submits themselves (several SSH
+ * round trips each, in parallel). With the pool's default breaker the same outage gave 23 s:
+ * see transport() below.
  */
-const RESUME_WITHIN_MS = 10_000;
+const RESUME_WITHIN_MS = 5_000;
 /** Generous waits for a loaded machine. */
 const WAIT_MS = 60_000;
 const JOBS = 8;
@@ -52,12 +55,10 @@ afterAll(async () => {
 });
 
 function transport(privateKeyPath: string): Transport {
-  // The pool's own breaker and connect rate limit are opened up so that the queue's backoff
-  // decides when to retry (with their defaults, the return is seen after the breaker's cooldown).
-  const pool = new SshPool({
-    circuitBreaker: { cooldownMs: 0, maxCooldownMs: 0 },
-    connectRateLimit: { limit: 1_000, intervalMs: 10_000 },
-  });
+  // The pool as `crystalmath run` configures it (SCHEDULER_POOL in packages/cli/src/wire-targets.ts):
+  // a 1 s breaker cool-down, the default connect rate limit. With the pool's default cool-down
+  // (5 s doubling to 60 s) the return is seen only when the circuit lets a trial through.
+  const pool = new SshPool({ circuitBreaker: { cooldownMs: 1_000, maxCooldownMs: 1_000 } });
   pools.push(pool);
   return new SshTransport({
     pool,
