@@ -3,11 +3,21 @@
 // health, and nothing once the scheduler stopped cleanly or stopped heartbeating. Time that
 // matters (a heartbeat's age) is the injected clock.
 
+import { fork } from 'node:child_process';
+import { join } from 'node:path';
 import type { RunnerHandle, RunnerJob } from '@crystalmath/core';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { HEARTBEAT_LIVE_BEATS } from '../heartbeat.js';
 import type { Queue } from '../types.js';
-import { describeStores, NoopRunner, open, spec, type TestStore, waitUntil } from './helpers.js';
+import {
+  describeStores,
+  NoopRunner,
+  open,
+  STORES,
+  spec,
+  type TestStore,
+  waitUntil,
+} from './helpers.js';
 
 /** Generous wait for real timers on a loaded machine. */
 const WAIT_MS = 20_000;
@@ -120,4 +130,49 @@ describeStores((makeStore) => {
       /scheduler\.heartbeatMs/,
     );
   });
+});
+
+it("the heartbeat waits for another process's SQLite lock on timers, and beats again after it", async () => {
+  const LOCK_MS = 2_000;
+  const store = await STORES[0]!.make();
+  const heartbeatMs = 500; // live for 3 s: longer than the lock, as 30 s is by default
+  const scheduler = await open(store, {
+    targets: { hpc: { runner: new NoopRunner() } },
+    scheduler: { heartbeatMs },
+  });
+  const observer = await open(store, { targets: {} });
+  try {
+    await scheduler.start();
+    const path = (store.spec as { path: string }).path;
+    const locker = fork(join(import.meta.dirname, 'fixtures', 'sqlite-locker.mjs'), [
+      path,
+      String(LOCK_MS),
+    ]);
+    const message = (want: string) =>
+      new Promise<void>((resolve) => locker.on('message', (m) => m === want && resolve()));
+    const released = message('released');
+    await message('locked');
+    const gaps: number[] = [];
+    let last = performance.now();
+    const ticker = setInterval(() => {
+      const now = performance.now();
+      gaps.push(now - last);
+      last = now;
+    }, 10);
+    // Readers still read (WAL); the row stops moving while the lock is held.
+    const during = (await observer.schedulers())[0]!.heartbeatAt;
+    await released;
+    clearInterval(ticker);
+    await waitUntil(
+      async () => (await observer.schedulers())[0]!.heartbeatAt > during,
+      WAIT_MS,
+      'a heartbeat after the lock',
+    );
+    // Never blocked for a lock wait: SQLite waits 5 ms at most per try, the rest on timers.
+    expect(Math.max(...gaps)).toBeLessThan(500);
+  } finally {
+    await scheduler.close();
+    await observer.close();
+    await store.cleanup();
+  }
 });
