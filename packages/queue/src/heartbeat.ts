@@ -139,6 +139,32 @@ export function toSchedulerInfo(row: SchedulerRow): SchedulerInfo {
   };
 }
 
+/**
+ * The live schedulers serving one target, from `TargetRow.schedulers` (read with the target):
+ * their owner ids and, from the first that reports it, why the target is unreachable.
+ */
+export function servingTarget(
+  target: string,
+  schedulers: string | null,
+  now: number,
+): { servedBy: string[]; unreachable: TargetUnreachable | null } {
+  const rows = parseJson<
+    Pick<SchedulerRow, 'owner' | 'heartbeat_at' | 'heartbeat_ms' | 'health'>[]
+  >(schedulers ?? '[]', []);
+  const live = rows
+    .filter((r) => isLive(r as SchedulerRow, now))
+    .sort((a, b) => (a.owner < b.owner ? -1 : 1));
+  let unreachable: TargetUnreachable | null = null;
+  for (const r of live) {
+    const u = parseJson<Record<string, TargetUnreachable>>(r.health, {})[target];
+    if (u) {
+      unreachable = { ...u, reportedBy: r.owner };
+      break;
+    }
+  }
+  return { servedBy: live.map((r) => r.owner), unreachable };
+}
+
 function parseJson<T>(text: string, fallback: T): T {
   try {
     return JSON.parse(text) as T;

@@ -28,7 +28,7 @@ import {
 } from './attorney.js';
 import { dependsOnById, makeCursor, readCursor, rowToJob, zeroCounts } from './codec.js';
 import { normalizeDeps, topologicalOrder } from './dag.js';
-import { isLive, toSchedulerInfo } from './heartbeat.js';
+import { isLive, servingTarget, toSchedulerInfo } from './heartbeat.js';
 import { QueueError } from './queue-error.js';
 import { callRunner } from './runner-call.js';
 import { Scheduler, type SchedulerInternals } from './scheduler.js';
@@ -405,25 +405,25 @@ export class QueueImpl extends EventEmitter implements Queue {
   }
 
   /**
-   * Who serves each target and whether it answers come from the live schedulers' rows: this
-   * process's scheduler first (it knows best), else the first live scheduler that reports the
-   * target unreachable.
+   * Who serves each target and whether it answers come from the live schedulers' rows, read in
+   * the same query: this process's scheduler first (it knows best), else the first live
+   * scheduler that reports the target unreachable.
    */
   async targets(): Promise<TargetInfo[]> {
     this.#assertOpen();
-    const [rows, schedulers] = await Promise.all([this.#store.targets(), this.schedulers()]);
-    return rows.map((t) => {
-      const serving = schedulers.filter((s) => s.targets.includes(t.name));
+    const now = this.#clock.now();
+    return (await this.#store.targets()).map((t) => {
+      const serving = servingTarget(t.name, t.schedulers, now);
       let unreachable: TargetUnreachable | null = this.#scheduler.unreachable(t.name);
       if (unreachable === null && !(this.#scheduler.running && this.#targets.has(t.name)))
-        unreachable = serving.find((s) => s.unreachable[t.name])?.unreachable[t.name] ?? null;
+        unreachable = serving.unreachable;
       return {
         name: t.name,
         maxConcurrent: t.max_concurrent === null ? null : Number(t.max_concurrent),
         paused: Number(t.paused) === 1,
         active: Number(t.active),
         unreachable,
-        servedBy: serving.map((s) => s.owner),
+        servedBy: serving.servedBy,
       };
     });
   }

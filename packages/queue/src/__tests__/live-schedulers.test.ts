@@ -5,7 +5,7 @@
 
 import { fork } from 'node:child_process';
 import { join } from 'node:path';
-import type { RunnerHandle, RunnerJob } from '@crystalmath/core';
+import type { RunnerHandle, RunnerJob, RunnerStatus } from '@crystalmath/core';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { HEARTBEAT_LIVE_BEATS } from '../heartbeat.js';
 import type { Queue } from '../types.js';
@@ -25,10 +25,21 @@ const WAIT_MS = 20_000;
 /** A target whose host refuses connections while `down` (the transport's own errno). */
 class RefusingRunner extends NoopRunner {
   down = true;
-  override async submit(job: RunnerJob): Promise<RunnerHandle> {
+  #refuse(): void {
     if (this.down)
       throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' });
+  }
+  override async submit(job: RunnerJob): Promise<RunnerHandle> {
+    this.#refuse();
     return super.submit(job);
+  }
+  override async find(key: string): Promise<RunnerHandle | null> {
+    this.#refuse();
+    return super.find(key);
+  }
+  override async poll(handles: readonly RunnerHandle[]): Promise<RunnerStatus[]> {
+    this.#refuse();
+    return super.poll(handles);
   }
 }
 

@@ -106,6 +106,11 @@ export interface TargetRow {
   paused: number;
   /** Jobs in submitting/queued/running. */
   active: number;
+  /**
+   * JSON array of the scheduler rows (live or not) that serve the target: `{ owner,
+   * heartbeat_at, heartbeat_ms, health }`, read in the same query so `targets()` stays one.
+   */
+  schedulers: string | null;
 }
 
 /** One live scheduler's row in cm_schedulers (see `QueueStore.heartbeat`). */

@@ -1040,7 +1040,10 @@ export class PostgresStore implements QueueStore {
   async targets(): Promise<TargetRow[]> {
     return this.#all<TargetRow>(
       `select t.name, t.max_concurrent, t.paused,
-        (select count(*) from cm_jobs j where j.target = t.name and j.state in ${LIVE_SQL}) active
+        (select count(*) from cm_jobs j where j.target = t.name and j.state in ${LIVE_SQL}) active,
+        (select json_agg(json_build_object('owner', s.owner, 'heartbeat_at', s.heartbeat_at,
+            'heartbeat_ms', s.heartbeat_ms, 'health', s.health))::text
+         from cm_schedulers s where s.targets::jsonb ? t.name) schedulers
        from cm_targets t order by t.name`,
     );
   }

@@ -846,7 +846,10 @@ export class SqliteStore implements QueueStore {
   async targets(): Promise<TargetRow[]> {
     return this.#all<TargetRow>(
       `select t.name, t.max_concurrent, t.paused,
-        (select count(*) from cm_jobs j where ${OPEN_J} and j.state in ${LIVE_SQL} and j.target = t.name) active
+        (select count(*) from cm_jobs j where ${OPEN_J} and j.state in ${LIVE_SQL} and j.target = t.name) active,
+        (select json_group_array(json_object('owner', s.owner, 'heartbeat_at', s.heartbeat_at,
+            'heartbeat_ms', s.heartbeat_ms, 'health', s.health))
+         from cm_schedulers s where exists (select 1 from json_each(s.targets) e where e.value = t.name)) schedulers
        from cm_targets t order by t.name`,
     );
   }
