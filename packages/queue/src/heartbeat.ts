@@ -25,6 +25,12 @@ export interface HeartbeatOptions {
   readonly intervalMs: number;
   /** The served targets that are unreachable now. */
   readonly health: () => ReadonlyMap<string, TargetUnreachable>;
+  /**
+   * True while the scheduler sees the store down: timed beats are skipped then (its rounds
+   * already probe the store; a beat would add a connection attempt), and the scheduler beats at
+   * once when the store is back.
+   */
+  readonly storeDown: () => boolean;
   /** A heartbeat write failed for another reason than the store being down. */
   readonly error: (error: unknown, context: string) => void;
 }
@@ -52,7 +58,9 @@ export class Heartbeat {
     if (!this.#stopped) return;
     this.#stopped = false;
     this.#startedAt = this.#o.clock.now();
-    this.#timer = setInterval(() => this.beat(), this.#o.intervalMs);
+    this.#timer = setInterval(() => {
+      if (!this.#o.storeDown()) void this.beat();
+    }, this.#o.intervalMs);
     this.#timer.unref();
     await this.beat();
   }

@@ -169,6 +169,7 @@ export class Scheduler {
         for (const [name, h] of this.#health) if (h.unreachable) down.set(name, h.unreachable);
         return down;
       },
+      storeDown: () => this.#storeFailures > 0,
       error: (error, context) => host.error(error, context),
     });
   }
@@ -377,6 +378,7 @@ export class Scheduler {
       failures,
     });
     this.#host.storeChanged({ state: 'up', since: now, error: null, failures: 0 });
+    void this.#heartbeat.beat();
   }
 
   #nextDelay(): number {
