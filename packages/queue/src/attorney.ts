@@ -216,6 +216,7 @@ export function checkSchedulerOptions(s: SchedulerOptions): void {
   int(s.submitConcurrency, 'submitConcurrency', 1);
   int(s.submitTimeoutMs, 'submitTimeoutMs', 1);
   int(s.stopTimeoutMs, 'stopTimeoutMs', 0);
+  int(s.heartbeatMs, 'heartbeatMs', 1);
   if (s.ownerId !== undefined && (typeof s.ownerId !== 'string' || s.ownerId === '')) {
     throw new ValidationError('scheduler.ownerId', 'must be a non-empty string');
   }

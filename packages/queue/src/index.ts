@@ -2,6 +2,7 @@
 // limits, exactly-once submission — over SQLite (embedded) or PostgreSQL.
 
 export { DEFAULT_DEADLINES, DEFAULT_UNREACHABLE_BACKOFF } from './attorney.js';
+export { DEFAULT_HEARTBEAT_MS, HEARTBEAT_LIVE_BEATS } from './heartbeat.js';
 export { queueMigrations } from './migrations.js';
 export { openQueue } from './open-queue.js';
 export { QueueError, type QueueErrorCode } from './queue-error.js';

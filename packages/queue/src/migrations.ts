@@ -66,6 +66,18 @@ const OPEN_INDEX_SQLITE = [
 ];
 
 /**
+ * Live schedulers, one row each (written by its heartbeat, deleted on a clean stop): which
+ * targets it serves and how it sees them. `targets` and `health` are JSON; `heartbeat_ms` is
+ * the writer's interval, so a reader in any process can tell a live row from a dead one.
+ */
+const SCHEDULERS = [
+  `create table cm_schedulers (
+     owner text primary key, host text not null, pid integer not null, targets text not null,
+     started_at bigint not null, heartbeat_at bigint not null, heartbeat_ms integer not null,
+     health text not null default '{}')`,
+];
+
+/**
  * The queue's migrations, for `@crystalmath/migrate`'s Migrator. Stores apply them on open; you
  * need this only to migrate a database ahead of time (e.g. in a deploy step).
  *
@@ -85,6 +97,12 @@ export const queueMigrations: MigrationSource = codeMigrations({
     async up(db, ctx) {
       if (ctx.dialect !== 'sqlite') return;
       for (const stmt of OPEN_INDEX_SQLITE) await sql.raw(stmt).execute(db);
+    },
+  },
+  '0003_live_schedulers': {
+    checksumText: JSON.stringify({ sqlite: SCHEDULERS, postgres: SCHEDULERS }),
+    async up(db) {
+      for (const stmt of SCHEDULERS) await sql.raw(stmt).execute(db);
     },
   },
 });

@@ -28,6 +28,7 @@ import {
 } from './attorney.js';
 import { dependsOnById, makeCursor, readCursor, rowToJob, zeroCounts } from './codec.js';
 import { normalizeDeps, topologicalOrder } from './dag.js';
+import { isLive, servingTarget, toSchedulerInfo } from './heartbeat.js';
 import { QueueError } from './queue-error.js';
 import { callRunner } from './runner-call.js';
 import { Scheduler, type SchedulerInternals } from './scheduler.js';
@@ -48,7 +49,9 @@ import type {
   QueueEvent,
   QueueEventMap,
   QueueHealth,
+  SchedulerInfo,
   TargetInfo,
+  TargetUnreachable,
   Workflow,
   WorkflowDefinition,
   WorkflowListOptions,
@@ -401,15 +404,34 @@ export class QueueImpl extends EventEmitter implements Queue {
     };
   }
 
+  /**
+   * Who serves each target and whether it answers come from the live schedulers' rows, read in
+   * the same query: this process's scheduler first (it knows best), else the first live
+   * scheduler that reports the target unreachable.
+   */
   async targets(): Promise<TargetInfo[]> {
     this.#assertOpen();
-    return (await this.#store.targets()).map((t) => ({
-      name: t.name,
-      maxConcurrent: t.max_concurrent === null ? null : Number(t.max_concurrent),
-      paused: Number(t.paused) === 1,
-      active: Number(t.active),
-      unreachable: this.#scheduler.unreachable(t.name),
-    }));
+    const now = this.#clock.now();
+    return (await this.#store.targets()).map((t) => {
+      const serving = servingTarget(t.name, t.schedulers, now);
+      let unreachable: TargetUnreachable | null = this.#scheduler.unreachable(t.name);
+      if (unreachable === null && !(this.#scheduler.running && this.#targets.has(t.name)))
+        unreachable = serving.unreachable;
+      return {
+        name: t.name,
+        maxConcurrent: t.max_concurrent === null ? null : Number(t.max_concurrent),
+        paused: Number(t.paused) === 1,
+        active: Number(t.active),
+        unreachable,
+        servedBy: serving.servedBy,
+      };
+    });
+  }
+
+  async schedulers(): Promise<SchedulerInfo[]> {
+    this.#assertOpen();
+    const now = this.#clock.now();
+    return (await this.#store.schedulers()).filter((r) => isLive(r, now)).map(toSchedulerInfo);
   }
 
   async *events(options: EventsOptions = {}): AsyncIterableIterator<QueueEvent> {

@@ -20,6 +20,7 @@ import {
 } from '@crystalmath/core';
 import type { ResolvedTarget } from './attorney.js';
 import { decodeSpec, errorMessage } from './codec.js';
+import { DEFAULT_HEARTBEAT_MS, Heartbeat } from './heartbeat.js';
 import { callRunner, type RunnerOperation, TargetHealth } from './runner-call.js';
 import { jobKey, type LeaseOutcome } from './store/rules.js';
 import type { JobRow, QueueStore, StatusUpdate, SubmittedResult } from './store/store.js';
@@ -70,6 +71,9 @@ export interface SchedulerHost {
 
 const NEVER_REACHED = 'the target answers again and never saw the submit: resubmitting';
 
+/** How long start() waits for its first heartbeat write before going on (the write goes on). */
+const FIRST_BEAT_WAIT_MS = 1_000;
+
 /** How long stop() waits for runner calls in flight before aborting them. */
 export const DEFAULT_STOP_TIMEOUT_MS = 5_000;
 
@@ -112,6 +116,14 @@ export class Scheduler {
   /** Each runner's poll in flight, at most one per runner. */
   readonly #polls = new Map<Runner, Promise<void>>();
   readonly #parked = new Map<string, Map<number, Parked>>();
+  /**
+   * Per target, by job id: store writes of a lane that failed with E_STORE (the store is down),
+   * done again, in order, by the target's next lane before it claims anything. Every one is
+   * guarded (state, attempt, lease owner), so one that comes too late changes nothing.
+   */
+  readonly #pending = new Map<string, Map<number, () => Promise<void>>>();
+  /** Pending writes are tried again from then on (the store backoff after a failed one). */
+  #pendingNotBefore = 0;
   #stopSignal = new AbortController();
   #running = false;
   #recoverOwn = false;
@@ -127,6 +139,7 @@ export class Scheduler {
   #storeUpSince: number | null = null;
   #storeError: string | null = null;
   #lastStoreLog = 0;
+  readonly #heartbeat: Heartbeat;
 
   constructor(internals: SchedulerInternals, host: SchedulerHost) {
     this.#store = internals.store;
@@ -145,6 +158,20 @@ export class Scheduler {
     this.#stopTimeoutMs = s.stopTimeoutMs ?? DEFAULT_STOP_TIMEOUT_MS;
     for (const [name, t] of internals.targets)
       this.#health.set(name, new TargetHealth(t.unreachableBackoff));
+    this.#heartbeat = new Heartbeat({
+      store: this.#store,
+      clock: this.#clock,
+      owner: this.#owner,
+      targets: this.#targetNames,
+      intervalMs: s.heartbeatMs ?? DEFAULT_HEARTBEAT_MS,
+      health: () => {
+        const down = new Map<string, TargetUnreachable>();
+        for (const [name, h] of this.#health) if (h.unreachable) down.set(name, h.unreachable);
+        return down;
+      },
+      storeDown: () => this.#storeFailures > 0,
+      error: (error, context) => host.error(error, context),
+    });
   }
 
   /** This scheduler's lease owner id. */
@@ -188,6 +215,16 @@ export class Scheduler {
       }
     }
     this.#loop = this.#run();
+    // Recorded in the store for every process (`queue.schedulers()`); a store that is slow to
+    // answer delays start() by FIRST_BEAT_WAIT_MS at most.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.#heartbeat.start(),
+      new Promise<void>((r) => {
+        timer = setTimeout(r, FIRST_BEAT_WAIT_MS);
+      }),
+    ]);
+    clearTimeout(timer);
   }
 
   /**
@@ -220,6 +257,7 @@ export class Scheduler {
       await inFlight(); // every runner call rejects at once now; only short store writes remain
     }
     this.#loop = null;
+    await this.#heartbeat.stop();
     const unsubscribe = this.#unsubscribe;
     this.#unsubscribe = null;
     await unsubscribe?.().catch((e: unknown) => this.#host.error(e, 'unsubscribe'));
@@ -340,6 +378,7 @@ export class Scheduler {
       failures,
     });
     this.#host.storeChanged({ state: 'up', since: now, error: null, failures: 0 });
+    void this.#heartbeat.beat();
   }
 
   #nextDelay(): number {
@@ -350,6 +389,8 @@ export class Scheduler {
       delay = Math.min(delay, Math.max(0, last + this.#pollInterval(runner) - now));
       const down = this.#health.get(name)!.unreachable;
       if (down) delay = Math.min(delay, Math.max(0, down.retryAt - now));
+      if (this.#pending.get(name)?.size)
+        delay = Math.min(delay, Math.max(0, this.#pendingNotBefore - now));
     }
     return Math.max(delay, 1);
   }
@@ -381,8 +422,10 @@ export class Scheduler {
       expired = await this.#store.expiredLeases(now, free, own);
     }
     // An unreachable target whose try is due is probed with its parked claims, else one claim.
-    const healthy = free.filter((t) => this.#health.get(t)!.unreachable === null);
-    const probed = free.filter(
+    // A target with store writes still to do gets them done first, and claims in a later round.
+    const claiming = free.filter((t) => !this.#pending.get(t)?.size);
+    const healthy = claiming.filter((t) => this.#health.get(t)!.unreachable === null);
+    const probed = claiming.filter(
       (t) => this.#health.get(t)!.unreachable !== null && !this.#parked.get(t)?.size,
     );
     const claimed =
@@ -394,9 +437,12 @@ export class Scheduler {
     for (const target of free) {
       const recover = expired.filter((r) => r.target === target);
       const mine = claimed.filter((r) => r.target === target);
-      if (recover.length + mine.length + (this.#parked.get(target)?.size ?? 0) === 0) continue;
+      const flush =
+        Date.now() >= this.#pendingNotBefore ? (this.#pending.get(target)?.size ?? 0) : 0;
+      const waiting = (this.#parked.get(target)?.size ?? 0) + flush;
+      if (recover.length + mine.length + waiting === 0) continue;
       const lane = this.#lane(target, recover, mine)
-        .catch((error: unknown) => this.#host.error(error, `target ${target}`))
+        .catch((error: unknown) => this.#laneError(error, `target ${target}`))
         .finally(() => {
           this.#lanes.delete(target);
           this.wake();
@@ -431,6 +477,7 @@ export class Scheduler {
       const since = health.unreachable!.since;
       this.#log.warn?.('[queue] target unreachable: its jobs wait', { target, error: lastError });
       this.#host.targetHealth({ type: 'target:unreachable', at: since, target, since, lastError });
+      void this.#heartbeat.beat();
     }
   }
 
@@ -440,6 +487,7 @@ export class Scheduler {
     const at = Date.now();
     this.#log.info?.('[queue] target reachable again', { target, downMs: at - since });
     this.#host.targetHealth({ type: 'target:reachable', at, target, since });
+    void this.#heartbeat.beat();
   }
 
   // ---------------------------------------------------------------- lanes: recover, submit
@@ -454,6 +502,23 @@ export class Scheduler {
     expired: readonly JobRow[],
     claimed: readonly JobRow[],
   ): Promise<void> {
+    const pending = this.#pending.get(target);
+    if (pending?.size) {
+      if (Date.now() < this.#pendingNotBefore) return;
+      for (const [id, write] of [...pending]) {
+        pending.delete(id);
+        try {
+          await write();
+        } catch (error) {
+          // Still down: this one and the rest wait for the next try, after the store backoff.
+          if (!pending.has(id)) pending.set(id, write);
+          if (isCrystalMathError(error, 'E_STORE'))
+            this.#pendingNotBefore = Date.now() + this.#storeDown(error);
+          else this.#host.error(error, `store write of job ${id}`);
+          return;
+        }
+      }
+    }
     const parked = this.#parked.get(target) ?? new Map<number, Parked>();
     this.#parked.set(target, parked);
     const unknown: { row: JobRow; owner: string | null; handle: RunnerHandle | null }[] = [];
@@ -464,7 +529,8 @@ export class Scheduler {
         unknown.push({ row: p.row, owner: this.#owner, handle: p.handle });
     }
     for (const row of expired)
-      if (!parked.has(Number(row.id))) unknown.push({ row, owner: row.lease_owner, handle: null });
+      if (!parked.has(Number(row.id)) && !pending?.has(Number(row.id)))
+        unknown.push({ row, owner: row.lease_owner, handle: null });
     // The first one probes the target; the rest go together once it answered.
     const one = async (u: (typeof unknown)[number]): Promise<boolean> => {
       const resolved = await this.#resolve(target, u.row, u.owner, u.handle);
@@ -511,9 +577,11 @@ export class Scheduler {
             'submission outcome unknown after a crash and the runner has no find(): retry the job if it did not run',
         };
       }
-      await this.#store.resolveLease(id, attempt, owner, outcome, this.#clock.now());
+      await this.#storeOrLater(target, id, `recover job ${id}`, () =>
+        this.#store.resolveLease(id, attempt, owner, outcome, this.#clock.now()),
+      );
     } catch (error) {
-      if (isTransientTargetError(error)) {
+      if (!isCrystalMathError(error, 'E_STORE') && isTransientTargetError(error)) {
         this.#unreachable(target, error);
         return 'unreachable';
       }
@@ -522,17 +590,62 @@ export class Scheduler {
     return 'done';
   }
 
+  /**
+   * One store write of a lane. When it fails with E_STORE (the store is down, locked past its
+   * deadline, or damaged), the outage is reported as the loop reports it (`store:down`), never
+   * as the job's or the target's fault, and the write is kept to be done again by the target's
+   * next lane; other errors are thrown.
+   */
+  async #storeOrLater(
+    target: string,
+    id: number,
+    what: string,
+    write: () => Promise<unknown>,
+  ): Promise<void> {
+    try {
+      await write();
+    } catch (error) {
+      if (!isCrystalMathError(error, 'E_STORE')) throw error;
+      this.#pendingNotBefore = Date.now() + this.#storeDown(error);
+      this.#log.warn?.('[queue] store write failed: kept to be done again', {
+        target,
+        job: id,
+        what,
+        error: error.message,
+      });
+      this.#later(target, id, write);
+    }
+  }
+
+  /** Keeps a store write of a job to be done again by its target's next lane. */
+  #later(target: string, id: number, write: () => Promise<unknown>): void {
+    const pending = this.#pending.get(target) ?? new Map<number, () => Promise<void>>();
+    this.#pending.set(target, pending);
+    pending.set(id, async () => {
+      await write();
+    });
+  }
+
+  /** An error that ended a lane or a poll: a store outage is reported as such, once. */
+  #laneError(error: unknown, context: string): void {
+    if (isCrystalMathError(error, 'E_STORE')) this.#storeDown(error);
+    else this.#host.error(error, context);
+  }
+
   /** Claims not tried (the target is unreachable): back to ready, same attempt, no event noise. */
   async #release(rows: readonly JobRow[], target: string): Promise<void> {
     const why = `target ${target} unreachable: waiting for it`;
     for (const row of rows) {
+      const id = Number(row.id);
       try {
-        await this.#store.resolveLease(
-          Number(row.id),
-          Number(row.attempt),
-          this.#owner,
-          { resubmit: true, reason: why },
-          this.#clock.now(),
+        await this.#storeOrLater(target, id, `release job ${id}`, () =>
+          this.#store.resolveLease(
+            id,
+            Number(row.attempt),
+            this.#owner,
+            { resubmit: true, reason: why },
+            this.#clock.now(),
+          ),
         );
       } catch (error) {
         this.#host.error(error, `release job ${row.id}`);
@@ -566,15 +679,23 @@ export class Scheduler {
       await renewal.stop();
     }
     await this.#release(untried, target);
-    const toCancel = await this.#recordSubmitted(ok);
+    await this.#recordSubmitted(target, ok);
+  }
+
+  /** Cancels on the runner the submissions of jobs cancelled meanwhile, and records it. */
+  async #cancelSubmitted(target: string, toCancel: readonly SubmittedResult[]): Promise<void> {
+    const runner = this.#targets.get(target)!.runner;
     for (const r of toCancel) {
       try {
         await this.#call(target, 'cancel', (signal) => runner.cancel(r.handle, { signal }));
-        await this.#store.markCancelled(r.id, this.#clock.now());
       } catch (error) {
         if (isTransientTargetError(error)) this.#unreachable(target, error);
         else this.#host.error(error, `cancel job ${r.id}`);
+        continue;
       }
+      await this.#storeOrLater(target, r.id, `record the cancel of job ${r.id}`, () =>
+        this.#store.markCancelled(r.id, this.#clock.now()),
+      ).catch((error: unknown) => this.#host.error(error, `cancel job ${r.id}`));
     }
   }
 
@@ -582,16 +703,31 @@ export class Scheduler {
    * Records the handles, retrying a failed store write (connection lost, file locked) with the
    * store backoff while the claims' leases last: the handles exist only in memory, and the
    * guarded update makes a second try after an unknown outcome (commit sent, answer lost) a
-   * no-op. Past the lease, the jobs are recovered through `find()` like a crashed scheduler's.
+   * no-op. Past half the lease (or at stop), each handle is kept as a pending write of its
+   * target, done by the target's next lane once the store answers: the job is adopted with the
+   * handle its runner returned, never submitted again and never failed for the store's fault.
    */
-  async #recordSubmitted(ok: readonly SubmittedResult[]): Promise<SubmittedResult[]> {
+  async #recordSubmitted(target: string, ok: readonly SubmittedResult[]): Promise<void> {
+    if (ok.length === 0) return;
     const giveUp = Date.now() + this.#leaseMs / 2;
     for (let failures = 1; ; failures++) {
       try {
-        return await this.#store.recordSubmitted(ok, this.#owner, this.#clock.now());
+        const toCancel = await this.#store.recordSubmitted(ok, this.#owner, this.#clock.now());
+        await this.#cancelSubmitted(target, toCancel);
+        return;
       } catch (error) {
-        if (!isCrystalMathError(error, 'E_STORE') || !this.#running || Date.now() >= giveUp)
-          throw error;
+        if (!isCrystalMathError(error, 'E_STORE')) throw error;
+        this.#pendingNotBefore = Date.now() + this.#storeDown(error);
+        if (!this.#running || Date.now() >= giveUp) {
+          for (const r of ok)
+            this.#later(target, r.id, async () =>
+              this.#cancelSubmitted(
+                target,
+                await this.#store.recordSubmitted([r], this.#owner, this.#clock.now()),
+              ),
+            );
+          return;
+        }
         const b = STORE_BACKOFF;
         const base = Math.min(b.maxMs, b.initialMs * b.factor ** (failures - 1));
         await this.sleep(
@@ -659,7 +795,7 @@ export class Scheduler {
       ? await this.#call(target, 'find', (signal) => runner.find(key, { signal })).catch(() => null)
       : null;
     if (found) {
-      await this.#recordSubmitted([{ id, attempt, handle: found }]);
+      await this.#recordSubmitted(target, [{ id, attempt, handle: found }]);
       return;
     }
     const code = rootErrorCode(error);
@@ -671,14 +807,17 @@ export class Scheduler {
       isCrystalMathError(error, 'E_VALIDATION') ||
       isCrystalMathError(error, 'E_PATH_UNSAFE') ||
       isPermanentTargetError(error);
+    const retryAt = invalid ? null : this.#retryAt(row);
     try {
-      await this.#store.recordSubmitFailed(
-        id,
-        attempt,
-        this.#owner,
-        reason,
-        invalid ? null : this.#retryAt(row),
-        this.#clock.now(),
+      await this.#storeOrLater(target, id, `record the failed submit of job ${id}`, () =>
+        this.#store.recordSubmitFailed(
+          id,
+          attempt,
+          this.#owner,
+          reason,
+          retryAt,
+          this.#clock.now(),
+        ),
       );
     } catch (storeError) {
       this.#host.error(storeError, `record failed submit of job ${id}`);
@@ -748,7 +887,7 @@ export class Scheduler {
         .then((ended) => {
           if (ended > 0) this.wake(); // an ended job may have released dependents
         })
-        .catch((error: unknown) => this.#host.error(error, `poll ${runner.kind}`))
+        .catch((error: unknown) => this.#laneError(error, `poll ${runner.kind}`))
         .finally(() => {
           this.#polls.delete(runner);
           this.#host.notify();

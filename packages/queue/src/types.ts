@@ -193,6 +193,35 @@ export interface TargetUnreachable {
   readonly lastError: string;
   /** When the scheduler tries the target again (epoch ms). */
   readonly retryAt: number;
+  /**
+   * The scheduler that reports it (its owner id), when read from the store: set when another
+   * process's scheduler serves the target; absent when this process's own scheduler does.
+   */
+  readonly reportedBy?: string;
+}
+
+/**
+ * A live scheduler as recorded in the store by its heartbeat (`queue.schedulers()`), readable
+ * from any process on the same store. Its row is written at `start()`, every
+ * `scheduler.heartbeatMs` and at once when a target's health changes; deleted by a clean
+ * `stop()`/`close()`. A scheduler that died without stopping stays listed until its heartbeat
+ * is older than HEARTBEAT_LIVE_BEATS intervals.
+ */
+export interface SchedulerInfo {
+  /** Its lease owner id (`scheduler.ownerId`; default host:pid:random). */
+  readonly owner: string;
+  readonly host: string;
+  readonly pid: number;
+  /** The targets it serves (has runners for). */
+  readonly targets: readonly string[];
+  /** Epoch ms of its `start()`. */
+  readonly startedAt: number;
+  /** Epoch ms of its last heartbeat (its own clock). */
+  readonly heartbeatAt: number;
+  /** Its heartbeat interval. */
+  readonly heartbeatMs: number;
+  /** Its served targets that it cannot reach now (absent: reachable). */
+  readonly unreachable: { readonly [target: string]: TargetUnreachable };
 }
 
 export interface TargetInfo {
@@ -207,6 +236,12 @@ export interface TargetInfo {
    * Always present in what `targets()` returns; optional for values built by hand.
    */
   readonly unreachable?: TargetUnreachable | null;
+  /**
+   * Owner ids of the live schedulers serving the target, from any process (read from the
+   * store's heartbeat rows). Empty: no scheduler is running for it, so its jobs wait. Always
+   * present in what `targets()` returns; optional for values built by hand.
+   */
+  readonly servedBy?: readonly string[];
 }
 
 export interface ListFilter {
@@ -387,6 +422,12 @@ export interface SchedulerOptions {
   readonly stopTimeoutMs?: number;
   /** Identifies this scheduler in leases. Default: hostname:pid:random. */
   readonly ownerId?: string;
+  /**
+   * How often the running scheduler writes its heartbeat row (`queue.schedulers()`), stamped
+   * with the queue's `clock`. Default 5 000 ms; it counts as live while its last heartbeat is
+   * younger than HEARTBEAT_LIVE_BEATS (6) intervals: 30 s by default.
+   */
+  readonly heartbeatMs?: number;
 }
 
 export interface PruneOptions {
@@ -442,7 +483,10 @@ export interface Queue {
   workflow(id: string): Promise<Workflow | null>;
   /** Workflows without their jobs, newest first, a page at a time. */
   workflows(options?: WorkflowListOptions): Promise<WorkflowPage>;
+  /** Targets with their limits, live jobs, who serves them and whether they answer. */
   targets(): Promise<TargetInfo[]>;
+  /** The live schedulers on this store, from any process (oldest first). */
+  schedulers(): Promise<SchedulerInfo[]>;
   /**
    * The store as this process's scheduler last saw it, synchronously and without a query (so
    * it answers while the store is down). Without a running scheduler the store shows `up`.

@@ -177,3 +177,38 @@ describe('format helpers', () => {
     ).toBe(`${c.bold('A')}     B\nlong  x`);
   });
 });
+
+describe('renderWatch target rows', () => {
+  const frame = (servedBy: readonly string[] | undefined, ready: number) => {
+    const byState = zero();
+    byState.ready = ready;
+    return renderWatch(
+      {
+        at: 10_000,
+        store: 'sqlite:/tmp/q.db',
+        counts: { total: ready, byState, byTarget: { local: byState } },
+        targets: [
+          {
+            name: 'local',
+            maxConcurrent: null,
+            paused: false,
+            active: 0,
+            unreachable: null,
+            ...(servedBy ? { servedBy } : {}),
+          },
+        ],
+        workflows: [],
+        events: [],
+        jobNames: new Map(),
+      },
+      { width: 200, c: colors(false) },
+    ).join('\n');
+  };
+
+  it('says when no scheduler serves a target with unfinished jobs, and only then', () => {
+    expect(frame([], 2)).toMatch(/local .*NO SCHEDULER: start one with `crystalmath run`/);
+    expect(frame(['host:1:abc'], 2)).not.toMatch(/NO SCHEDULER/);
+    expect(frame([], 0)).not.toMatch(/NO SCHEDULER/);
+    expect(frame(undefined, 2)).not.toMatch(/NO SCHEDULER/); // not read from the store
+  });
+});

@@ -148,7 +148,10 @@ targets:
       '--',
       'true',
     ]);
-    expect(exact.stderr).toBe('');
+    // No walltime warning; only the note that no scheduler serves the target yet.
+    expect(exact.stderr).toBe(
+      'note: no scheduler is running for target cluster: start one with `crystalmath run`\n',
+    );
     const local = await crystalmath(dir, [
       'submit',
       '-t',
@@ -158,7 +161,9 @@ targets:
       '--',
       'true',
     ]);
-    expect(local.stderr).toBe('');
+    expect(local.stderr).toBe(
+      'note: no scheduler is running for target local: start one with `crystalmath run`\n',
+    );
     const json = await crystalmath(dir, [
       'submit',
       '--json',

@@ -14,6 +14,7 @@ import { findJob, findWorkflow, isWorkflowRef, workflowId, workflowLabel } from 
 import { formatDuration, parseDuration } from '../format.js';
 import { parseJobFile, readDataFile } from '../job-file.js';
 import { jobDetails, jobsTable, oneLineText } from '../render/job-view.js';
+import { noSchedulerHint, unservedTargets } from '../scheduler-hint.js';
 import { waitForJobs } from '../wait-for.js';
 import type { WiredTargets } from '../wire-targets.js';
 import { intOption, sleep } from './options.js';
@@ -217,6 +218,10 @@ export function registerJobCommands(program: Command, ctx: CommandContext): void
       await ctx.withQueue(async ({ queue, wired }, config) => {
         warnWalltime(ctx, spec, config, wired, options.target as string, `job ${spec.name}`);
         const job = await queue.enqueue(spec, options);
+        // On stderr, so the output a script reads stays the same.
+        if (!ctx.json && !TERMINAL_JOB_STATES.has(job.state))
+          for (const t of await unservedTargets(queue, [job.target]))
+            ctx.err(`note: ${noSchedulerHint(t)}`);
         if (!flags.wait) {
           ctx.emit(job, () =>
             ctx.out(`submitted ${job.id} (${job.name}) to ${job.target}: ${job.state}`),
@@ -285,6 +290,13 @@ export function registerJobCommands(program: Command, ctx: CommandContext): void
             else ctx.out(jobsTable(page.jobs, ctx.c));
             if (page.nextCursor) ctx.out(ctx.c.dim('(older jobs not shown: raise --limit)'));
           });
+          if (ctx.json) return;
+          const open = page.jobs.filter((j) => !TERMINAL_JOB_STATES.has(j.state));
+          for (const t of await unservedTargets(
+            queue,
+            open.map((j) => j.target),
+          ))
+            ctx.err(ctx.c.yellow(`note: ${noSchedulerHint(t)}`));
         });
       },
     );

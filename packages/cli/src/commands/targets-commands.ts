@@ -9,8 +9,14 @@ import type { CommandContext } from '../command-context.js';
 import { assertKnownTarget } from '../config/load-config.js';
 import { ExitCode } from '../exit-codes.js';
 import { formatDuration, table } from '../format.js';
+import { noSchedulerHint } from '../scheduler-hint.js';
 import { wireTargets } from '../wire-targets.js';
 import { intOption } from './options.js';
+
+/** An error message on one line (a remote's stderr may hold several). */
+function oneLine(text: string): string {
+  return text.replace(/\s*\n\s*/g, ' ').trim();
+}
 
 /** The result of checking one target. */
 export interface TargetCheck {
@@ -105,12 +111,16 @@ export function registerTargetsCommands(program: Command, ctx: CommandContext): 
             maxConcurrent: info?.maxConcurrent ?? t.maxConcurrent ?? null,
             active: info?.active ?? 0,
             paused: info?.paused ?? false,
+            servedBy: info?.servedBy ?? [],
+            unreachable: info?.unreachable ?? null,
           };
         });
         ctx.emit(list, () =>
           ctx.out(
             table([
-              ['NAME', 'TYPE', 'HOST', 'ACTIVE', 'LIMIT', 'PAUSED', 'ROOT'].map(ctx.c.bold),
+              ['NAME', 'TYPE', 'HOST', 'ACTIVE', 'LIMIT', 'PAUSED', 'SERVED BY', 'ROOT'].map(
+                ctx.c.bold,
+              ),
               ...list.map((t) => [
                 t.name,
                 t.type,
@@ -118,11 +128,22 @@ export function registerTargetsCommands(program: Command, ctx: CommandContext): 
                 String(t.active),
                 t.maxConcurrent === null ? '-' : String(t.maxConcurrent),
                 t.paused ? ctx.c.yellow('yes') : 'no',
+                t.servedBy.length === 0 ? ctx.c.yellow('none') : t.servedBy.join(', '),
                 t.root ?? '-',
               ]),
             ]),
           ),
         );
+        if (ctx.json) return;
+        for (const t of list) {
+          if (t.unreachable)
+            ctx.out(
+              ctx.c.red(
+                `${t.name}: unreachable since ${new Date(t.unreachable.since).toISOString()}, last error ${oneLine(t.unreachable.lastError)}`,
+              ),
+            );
+          if (t.servedBy.length === 0) ctx.err(ctx.c.yellow(`note: ${noSchedulerHint(t.name)}`));
+        }
       });
     });
 

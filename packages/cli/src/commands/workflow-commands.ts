@@ -14,6 +14,7 @@ import { ExitCode } from '../exit-codes.js';
 import { findWorkflow, workflowLabel } from '../find-by-id.js';
 import { parseWorkflowFile, readDataFile } from '../job-file.js';
 import { countsSummary, workflowDetails } from '../render/job-view.js';
+import { noSchedulerHint, unservedTargets } from '../scheduler-hint.js';
 import { waitForJobs } from '../wait-for.js';
 import { warnWalltime } from './jobs-commands.js';
 
@@ -44,6 +45,12 @@ export function registerWorkflowCommands(program: Command, ctx: CommandContext):
         for (const [key, job] of Object.entries(jobs))
           warnWalltime(ctx, job.spec, config, wired, job.target ?? target, `jobs.${key}`);
         const wf = await queue.submitWorkflow(definition);
+        if (!ctx.json)
+          for (const t of await unservedTargets(
+            queue,
+            Object.values(wf.jobs).map((j) => j.target),
+          ))
+            ctx.err(`note: ${noSchedulerHint(t)}`);
         if (!flags.wait) {
           ctx.emit(wf, () =>
             ctx.out(

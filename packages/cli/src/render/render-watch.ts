@@ -185,6 +185,10 @@ export function renderWatch(s: WatchSnapshot, o: RenderWatchOptions): string[] {
     const gauge =
       limit === null ? ' '.repeat(barWidth + 2) : bar(t.active, limit, barWidth, o.ascii);
     const failed = (by.failed ?? 0) + (by.timeout ?? 0);
+    const open = waiting + (by.submitting ?? 0) + (by.queued ?? 0) + (by.running ?? 0);
+    // Known only when read from the store (servedBy set): a target with open jobs and no live
+    // scheduler waits for `crystalmath run`.
+    const unserved = t.servedBy !== undefined && t.servedBy.length === 0 && open > 0;
     targetRows.push(
       fit(
         [
@@ -193,6 +197,9 @@ export function renderWatch(s: WatchSnapshot, o: RenderWatchOptions): string[] {
           [` ${usage}  ${waiting} waiting  ${by.succeeded ?? 0} ok  `],
           [`${failed} failed`, failed > 0 ? c.red : undefined],
           ...(t.paused ? ([['  PAUSED', c.yellow]] as Segment[]) : []),
+          ...(unserved
+            ? ([['  NO SCHEDULER: start one with `crystalmath run`', c.yellow]] as Segment[])
+            : []),
           ...(t.unreachable
             ? ([
                 [

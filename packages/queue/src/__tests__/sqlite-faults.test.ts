@@ -4,7 +4,15 @@
 
 import { fork } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  openSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { isCrystalMathError } from '@crystalmath/core';
 import Database from 'better-sqlite3';
@@ -161,4 +169,67 @@ describe('SQLite store faults', () => {
     await expectRefused(path, /damaged/);
     expect(sha(path)).toBe(before);
   });
+});
+
+describe('SQLite file damaged while the queue has it open', () => {
+  it('reads and writes give E_STORE naming the path, writes are refused from then on, the scheduler backs off', async () => {
+    const path = join(scratch(), 'live.db');
+    const make = await openQueue({
+      store: sqliteStore({ path }),
+      targets: { t: { runner: new NoopRunner() } },
+    });
+    // About 24 MiB: more than SQLite's page cache (16 MiB here), so the queue reads the jobs'
+    // pages from the file, as it does for any queue larger than its cache. (Pages a connection
+    // holds in its cache are checked when it next reads them from the file, or at the next open.)
+    for (let batch = 0; batch < 4; batch++)
+      await make.enqueueMany(
+        Array.from({ length: 1_000 }, (_, i) => ({
+          spec: spec(`j${batch}-${i}`, ['echo', 'x'.repeat(6_000)]),
+          target: 't',
+        })),
+      );
+    await make.close(); // checkpointed: the jobs are in the main file
+    const runner = new NoopRunner({ hold: true });
+    const queue = await openQueue({
+      store: sqliteStore({ path }),
+      targets: { t: { runner, maxConcurrent: 0 } },
+      scheduler: { tickMs: 20 },
+    });
+    cleanups.push(() => queue.close());
+    const down = new Promise<unknown>((r) => queue.on('store:down', r));
+    await queue.start();
+
+    // Another process scribbles over pages through its own file descriptor.
+    const fd = openSync(path, 'r+');
+    const pages = statSync(path).size / 4096;
+    for (let p = 10; p < pages - 1; p += 5)
+      writeSync(fd, Buffer.alloc(392, 0xa5), 0, 392, p * 4096);
+    closeSync(fd);
+
+    const typed = async (p: Promise<unknown>, pattern: RegExp): Promise<void> => {
+      const error = await p.then(
+        () => null,
+        (e: unknown) => e,
+      );
+      expect(isCrystalMathError(error, 'E_STORE'), String(error)).toBe(true);
+      expect((error as Error).message).toContain(path);
+      expect((error as Error).message).toMatch(pattern);
+    };
+    await typed(queue.counts(), /damaged.*SQLITE_CORRUPT/);
+    // From now on every write is refused, before it touches the file.
+    const wal = `${path}-wal`;
+    const files = (): string => sha(path) + (existsSync(wal) ? sha(wal) : '');
+    const before = files();
+    await typed(
+      queue.enqueue(spec('after'), { target: 't' }),
+      /writes refused, the file is damaged/,
+    );
+    await typed(queue.pause(), /writes refused/);
+    expect(files()).toBe(before);
+    // The scheduler's rounds get the same E_STORE: it backs off (store:down), the process lives.
+    await down;
+    expect(queue.health().store.state).toBe('down');
+    expect(queue.health().store.error).toContain(path);
+    expect(runner.calls).toEqual([]);
+  }, 120_000);
 });

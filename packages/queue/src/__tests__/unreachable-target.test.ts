@@ -17,12 +17,18 @@ import { open, STORES, type TestStore, tempDir } from './helpers.js';
 
 /** The outage, as in the issue: 60 s (CM_OUTAGE_MS shortens it by hand; the behaviour is the same). */
 const OUTAGE_MS = Number(process.env.CM_OUTAGE_MS ?? 60_000);
+/** The issue's goal: every job submitted within 5 s of the target's return. */
+const RESUME_GOAL_MS = 5_000;
 /**
- * Every job submitted within this long of the target's return. The issue asks for 5 s; on this
- * 2-core machine under load the measured figure is 4 to 6 s (printed below), so the test holds
- * the queue to 10 s and the report gives the figure.
+ * What the test holds the queue to: the goal with half again for load. Measured on the shared
+ * 2-core machine (printed below): 1.6 to 2.7 s for this file alone, 4.4 s inside the whole
+ * package's parallel run. Of that, up to 1.2 s waiting for the next probe (the unreachable
+ * backoff's 1 s cap, +-20 %), about 0.2 s to resolve the parked submits through find(), and
+ * the rest for the 8 submits themselves (several SSH round trips each, in parallel: the part
+ * that grows with load). With the pool's default breaker the same outage gave 23 s: see
+ * transport() below.
  */
-const RESUME_WITHIN_MS = 10_000;
+const RESUME_WITHIN_MS = 1.5 * RESUME_GOAL_MS;
 /** Generous waits for a loaded machine. */
 const WAIT_MS = 60_000;
 const JOBS = 8;
@@ -52,12 +58,10 @@ afterAll(async () => {
 });
 
 function transport(privateKeyPath: string): Transport {
-  // The pool's own breaker and connect rate limit are opened up so that the queue's backoff
-  // decides when to retry (with their defaults, the return is seen after the breaker's cooldown).
-  const pool = new SshPool({
-    circuitBreaker: { cooldownMs: 0, maxCooldownMs: 0 },
-    connectRateLimit: { limit: 1_000, intervalMs: 10_000 },
-  });
+  // The pool as `crystalmath run` configures it (SCHEDULER_POOL in packages/cli/src/wire-targets.ts):
+  // a 1 s breaker cool-down, the default connect rate limit. With the pool's default cool-down
+  // (5 s doubling to 60 s) the return is seen only when the circuit lets a trial through.
+  const pool = new SshPool({ circuitBreaker: { cooldownMs: 1_000, maxCooldownMs: 1_000 } });
   pools.push(pool);
   return new SshTransport({
     pool,
@@ -128,7 +132,7 @@ it.skipIf(!canRun)(
       expect(health.map((e) => e.type)).toEqual(['target:unreachable', 'target:reachable']);
       expect((await queue.targets())[0]!.unreachable).toBeNull();
       console.log(
-        `[unreachable ssh] ${JOBS} jobs, target down ${backAt - downAt} ms: 0 failed, all submitted ${resumeMs} ms after its return, each run once`,
+        `[unreachable ssh] ${JOBS} jobs, target down ${backAt - downAt} ms: 0 failed, all submitted ${resumeMs} ms after its return (goal ${RESUME_GOAL_MS} ms: ${resumeMs <= RESUME_GOAL_MS ? 'met' : 'MISSED'}), each run once`,
       );
       expect(resumeMs).toBeLessThan(RESUME_WITHIN_MS);
     } finally {

@@ -106,6 +106,26 @@ export interface TargetRow {
   paused: number;
   /** Jobs in submitting/queued/running. */
   active: number;
+  /**
+   * JSON array of the scheduler rows (live or not) that serve the target: `{ owner,
+   * heartbeat_at, heartbeat_ms, health }`, read in the same query so `targets()` stays one.
+   */
+  schedulers: string | null;
+}
+
+/** One live scheduler's row in cm_schedulers (see `QueueStore.heartbeat`). */
+export interface SchedulerRow {
+  owner: string;
+  host: string;
+  pid: number;
+  /** JSON array of the target names it serves. */
+  targets: string;
+  started_at: number;
+  heartbeat_at: number;
+  /** The writer's heartbeat interval: its row is live while younger than a multiple of it. */
+  heartbeat_ms: number;
+  /** JSON object: target name -> `{ since, lastError, retryAt }` for each unreachable target. */
+  health: string;
 }
 
 /** What the scheduler learned from a runner for one job (guarded by the attempt it polled). */
@@ -248,6 +268,16 @@ export interface QueueStore {
   prune(before: number): Promise<{ jobs: number; events: number }>;
   events(after: number, limit: number): Promise<QueueEvent[]>;
   lastEventSeq(): Promise<number>;
+  /**
+   * Writes (inserts or replaces) a scheduler's row, and deletes the rows of other schedulers
+   * whose last heartbeat is older than `forgetBefore` (dead for long). One short write, no
+   * event; on SQLite through the same lock retries as every write.
+   */
+  heartbeat(row: SchedulerRow, forgetBefore: number): Promise<void>;
+  /** Deletes a scheduler's row (its clean stop). */
+  removeScheduler(owner: string): Promise<void>;
+  /** Every scheduler row, live or not (the caller decides with `heartbeat_ms`). */
+  schedulers(): Promise<SchedulerRow[]>;
   /** True when every given job (or every job, for null) is terminal. */
   allTerminal(ids: readonly number[] | null): Promise<boolean>;
   /**

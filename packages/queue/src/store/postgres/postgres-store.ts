@@ -56,6 +56,7 @@ import type {
   NewWorkflow,
   QueueStore,
   RetryPolicy,
+  SchedulerRow,
   StatusUpdate,
   StoreFactory,
   SubmittedResult,
@@ -1039,7 +1040,10 @@ export class PostgresStore implements QueueStore {
   async targets(): Promise<TargetRow[]> {
     return this.#all<TargetRow>(
       `select t.name, t.max_concurrent, t.paused,
-        (select count(*) from cm_jobs j where j.target = t.name and j.state in ${LIVE_SQL}) active
+        (select count(*) from cm_jobs j where j.target = t.name and j.state in ${LIVE_SQL}) active,
+        (select json_agg(json_build_object('owner', s.owner, 'heartbeat_at', s.heartbeat_at,
+            'heartbeat_ms', s.heartbeat_ms, 'health', s.health))::text
+         from cm_schedulers s where s.targets::jsonb ? t.name) schedulers
        from cm_targets t order by t.name`,
     );
   }
@@ -1431,6 +1435,48 @@ export class PostgresStore implements QueueStore {
     return (
       (await this.#get<{ seq: number | null }>('select max(seq) seq from cm_events'))?.seq ?? 0
     );
+  }
+
+  // ---------------------------------------------------------------- live schedulers
+
+  /** One statement (upsert plus the purge of long-dead rows), so no transaction of its own. */
+  async heartbeat(row: SchedulerRow, forgetBefore: number): Promise<void> {
+    await this.#all(
+      `with gone as (delete from cm_schedulers where heartbeat_at < $9 and owner <> $1)
+       insert into cm_schedulers (owner, host, pid, targets, started_at, heartbeat_at, heartbeat_ms, health)
+       values ($1, $2, $3, $4, $5, $6, $7, $8)
+       on conflict (owner) do update set host = excluded.host, pid = excluded.pid,
+         targets = excluded.targets, started_at = excluded.started_at,
+         heartbeat_at = excluded.heartbeat_at, heartbeat_ms = excluded.heartbeat_ms,
+         health = excluded.health`,
+      row.owner,
+      row.host,
+      row.pid,
+      row.targets,
+      row.started_at,
+      row.heartbeat_at,
+      row.heartbeat_ms,
+      row.health,
+      forgetBefore,
+    );
+  }
+
+  async removeScheduler(owner: string): Promise<void> {
+    await this.#all('delete from cm_schedulers where owner = $1', owner);
+  }
+
+  async schedulers(): Promise<SchedulerRow[]> {
+    const rows = await this.#all<SchedulerRow>(
+      'select * from cm_schedulers order by started_at, owner',
+    );
+    // bigint columns come back as strings from pg.
+    return rows.map((r) => ({
+      ...r,
+      pid: Number(r.pid),
+      started_at: Number(r.started_at),
+      heartbeat_at: Number(r.heartbeat_at),
+      heartbeat_ms: Number(r.heartbeat_ms),
+    }));
   }
 
   async allTerminal(ids: readonly number[] | null): Promise<boolean> {

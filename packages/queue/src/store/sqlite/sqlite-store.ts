@@ -49,6 +49,7 @@ import type {
   NewWorkflow,
   QueueStore,
   RetryPolicy,
+  SchedulerRow,
   StatusUpdate,
   StoreFactory,
   SubmittedResult,
@@ -845,7 +846,10 @@ export class SqliteStore implements QueueStore {
   async targets(): Promise<TargetRow[]> {
     return this.#all<TargetRow>(
       `select t.name, t.max_concurrent, t.paused,
-        (select count(*) from cm_jobs j where ${OPEN_J} and j.state in ${LIVE_SQL} and j.target = t.name) active
+        (select count(*) from cm_jobs j where ${OPEN_J} and j.state in ${LIVE_SQL} and j.target = t.name) active,
+        (select json_group_array(json_object('owner', s.owner, 'heartbeat_at', s.heartbeat_at,
+            'heartbeat_ms', s.heartbeat_ms, 'health', s.health))
+         from cm_schedulers s where exists (select 1 from json_each(s.targets) e where e.value = t.name)) schedulers
        from cm_targets t order by t.name`,
     );
   }
@@ -1180,6 +1184,44 @@ export class SqliteStore implements QueueStore {
 
   async lastEventSeq(): Promise<number> {
     return this.#get<{ seq: number | null }>('select max(seq) seq from cm_events')?.seq ?? 0;
+  }
+
+  // ---------------------------------------------------------------- live schedulers
+
+  async heartbeat(row: SchedulerRow, forgetBefore: number): Promise<void> {
+    await this.#write(row.heartbeat_at, () => {
+      this.#run(
+        `insert into cm_schedulers (owner, host, pid, targets, started_at, heartbeat_at, heartbeat_ms, health)
+         values (?, ?, ?, ?, ?, ?, ?, ?)
+         on conflict (owner) do update set host = excluded.host, pid = excluded.pid,
+           targets = excluded.targets, started_at = excluded.started_at,
+           heartbeat_at = excluded.heartbeat_at, heartbeat_ms = excluded.heartbeat_ms,
+           health = excluded.health`,
+        row.owner,
+        row.host,
+        row.pid,
+        row.targets,
+        row.started_at,
+        row.heartbeat_at,
+        row.heartbeat_ms,
+        row.health,
+      );
+      this.#run(
+        'delete from cm_schedulers where heartbeat_at < ? and owner <> ?',
+        forgetBefore,
+        row.owner,
+      );
+    });
+  }
+
+  async removeScheduler(owner: string): Promise<void> {
+    await this.#write(0, () => {
+      this.#run('delete from cm_schedulers where owner = ?', owner);
+    });
+  }
+
+  async schedulers(): Promise<SchedulerRow[]> {
+    return this.#all<SchedulerRow>('select * from cm_schedulers order by started_at, owner');
   }
 
   async allTerminal(ids: readonly number[] | null): Promise<boolean> {
