@@ -63,7 +63,9 @@ export const HELPER_SCRIPT = [
   '    printf \'\\036A %s %s\\n\' "$cm_id" "$cm_p"',
   '    wait "$cm_p"',
   '    cm_s=$?',
-  '    printf \'\\036R %s %s %s %s\\n\' "$cm_id" "$cm_s" $(wc -c <"$d/o") $(wc -c <"$d/e")',
+  // One `wc` for both sizes (the directory's name has no blank: checked above).
+  '    set -- $(wc -c "$d/o" "$d/e")',
+  '    printf \'\\036R %s %s %s %s\\n\' "$cm_id" "$cm_s" "$1" "$3"',
   '    cat "$d/o" "$d/e"',
   '  ) &',
   'done',
