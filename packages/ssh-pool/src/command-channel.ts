@@ -35,6 +35,7 @@ export const HELPER_SCRIPT = [
   'command -v setsid >/dev/null 2>&1 || { rm -rf "$d"; exit 98; }',
   'trap \'rm -rf "$d"\' EXIT',
   "trap 'exit 1' HUP INT TERM PIPE",
+  'cm_r=',
   'printf \'\\036%s\\n\' "$1"',
   'while IFS= read -r h; do',
   '  set -- $h',
@@ -57,6 +58,9 @@ export const HELPER_SCRIPT = [
   '  fi',
   // The command and its report run in the background, so this loop keeps reading: a kill
   // request (K) is served at once by the builtin, without a new session.
+  // The previous command's reporter has sent its result (the client sends one command at a
+  // time): reaped here, so the shell's job table does not grow with every command.
+  '  [ -n "$cm_r" ] && wait "$cm_r"',
   '  (',
   '    setsid /bin/sh -c "$cm_b" <"$cm_f" >"$d/o" 2>"$d/e" &',
   '    cm_p=$!',
@@ -68,6 +72,7 @@ export const HELPER_SCRIPT = [
   '    printf \'\\036R %s %s %s %s\\n\' "$cm_id" "$cm_s" "$1" "$3"',
   '    cat "$d/o" "$d/e"',
   '  ) &',
+  '  cm_r=$!',
   'done',
 ].join('\n');
 

@@ -130,7 +130,8 @@ export interface LeaseSettings {
   readonly commandChannel: boolean;
 }
 
-/** Helpers started on one connection at most (a helper that keeps dying is not retried forever). */
+/** Helpers started in a row on one connection without one serving a command (one that keeps
+ * dying is not retried forever). */
 const MAX_HELPER_STARTS = 3;
 
 let nextId = 0;
@@ -420,7 +421,11 @@ export class PooledConnection implements CommandHost {
    */
   idleCommandChannel(startTimeoutMs: number): CommandChannel | undefined {
     const ch = this.commandChannel;
-    if (ch) return ch.idle ? ch : undefined;
+    if (ch) {
+      if (!ch.idle) return undefined;
+      this.#helperStarts = 0; // it works: only helpers failing in a row count against the limit
+      return ch;
+    }
     if (
       this.state === 'closed' ||
       !this.established ||

@@ -115,8 +115,9 @@ class HostBucket {
   nextAttemptAt = 0;
   /** Exec channels per connection: `maxChannels`, lowered when the server refuses one. */
   channelLimit: number;
-  /** False once the host refused a command channel's session. */
+  /** False once the host refused a command channel's session twice. */
   commandChannel = true;
+  commandChannelRefusals = 0;
   /** Commands run, per route. */
   readonly commands = { channel: 0, exec: 0 };
   retryTimer: NodeJS.Timeout | undefined;
@@ -522,6 +523,8 @@ export class SshPool {
     commandChannelRefused: (conn) => {
       const bucket = this.#bucketByConn.get(conn);
       if (!bucket?.commandChannel) return;
+      // Twice: a refusal under load can be OpenSSH still counting a channel we closed.
+      if (++bucket.commandChannelRefusals < 2) return;
       bucket.commandChannel = false;
       this.options.logger?.info?.(
         `[ssh-pool] ${bucket.label}: the server has no session to spare for a command channel; ` +

@@ -108,6 +108,7 @@ describe.skipIf(!ssh)('command channel (testbed sshd)', () => {
     'ends a hung command past its deadline (its process group killed) and frees the helper',
     async () => {
       const tag = `cmhung${process.pid}${Date.now()}`;
+      await warm(pool, t); // the helper is free
       const before = channelCount(pool);
       const started = Date.now();
       await expect(
