@@ -3,18 +3,22 @@
 // A small command then costs one round trip plus a fork on the remote, instead of a channel
 // open, an exec request and a login shell per command.
 //
-// Protocol (the helper's stdin and stdout; the commands never see them):
-//   request   `<id> <lines> <hasStdin>\n`, then <lines> lines of the command line, then, when
-//             hasStdin is 1, one line: the stdin bytes as a `printf %b` argument (\0ooo escapes).
-//   hello     `\x1e<token>\n` once the helper is ready (anything a login rc file printed before it
-//             is skipped).
-//   started   `\x1eA <id> <pid>\n` right after the fork: <pid> is the command's process group.
-//   result    `\x1eR <id> <status> <outBytes> <errBytes>\n`, then the stdout and stderr bytes.
-// Results are framed by length, so output may hold any bytes, frame-like ones included. The
-// command runs under `setsid` (its own session and process group, killed as a whole), with
-// stdout and stderr in files of a private temporary directory, stdin from a file or /dev/null.
-// The helper runs one command at a time: a command arriving while it is busy takes an exec
-// channel, so a long command never delays small ones.
+// Protocol (the helper's stdin, stdout and stderr):
+//   request   `<id> <lines> <hasStdin> <marker>\n`, then <lines> lines of the command line, then,
+//             when hasStdin is 1, one line: the stdin bytes as a `printf %b` argument (\0ooo
+//             escapes). <marker> is 16 random hex digits, new for every command.
+//   kill      `K <TERM|KILL> <pgid>\n`: the helper's `kill` builtin, at once.
+//   hello     `\x1e<token>\n` on stdout once the helper is ready (anything a login rc file
+//             printed before it is skipped).
+// The command writes straight to the channel's stdout and stderr (no temporary file, no copy).
+// Its reporter adds, on stdout, `\x1e<marker>A <pgid>\n` right after the fork (cut out again by
+// the client wherever it lands) and `\x1e<marker>R <status>\n` after the command ended; on
+// stderr `\x1e<marker>E\n`. The marker is random per command and never on the command's
+// argv or environment, so output holding frame-like text, or any bytes, passes through. The
+// command runs under `setsid` (its own session and process group, killed as a whole), stdin
+// from a file of a private temporary directory or /dev/null. The helper runs one command at a
+// time: a command arriving while it is busy takes an exec channel, so a long command never
+// delays small ones.
 
 import { randomBytes } from 'node:crypto';
 import {
@@ -43,7 +47,7 @@ export const HELPER_SCRIPT = [
   '    case $3 in "" | *[!0-9]*) ;; *) kill -s "$2" -- "-$3" 2>/dev/null ;; esac',
   '    continue',
   '  fi',
-  '  cm_id=$1 cm_n=$2 cm_in=$3 cm_b= cm_i=0',
+  '  cm_id=$1 cm_n=$2 cm_in=$3 cm_m=$4 cm_b= cm_i=0',
   '  while [ "$cm_i" -lt "$cm_n" ]; do',
   '    IFS= read -r cm_l || exit 0',
   '    if [ "$cm_i" -eq 0 ]; then cm_b=$cm_l; else cm_b="$cm_b',
@@ -62,15 +66,13 @@ export const HELPER_SCRIPT = [
   // time): reaped here, so the shell's job table does not grow with every command.
   '  [ -n "$cm_r" ] && wait "$cm_r"',
   '  (',
-  '    setsid /bin/sh -c "$cm_b" <"$cm_f" >"$d/o" 2>"$d/e" &',
+  '    setsid /bin/sh -c "$cm_b" <"$cm_f" &',
   '    cm_p=$!',
-  '    printf \'\\036A %s %s\\n\' "$cm_id" "$cm_p"',
+  '    printf \'\\036%sA %s\\n\' "$cm_m" "$cm_p"',
   '    wait "$cm_p"',
   '    cm_s=$?',
-  // One `wc` for both sizes (the directory's name has no blank: checked above).
-  '    set -- $(wc -c "$d/o" "$d/e")',
-  '    printf \'\\036R %s %s %s %s\\n\' "$cm_id" "$cm_s" "$1" "$3"',
-  '    cat "$d/o" "$d/e"',
+  '    printf \'\\036%sE\\n\' "$cm_m" >&2',
+  '    printf \'\\036%sR %s\\n\' "$cm_m" "$cm_s"',
   '  ) &',
   '  cm_r=$!',
   'done',
@@ -156,6 +158,8 @@ export interface ChannelRunOptions {
 interface Pending {
   readonly id: number;
   readonly token: number;
+  readonly out: MarkedStream;
+  readonly err: MarkedStream;
   pid: number | undefined;
   /** The caller has its answer (result, timeout, abort): a late result only frees the helper. */
   settled: boolean;
@@ -163,6 +167,70 @@ interface Pending {
   resolve(result: ExecResult): void;
   reject(error: unknown): void;
   cleanup(): void;
+}
+
+const TAIL = 128; // a marker line is under 64 bytes: a window this long holds any split one
+
+/**
+ * One command's output on one stream, up to the line `\x1e<marker><end> ...\n`, with the line
+ * `\x1e<marker><ack> ...\n` cut out wherever it landed (the command writes concurrently).
+ * Chunks are kept as they come and joined once; only a short tail is searched again.
+ */
+export class MarkedStream {
+  readonly #end: Buffer;
+  readonly #ack: Buffer | undefined;
+  readonly #onAck: (text: string) => void;
+  readonly #chunks: Buffer[] = [];
+  #total = 0;
+  #tail: Buffer = Buffer.alloc(0);
+  #ackAt: [number, number] | undefined;
+  /** Offset of the end line, and the text after `<end>` on it. */
+  #endAt: number | undefined;
+  endText = '';
+
+  constructor(marker: string, end: string, ack?: string, onAck: (text: string) => void = () => {}) {
+    this.#end = Buffer.from(`\x1e${marker}${end}`, 'latin1');
+    this.#ack = ack === undefined ? undefined : Buffer.from(`\x1e${marker}${ack}`, 'latin1');
+    this.#onAck = onAck;
+  }
+
+  get done(): boolean {
+    return this.#endAt !== undefined;
+  }
+
+  push(chunk: Buffer): void {
+    if (this.done) return;
+    const window = this.#tail.length === 0 ? chunk : Buffer.concat([this.#tail, chunk]);
+    const base = this.#total - this.#tail.length;
+    this.#chunks.push(chunk);
+    this.#total += chunk.length;
+    if (this.#ack && this.#ackAt === undefined) {
+      const at = window.indexOf(this.#ack);
+      const nl = at < 0 ? -1 : window.indexOf(0x0a, at);
+      if (nl >= 0) {
+        this.#ackAt = [base + at, base + nl + 1];
+        this.#onAck(window.subarray(at + this.#ack.length, nl).toString('latin1'));
+      }
+    }
+    const at = window.indexOf(this.#end);
+    const nl = at < 0 ? -1 : window.indexOf(0x0a, at);
+    if (nl >= 0) {
+      this.#endAt = base + at;
+      this.endText = window.subarray(at + this.#end.length, nl).toString('latin1');
+      return;
+    }
+    this.#tail = window.subarray(Math.max(0, window.length - TAIL));
+  }
+
+  /** The command's output: everything before the end line, without the ack line. */
+  output(): string {
+    const all =
+      this.#chunks.length === 1 ? (this.#chunks[0] as Buffer) : Buffer.concat(this.#chunks);
+    const end = this.#endAt ?? all.length;
+    const ack = this.#ackAt;
+    if (!ack || ack[0] >= end) return all.subarray(0, end).toString('utf8');
+    return Buffer.concat([all.subarray(0, ack[0]), all.subarray(ack[1], end)]).toString('utf8');
+  }
 }
 
 export type CommandChannelState = 'starting' | 'ready' | 'closed';
@@ -179,15 +247,11 @@ export class CommandChannel {
   readonly #token = `cmch${randomBytes(8).toString('hex')}`;
   readonly #onClosed: (reason: 'refused' | 'failed' | 'closed') => void;
   #channel: ClientChannel | undefined;
-  /** Bytes received and not parsed yet: #buf while parsing, #chunks in between. */
-  #buf: Buffer = Buffer.alloc(0);
-  #chunks: Buffer[] = [];
-  #have = 0;
+  /** Output before the hello (a login rc file may print): searched for the hello. */
+  #early: Buffer = Buffer.alloc(0);
   #hello = false;
   #nextId = 0;
   #pending: Pending | undefined;
-  /** A result of this many bytes is being read (header parsed). */
-  #result: { id: number; status: number; out: number; err: number } | undefined;
   #startTimer: NodeJS.Timeout | undefined;
   #stuckTimer: NodeJS.Timeout | undefined;
   /** Close the helper once its current command ends (the server needs the session back). */
@@ -235,35 +299,24 @@ export class CommandChannel {
       this.#channel = ch;
       ch.on('error', () => undefined);
       ch.stderr.on('error', () => undefined);
-      ch.stderr.resume();
       ch.on('data', (chunk: Buffer) => {
-        // A big result arrives in many chunks: joined once, when all of it is there.
-        this.#chunks.push(chunk);
-        this.#have += chunk.length;
-        const r = this.#result;
-        if (r && this.#have < r.out + r.err) return;
-        this.#buf = this.#chunks.length === 1 ? chunk : Buffer.concat(this.#chunks);
-        this.#chunks = [];
-        this.#have = 0;
-        if (!this.#hello) {
-          const at = this.#buf.indexOf(`\x1e${this.#token}\n`);
-          if (at < 0) {
-            if (this.#buf.length > 1 << 20) this.#close('failed'); // a chatty rc file, no helper
-            this.#chunks = [this.#buf];
-            this.#have = this.#buf.length;
-            return;
-          }
-          this.#buf = this.#buf.subarray(at + this.#token.length + 2);
-          this.#hello = true;
-          answer();
-          this.state = 'ready';
+        if (this.#hello) {
+          this.#output(chunk, 'out');
+          return;
         }
-        this.#parse();
-        if (this.#buf.length > 0) {
-          this.#chunks = [this.#buf];
-          this.#have = this.#buf.length;
+        this.#early = Buffer.concat([this.#early, chunk]);
+        const at = this.#early.indexOf(`\x1e${this.#token}\n`);
+        if (at < 0) {
+          if (this.#early.length > 1 << 20) this.#close('failed'); // a chatty rc file, no helper
+          return;
         }
-        this.#buf = Buffer.alloc(0);
+        this.#early = Buffer.alloc(0);
+        this.#hello = true;
+        answer();
+        this.state = 'ready';
+      });
+      ch.stderr.on('data', (chunk: Buffer) => {
+        if (this.#hello) this.#output(chunk, 'err');
       });
       // The helper's read loop exited (it only does on our EOF): dead, even while a command's
       // reporter still holds the channel open.
@@ -324,49 +377,17 @@ export class CommandChannel {
     this.#onClosed(reason);
   }
 
-  /** Parses frames from the helper: started (`A`) and result (`R` + bytes). */
-  #parse(): void {
-    for (;;) {
-      if (this.#result) {
-        const { id, status, out, err } = this.#result;
-        if (this.#buf.length < out + err) return;
-        const stdout = this.#buf.subarray(0, out).toString('utf8');
-        const stderr = this.#buf.subarray(out, out + err).toString('utf8');
-        this.#buf = this.#buf.subarray(out + err);
-        this.#result = undefined;
-        this.#finished(id, status, stdout, stderr);
-        continue;
-      }
-      const nl = this.#buf.indexOf(0x0a);
-      if (nl < 0) {
-        if (this.#buf.length > 256) this.#close('failed');
-        return;
-      }
-      const header = this.#buf.subarray(0, nl).toString('latin1');
-      this.#buf = this.#buf.subarray(nl + 1);
-      const m =
-        header.charCodeAt(0) === 0x1e
-          ? /^([AR]) (\d+) (\d+)(?: (\d+) (\d+))?$/.exec(header.slice(1))
-          : null;
-      if (!m) {
-        this.#close('failed'); // not our protocol: never guess
-        return;
-      }
-      const id = Number(m[2]);
-      if (m[1] === 'A') {
-        this.#started(id, Number(m[3]));
-      } else if (m[4] !== undefined && m[5] !== undefined) {
-        this.#result = { id, status: Number(m[3]), out: Number(m[4]), err: Number(m[5]) };
-      } else {
-        this.#close('failed');
-        return;
-      }
-    }
+  /** Output of the running command (bytes with no command running are dropped). */
+  #output(chunk: Buffer, stream: 'out' | 'err'): void {
+    const p = this.#pending;
+    if (!p) return;
+    (stream === 'out' ? p.out : p.err).push(chunk);
+    if (p.out.done && p.err.done) this.#finished(p);
   }
 
-  #started(id: number, pid: number): void {
-    const p = this.#pending;
-    if (!p || p.id !== id) {
+  #started(p: Pending, text: string): void {
+    const pid = Number(text);
+    if (!Number.isInteger(pid) || pid <= 1) {
       this.#close('failed');
       return;
     }
@@ -374,6 +395,28 @@ export class CommandChannel {
     this.#host.answered(p.token);
     // Given up on before the pid was known: end it now.
     if (p.cancelled) this.#signal(pid, 'KILL');
+  }
+
+  #finished(p: Pending): void {
+    this.#pending = undefined;
+    this.#host.answered(p.token);
+    if (this.#stuckTimer) clearTimeout(this.#stuckTimer);
+    this.#stuckTimer = undefined;
+    const status = Number(p.out.endText.trim());
+    if (!p.settled) {
+      p.settled = true;
+      p.cleanup();
+      // A POSIX shell reports a command ended by signal n as 128 + n: read it back as that
+      // signal (an explicit `exit 143` is read as SIGTERM too; see the README).
+      const sig = status > 128 ? SIGNALS[status - 128] : undefined;
+      p.resolve({
+        stdout: p.out.output(),
+        stderr: p.err.output(),
+        exitCode: sig === undefined ? status : null,
+        signal: sig ?? null,
+      });
+    }
+    if (this.#closeWhenIdle) this.#close('closed');
   }
 
   /**
@@ -391,31 +434,6 @@ export class CommandChannel {
       }
     }
     this.#host.fireAndForget(`kill -s ${sig} -- -${pgid} 2>/dev/null`);
-  }
-
-  #finished(id: number, status: number, stdout: string, stderr: string): void {
-    const p = this.#pending;
-    if (!p || p.id !== id) {
-      this.#close('failed');
-      return;
-    }
-    this.#pending = undefined;
-    if (this.#stuckTimer) clearTimeout(this.#stuckTimer);
-    this.#stuckTimer = undefined;
-    if (!p.settled) {
-      p.settled = true;
-      p.cleanup();
-      // A POSIX shell reports a command ended by signal n as 128 + n: read it back as that
-      // signal (an explicit `exit 143` is read as SIGTERM too; see the README).
-      const sig = status > 128 ? SIGNALS[status - 128] : undefined;
-      p.resolve({
-        stdout,
-        stderr,
-        exitCode: sig === undefined ? status : null,
-        signal: sig ?? null,
-      });
-    }
-    if (this.#closeWhenIdle) this.#close('closed');
   }
 
   /**
@@ -438,9 +456,12 @@ export class CommandChannel {
     const label = this.#host.label;
     return new Promise<ExecResult>((resolve, reject) => {
       let runTimer: NodeJS.Timeout | undefined;
+      const marker = randomBytes(8).toString('hex');
       const p: Pending = {
         id,
         token: this.#host.requestSent(),
+        out: new MarkedStream(marker, 'R ', 'A ', (text) => this.#started(p, text)),
+        err: new MarkedStream(marker, 'E'),
         pid: undefined,
         settled: false,
         cancelled: false,
@@ -489,7 +510,7 @@ export class CommandChannel {
           );
         }, o.timeoutMs);
       }
-      let request = `${id} ${lines.length} ${stdin === undefined ? 0 : 1}\n${commandLine}\n`;
+      let request = `${id} ${lines.length} ${stdin === undefined ? 0 : 1} ${marker}\n${commandLine}\n`;
       if (stdin !== undefined) request += `${encodePrintfB(stdin)}\n`;
       try {
         channel.write(request);

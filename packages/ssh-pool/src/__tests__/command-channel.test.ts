@@ -7,7 +7,7 @@
 import { isCrystalMathError } from '@crystalmath/core';
 import { type PrivateSshd, privateSshd } from '@crystalmath/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodePrintfB } from '../command-channel.js';
+import { encodePrintfB, MarkedStream } from '../command-channel.js';
 import type { SshHostConfig } from '../options.js';
 import { SshPool } from '../ssh-pool.js';
 import { SshTransport } from '../ssh-transport.js';
@@ -34,6 +34,28 @@ const channelCount = (pool: SshPool): number => pool.stats().hosts[0]?.commands.
 describe('encodePrintfB', () => {
   it('keeps printable ASCII and escapes the rest, the backslash included', () => {
     expect(encodePrintfB(Buffer.from('a\\b%\n\0'))).toBe('a\\0134b%\\0012\\0000');
+  });
+});
+
+describe('MarkedStream', () => {
+  it('finds markers split across chunks at every point and cuts the ack out wherever it lands', () => {
+    const m = '0123456789abcdef';
+    const text = Buffer.from(`out\x1e${m}A 4242\nput\x1eR 1 0 5\n\x1e${m}R 3\ntrailing`, 'latin1');
+    for (let a = 0; a < text.length; a++) {
+      for (let b = a; b < text.length; b += 7) {
+        let pid = '';
+        const s = new MarkedStream(m, 'R ', 'A ', (t) => {
+          pid = t;
+        });
+        for (const part of [text.subarray(0, a), text.subarray(a, b), text.subarray(b)]) {
+          if (part.length > 0) s.push(part);
+        }
+        expect(s.done).toBe(true);
+        expect(pid).toBe('4242');
+        expect(s.endText).toBe('3');
+        expect(s.output()).toBe('output\x1eR 1 0 5\n');
+      }
+    }
   });
 });
 
