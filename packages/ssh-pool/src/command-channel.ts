@@ -16,7 +16,7 @@
 // stderr `\x1e<marker>E\n`. The marker is random per command and never on the command's
 // argv or environment, so output holding frame-like text, or any bytes, passes through. The
 // command runs under `setsid` (its own session and process group, killed as a whole), stdin
-// from a file of a private temporary directory or /dev/null. The helper runs one command at a
+// through a pipe from the `printf` builtin, or /dev/null: nothing is written on the remote. The helper runs one command at a
 // time: a command arriving while it is busy takes an exec channel, so a long command never
 // delays small ones.
 
@@ -33,11 +33,7 @@ import { SshChannelError, SshPoolClosedError, SshTimeoutError } from './errors.j
 
 /** The helper, run by `/bin/sh -c` with the hello token as `$1`. */
 export const HELPER_SCRIPT = [
-  // biome-ignore lint/suspicious/noTemplateCurlyInString: shell parameter expansion
-  'd=$(mktemp -d "${TMPDIR:-/tmp}/cmch.XXXXXXXX" 2>/dev/null) || exit 97',
-  'case $d in *[!A-Za-z0-9/._-]*) rm -rf "$d"; exit 97 ;; esac',
-  'command -v setsid >/dev/null 2>&1 || { rm -rf "$d"; exit 98; }',
-  'trap \'rm -rf "$d"\' EXIT',
+  'command -v setsid >/dev/null 2>&1 || exit 98',
   "trap 'exit 1' HUP INT TERM PIPE",
   'cm_r=',
   'printf \'\\036%s\\n\' "$1"',
@@ -54,11 +50,9 @@ export const HELPER_SCRIPT = [
   '$cm_l"; fi',
   '    cm_i=$((cm_i + 1))',
   '  done',
-  '  cm_f=/dev/null',
+  '  cm_l=',
   '  if [ "$cm_in" = 1 ]; then',
   '    IFS= read -r cm_l || exit 0',
-  '    printf \'%b\' "$cm_l" >"$d/i" || exit 96',
-  '    cm_f=$d/i',
   '  fi',
   // The command and its report run in the background, so this loop keeps reading: a kill
   // request (K) is served at once by the builtin, without a new session.
@@ -66,7 +60,12 @@ export const HELPER_SCRIPT = [
   // time): reaped here, so the shell's job table does not grow with every command.
   '  [ -n "$cm_r" ] && wait "$cm_r"',
   '  (',
-  '    setsid /bin/sh -c "$cm_b" <"$cm_f" &',
+  // stdin through a pipe from the printf builtin (in the pipeline's own process), or none.
+  '    if [ "$cm_in" = 1 ]; then',
+  '      printf \'%b\' "$cm_l" | setsid /bin/sh -c "$cm_b" &',
+  '    else',
+  '      setsid /bin/sh -c "$cm_b" </dev/null &',
+  '    fi',
   '    cm_p=$!',
   '    printf \'\\036%sA %s\\n\' "$cm_m" "$cm_p"',
   '    wait "$cm_p"',
