@@ -101,7 +101,10 @@ export async function stageInputs(
 export async function runnerExec(
   transport: Transport,
   command: readonly string[] | { readonly script: string },
-  options: RunnerCallOptions & { readonly timeoutMs: number; readonly stdin?: string | undefined },
+  options: RunnerCallOptions & {
+    readonly timeoutMs: number;
+    readonly stdin?: string | Uint8Array | undefined;
+  },
   wrap: (error: unknown) => Error,
 ): Promise<ExecResult> {
   try {

@@ -1,3 +1,4 @@
+import { readFile, stat } from 'node:fs/promises';
 import { posix } from 'node:path';
 import {
   BatchStatusCache,
@@ -11,6 +12,7 @@ import {
   isValidJobKey,
   type JobSpec,
   type JsonValue,
+  type PlannedInput,
   parseBatchHandle,
   parseMarkedSections,
   planInputs,
@@ -26,9 +28,9 @@ import {
   safeRelativePath,
   shJoin,
   shQuote,
-  stageInputs,
   type TailResult,
   type Transport,
+  TransportError,
   tailOptions,
   throwIfAborted,
   ValidationError,
@@ -53,6 +55,7 @@ import {
   validateSlurmTargetOptions,
 } from './render-slurm-script.js';
 import { resolveStatus, type TrackedJob } from './resolve-status.js';
+import { type ArchiveFile, ustarArchive } from './stage-archive.js';
 
 /**
  * An awk filter keeping `id|name` lines whose job name is `key` or ends in `.<key>` (see
@@ -241,7 +244,7 @@ export class SlurmRunner implements Runner {
     command: readonly string[] | { readonly script: string },
     what: string,
     options: RunnerCallOptions | undefined,
-    stdin?: string,
+    stdin?: string | Uint8Array,
   ): Promise<{ stdout: string; stderr: string; exitCode: number | null }> {
     return runnerExec(
       this.#transport,
@@ -282,11 +285,11 @@ export class SlurmRunner implements Runner {
     await this.#claim(job.key, dir, [...subdirs], options);
     let sbatchStarted = false;
     try {
-      await stageInputs(this.#transport, dir, planned.inputs, options?.signal);
+      // Every file of the submission travels in one archive on the stdin of the command that
+      // runs sbatch: two round trips in all (claim, then stage + submit), whatever the inputs.
+      const files = await archiveInputs(planned.inputs, options?.signal);
       if (rendered.userScript !== undefined) {
-        await this.#transport.writeFile(`${dir}/${USER_SCRIPT_FILE}`, rendered.userScript, {
-          mode: 0o755,
-        });
+        files.push(textFile(USER_SCRIPT_FILE, rendered.userScript, 0o755, 'spec.script'));
       }
       const data: Record<string, JsonValue> = {
         jobId: '',
@@ -299,10 +302,11 @@ export class SlurmRunner implements Runner {
         data.arrayFirst = firstArrayTask(array) ?? '0';
       }
       if (spec.outputs !== undefined) data.outputs = [...spec.outputs];
-      await this.#transport.writeFile(`${dir}/${INTERNAL_DIR}/meta.json`, JSON.stringify(data));
-      await this.#transport.writeFile(`${dir}/${SCRIPT_FILE}`, rendered.script, { mode: 0o755 });
+      files.push(textFile(`${INTERNAL_DIR}/meta.json`, JSON.stringify(data), 0o644, 'spec'));
+      files.push(textFile(SCRIPT_FILE, rendered.script, 0o755, 'spec'));
+      const archive = ustarArchive(files);
       sbatchStarted = true;
-      const jobId = await this.#sbatch(dir, options);
+      const jobId = await this.#sbatch(dir, archive, options);
       return { kind: this.kind, jobKey: job.key, data: { ...data, jobId } };
     } catch (err) {
       // Free the key only when no job can exist: sbatch never ran, or it answered no. When the
@@ -359,23 +363,36 @@ export class SlurmRunner implements Runner {
     }
   }
 
-  async #sbatch(dir: string, options?: RunnerCallOptions): Promise<string> {
+  /** Unpacks the submission's archive (stdin) in its directory, then runs sbatch: one command. */
+  async #sbatch(dir: string, archive: Uint8Array, options?: RunnerCallOptions): Promise<string> {
     const script = [
       `cd -- ${shQuote(dir)} || exit 10`,
+      // -o: files owned by whoever unpacks (root would otherwise take the archive's uid 0);
+      // -p: modes exactly as archived, whatever the umask.
+      'tar -x -o -p -f - || exit 10',
+      `echo ${STAGED}`,
       `${shQuote(this.#commands.sbatch)} --parsable ${SCRIPT_FILE} > ${JOBID_FILE}.tmp || { cm_rc=$?; rm -f ${JOBID_FILE}.tmp; exit "$cm_rc"; }`,
       `mv -f ${JOBID_FILE}.tmp ${JOBID_FILE} && cat ${JOBID_FILE}`,
     ].join('\n');
-    const r = await this.#exec({ script }, 'sbatch', options);
+    const r = await this.#exec({ script }, 'sbatch', options, archive);
+    if (!r.stdout.startsWith(`${STAGED}\n`)) {
+      // sbatch never ran: the directory goes, the key is free again.
+      throw new SlurmCommandError(
+        `could not stage the job's files in ${dir} (exit ${r.exitCode}): ${clip(r.stderr)}`,
+        { details: { command: 'tar', exitCode: r.exitCode, refused: true } },
+      );
+    }
+    const stdout = r.stdout.slice(STAGED.length + 1);
     if (r.exitCode !== 0) {
       throw new SlurmCommandError(`sbatch failed (exit ${r.exitCode}): ${clip(r.stderr)}`, {
         details: { command: 'sbatch', exitCode: r.exitCode, refused: true },
       });
     }
-    const jobId = parseSbatchParsable(r.stdout);
+    const jobId = parseSbatchParsable(stdout);
     if (jobId === null) {
       // The job may well be queued: keep its directory so `find` can recover it.
       throw new SubmittedButUnreadable(
-        new SlurmParseError(`unexpected sbatch output: ${clip(r.stdout, 200)}`),
+        new SlurmParseError(`unexpected sbatch output: ${clip(stdout, 200)}`),
       );
     }
     return jobId;
@@ -550,6 +567,48 @@ export class SlurmRunner implements Runner {
     const file = `${j.jobDir}/slurm-${id}.${stream === 'stderr' ? 'err' : 'out'}`;
     return readTail(this.#transport, file, offset, options?.signal);
   }
+}
+
+/** Printed by the submit command between unpacking and sbatch. */
+const STAGED = 'cm-staged';
+
+function textFile(path: string, text: string, mode: number, field: string): ArchiveFile {
+  return { path, data: Buffer.from(text, 'utf8'), mode, field };
+}
+
+/** The inputs as archive files: bytes given in the spec, or read from local files (their mode kept). */
+async function archiveInputs(
+  inputs: readonly PlannedInput[],
+  signal: AbortSignal | undefined,
+): Promise<ArchiveFile[]> {
+  const files: ArchiveFile[] = [];
+  for (const [i, { input, to }] of inputs.entries()) {
+    const field = `spec.inputs[${i}]`;
+    if ('content' in input) {
+      const data =
+        typeof input.content === 'string' ? Buffer.from(input.content, 'utf8') : input.content;
+      files.push({ path: to, data, mode: 0o644, field });
+      continue;
+    }
+    try {
+      const [data, info] = await Promise.all([
+        readFile(input.from, signal === undefined ? {} : { signal }),
+        stat(input.from),
+      ]);
+      files.push({ path: to, data, mode: info.mode & 0o777, field });
+    } catch (err) {
+      if (isCrystalMathError(err) || (err as { name?: string }).name === 'AbortError') {
+        throwIfAborted(signal, 'submit');
+      }
+      const code = (err as { code?: string }).code;
+      throw new TransportError(
+        code === 'ENOENT' ? 'E_NOT_FOUND' : 'E_TRANSPORT',
+        `[runner-slurm] ${field}.from: cannot read ${input.from}: ${(err as Error).message}`,
+        { cause: err, details: { path: input.from, field: `${field}.from` } },
+      );
+    }
+  }
+  return files;
 }
 
 /** sbatch answered but its job id could not be read: the job directory must be kept. */

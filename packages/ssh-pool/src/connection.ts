@@ -18,6 +18,7 @@ import {
   ValidationError,
 } from '@crystalmath/core';
 import type { Client, SFTPWrapper } from 'ssh2';
+import { CommandChannel } from './command-channel.js';
 import { buildCommandLine } from './command-line.js';
 import type { Established } from './connect.js';
 import { destroyClient } from './connect.js';
@@ -91,6 +92,12 @@ export interface ConnectionOwner {
   retire(connection: PooledConnection, reason: unknown): void;
   /** The server refused a channel: `connection` now runs at most `limit` exec channels. */
   channelLimitLearned(connection: PooledConnection, limit: number): void;
+  /** May `connection` start a command channel (the option, and the host has not refused one)? */
+  commandChannelAllowed(connection: PooledConnection): boolean;
+  /** The host refused the command channel's session (or needed it back): no more on this host. */
+  commandChannelRefused(connection: PooledConnection): void;
+  /** A command ran on `connection`, on its command channel or in an exec channel. */
+  commandRan(connection: PooledConnection, via: 'channel' | 'exec'): void;
 }
 
 /** A channel open waiting in a connection's queue (over its learned limit) or in flight. */
@@ -119,7 +126,13 @@ const RECENT_CLOSE_MS = 100;
 export interface LeaseSettings {
   readonly channelOpenTimeoutMs: number;
   readonly killGraceMs: number;
+  /** Run small commands on the connection's persistent command channel. */
+  readonly commandChannel: boolean;
 }
+
+/** Helpers started in a row on one connection without one serving a command (one that keeps
+ * dying is not retried forever). */
+const MAX_HELPER_STARTS = 3;
 
 let nextId = 0;
 
@@ -157,6 +170,11 @@ export class PooledConnection implements CommandHost {
   #pumpTimer: NodeJS.Timeout | undefined;
   /** Rejects a pending SFTP open (the connection was declared hung). */
   #abandonSftp: ((error: SshError) => void) | undefined;
+  /** The persistent command channel (see command-channel.ts), when one is open or opening. */
+  commandChannel: CommandChannel | undefined;
+  #helperStarts = 0;
+  /** The helper was asked to give its session back: no exec channel opens until it has. */
+  #helperLeaving = false;
 
   constructor(label: string, owner: ConnectionOwner, channelLimit: number) {
     this.id = `c${++nextId}`;
@@ -276,8 +294,11 @@ export class PooledConnection implements CommandHost {
 
   /** Sends queued opens while the connection is under its channel limit. */
   #pump(): void {
-    if (this.#pumpTimer) return;
-    while (this.#queue.length > 0 && this.openChannels < this.channelLimit) {
+    if (this.#pumpTimer || this.#helperLeaving) return;
+    // A command channel holds a session of its own beyond `channelLimit` (8 exec channels +
+    // SFTP + the helper = OpenSSH's default MaxSessions of 10).
+    const limit = this.channelLimit + (this.commandChannel?.holdsSession ? 1 : 0);
+    while (this.#queue.length > 0 && this.openChannels < limit) {
       const open = this.#queue.shift() as ExecOpen;
       if (!open.cancelled) this.#send(open);
     }
@@ -362,6 +383,15 @@ export class PooledConnection implements CommandHost {
   #refused(open: ExecOpen, err: Error): void {
     const raced = Date.now() - this.#lastChannelClosedAt < RECENT_CLOSE_MS;
     open.onSent?.(false);
+    if (this.commandChannel?.holdsSession && !raced) {
+      // The helper's session is the one too many: it gives way (now, or when its command
+      // ends), and this host runs exec channels only. Nothing is learned from this refusal.
+      this.#helperLeaving = true;
+      this.#owner.commandChannelRefused(this);
+      this.#queue.unshift(open);
+      this.commandChannel.yieldSession();
+      return;
+    }
     if (this.openChannels > 0 && !raced) {
       if (this.openChannels < this.channelLimit) {
         this.channelLimit = this.openChannels;
@@ -383,6 +413,68 @@ export class PooledConnection implements CommandHost {
       this.#pump();
     }, delay);
     timer.unref();
+  }
+
+  /**
+   * The command channel if it can take a command now; otherwise undefined, and a helper is
+   * started in the background when none is open (the command at hand uses an exec channel).
+   */
+  idleCommandChannel(startTimeoutMs: number): CommandChannel | undefined {
+    const ch = this.commandChannel;
+    if (ch) {
+      if (!ch.idle) return undefined;
+      this.#helperStarts = 0; // it works: only helpers failing in a row count against the limit
+      return ch;
+    }
+    if (
+      this.state === 'closed' ||
+      !this.established ||
+      this.#helperLeaving ||
+      this.#helperStarts >= MAX_HELPER_STARTS ||
+      this.openChannels >= this.channelLimit ||
+      !this.#owner.commandChannelAllowed(this)
+    ) {
+      return undefined;
+    }
+    this.#helperStarts++;
+    const started = new CommandChannel(this, startTimeoutMs, (reason) => {
+      if (this.commandChannel === started) this.commandChannel = undefined;
+      if (reason === 'refused') this.#owner.commandChannelRefused(this);
+    });
+    if (started.state !== 'closed') this.commandChannel = started;
+    return undefined;
+  }
+
+  /** Opens the command channel's exec channel: counted in `openChannels` until it closes. */
+  openHelper(line: string, cb: ExecOpenCallback): void {
+    if (this.state === 'closed' || !this.established) {
+      cb(this.goneError('command channel'), undefined);
+      return;
+    }
+    this.openChannels++;
+    let counted = true;
+    const uncount = (): void => {
+      if (!counted) return;
+      counted = false;
+      this.openChannels--;
+      this.#lastChannelClosedAt = Date.now();
+      if (this.#helperLeaving && !this.commandChannel?.holdsSession) this.#helperLeaving = false;
+      this.#pumpSoon();
+    };
+    try {
+      this.established.client.exec(line, (err, channel) => {
+        if (err || !channel) {
+          uncount();
+          cb(err ?? new Error('no channel'), undefined);
+          return;
+        }
+        channel.once('close', uncount);
+        cb(undefined, channel);
+      });
+    } catch (error) {
+      uncount();
+      cb(error as Error, undefined);
+    }
   }
 
   /**
@@ -573,6 +665,7 @@ export class PooledConnection implements CommandHost {
     // Opens still queued or unanswered never ran: their callers learn it now.
     if (this.#pumpTimer) clearTimeout(this.#pumpTimer);
     this.abandonPending(this.goneError('exec'));
+    this.commandChannel?.close();
     const est = this.established;
     if (!est) {
       this.#ended = Promise.resolve();
@@ -728,13 +821,30 @@ export class Lease implements SshLease {
       return Promise.reject(conn.goneError('exec'));
     }
     this.#running = true;
+    const done = (): void => {
+      this.#running = false;
+    };
+    // The command channel when it is free (and the output is not streamed to callbacks): one
+    // round trip. Otherwise, or when it cannot take this command, an exec channel.
+    if (this.#settings.commandChannel && !options.onStdout && !options.onStderr) {
+      const viaChannel = conn
+        .idleCommandChannel(this.#settings.channelOpenTimeoutMs)
+        ?.run(commandLine, {
+          stdin: options.stdin,
+          timeoutMs: options.timeoutMs,
+          signal: options.signal,
+          killGraceMs: this.#settings.killGraceMs,
+        });
+      if (viaChannel) {
+        this.#owner.commandRan(conn, 'channel');
+        return viaChannel.finally(done);
+      }
+    }
+    this.#owner.commandRan(conn, 'exec');
     this.#channelActive = true;
     this.#channelClosed = new Promise((resolve) => {
       this.#onChannelClosed = resolve;
     });
-    const done = (): void => {
-      this.#running = false;
-    };
     return runCommand(conn, commandLine, {
       ...options,
       channelOpenTimeoutMs: this.#settings.channelOpenTimeoutMs,

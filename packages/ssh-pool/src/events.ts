@@ -91,6 +91,13 @@ export interface SshHostStats {
    * refused a session (its `MaxSessions`, less the SFTP session when one is open).
    */
   readonly channelLimit: number;
+  /** Commands may use a persistent command channel on this host (false once it refused one). */
+  readonly commandChannel: boolean;
+  /**
+   * Commands run, per route: on a connection's command channel (one round trip) or in an exec
+   * channel of their own.
+   */
+  readonly commands: { readonly channel: number; readonly exec: number };
   readonly acquireLatencyMs: LatencySummary;
 }
 

@@ -138,6 +138,12 @@ export interface SshPoolOptions {
   readonly killGraceMs?: number;
   /** How long `close()` waits for sessions in use before cutting them. Default 5 000 ms. */
   readonly closeTimeoutMs?: number;
+  /**
+   * Run small commands on a persistent command channel per connection (a POSIX sh helper in
+   * one long-lived session: one round trip per command instead of a new session). Default
+   * true; false = an exec channel per command, as before.
+   */
+  readonly commandChannel?: boolean;
   readonly circuitBreaker?: CircuitBreakerOptions;
   readonly connectRateLimit?: ConnectRateLimitOptions;
   readonly reconnectBackoff?: ReconnectBackoffOptions;
@@ -162,6 +168,7 @@ export interface ResolvedPoolOptions {
   readonly channelOpenTimeoutMs: number;
   readonly killGraceMs: number;
   readonly closeTimeoutMs: number;
+  readonly commandChannel: boolean;
   readonly circuitBreaker: Required<CircuitBreakerOptions>;
   readonly connectRateLimit: Required<ConnectRateLimitOptions>;
   readonly reconnectBackoff: Required<ReconnectBackoffOptions>;
@@ -179,6 +186,13 @@ function int(value: number | undefined, field: string, fallback: number, min: nu
   if (!Number.isFinite(value) || !Number.isInteger(value) || value < min) {
     throw configError(field, `must be an integer >= ${min}, got ${String(value)}`);
   }
+  return value;
+}
+
+function bool(value: boolean | undefined, field: string, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'boolean')
+    throw configError(field, `must be a boolean, got ${String(value)}`);
   return value;
 }
 
@@ -211,6 +225,7 @@ export function resolvePoolOptions(o: SshPoolOptions = {}): ResolvedPoolOptions 
     channelOpenTimeoutMs: int(o.channelOpenTimeoutMs, 'channelOpenTimeoutMs', 20_000, 1),
     killGraceMs: int(o.killGraceMs, 'killGraceMs', 2_000, 0),
     closeTimeoutMs: int(o.closeTimeoutMs, 'closeTimeoutMs', 5_000, 0),
+    commandChannel: bool(o.commandChannel, 'commandChannel', true),
     circuitBreaker: {
       failureThreshold: int(cb.failureThreshold, 'circuitBreaker.failureThreshold', 5, 1),
       cooldownMs: int(cb.cooldownMs, 'circuitBreaker.cooldownMs', 5_000, 0),

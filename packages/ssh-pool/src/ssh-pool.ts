@@ -115,6 +115,11 @@ class HostBucket {
   nextAttemptAt = 0;
   /** Exec channels per connection: `maxChannels`, lowered when the server refuses one. */
   channelLimit: number;
+  /** False once the host refused a command channel's session twice. */
+  commandChannel = true;
+  commandChannelRefusals = 0;
+  /** Commands run, per route. */
+  readonly commands = { channel: 0, exec: 0 };
   retryTimer: NodeJS.Timeout | undefined;
   retryAt = 0;
   lastConnectError: SshError | undefined;
@@ -228,6 +233,7 @@ export class SshPool {
     this.#leaseSettings = {
       channelOpenTimeoutMs: this.options.channelOpenTimeoutMs,
       killGraceMs: this.options.killGraceMs,
+      commandChannel: this.options.commandChannel,
     };
     const { busyProbeIntervalMs, probeIntervalMs } = this.options;
     this.#busyInterval =
@@ -512,6 +518,23 @@ export class SshPool {
     slotFreed: (conn) => this.#slotFreed(conn),
     connectionLost: (conn, error) => this.#connectionLost(conn, error),
     channelLimitLearned: (conn, limit) => this.#channelLimitLearned(conn, limit),
+    commandChannelAllowed: (conn) =>
+      this.options.commandChannel && this.#bucketByConn.get(conn)?.commandChannel !== false,
+    commandChannelRefused: (conn) => {
+      const bucket = this.#bucketByConn.get(conn);
+      if (!bucket?.commandChannel) return;
+      // Twice: a refusal under load can be OpenSSH still counting a channel we closed.
+      if (++bucket.commandChannelRefusals < 2) return;
+      bucket.commandChannel = false;
+      this.options.logger?.info?.(
+        `[ssh-pool] ${bucket.label}: the server has no session to spare for a command channel; ` +
+          'running every command in an exec channel',
+      );
+    },
+    commandRan: (conn, via) => {
+      const bucket = this.#bucketByConn.get(conn);
+      if (bucket) bucket.commands[via]++;
+    },
   };
 
   /** The server's session limit applies to every connection of the host. */
@@ -968,6 +991,8 @@ export class SshPool {
         acquireTimeouts: b.acquireTimeouts,
         peakConnections: b.peakConnections,
         channelLimit: b.channelLimit,
+        commandChannel: b.commandChannel && this.options.commandChannel,
+        commands: { ...b.commands },
         acquireLatencyMs: b.latency.summary(),
       });
       sum.connections += h.connections;

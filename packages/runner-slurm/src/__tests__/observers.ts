@@ -3,8 +3,55 @@
 
 import { chmod, mkdtemp, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { Transport } from '@crystalmath/core';
 
 export { countingTransport } from '@crystalmath/testkit';
+
+/** Transport calls that each cost at least one round trip to the target. */
+const TRANSPORT_CALLS = [
+  'exec',
+  'writeFile',
+  'readFile',
+  'mkdir',
+  'remove',
+  'stat',
+  'rename',
+  'upload',
+  'download',
+] as const;
+export type TransportCall = (typeof TRANSPORT_CALLS)[number];
+
+/**
+ * Observes a transport: counts every call by method (each is at least one round trip; an exec
+ * on ssh-pool's command channel is exactly one), delegating everything.
+ */
+export function roundTripCounter(inner: Transport): {
+  transport: Transport;
+  calls: () => Partial<Record<TransportCall, number>>;
+  reset: () => void;
+} {
+  let calls: Partial<Record<TransportCall, number>> = {};
+  const counted = new Set<string | symbol>(TRANSPORT_CALLS);
+  const transport = new Proxy(inner, {
+    get(target, prop) {
+      const value = Reflect.get(target, prop, target);
+      if (typeof value !== 'function') return value;
+      if (!counted.has(prop)) return value.bind(target);
+      return (...args: unknown[]) => {
+        const name = prop as TransportCall;
+        calls[name] = (calls[name] ?? 0) + 1;
+        return (value as (...a: unknown[]) => unknown).apply(target, args);
+      };
+    },
+  });
+  return {
+    transport,
+    calls: () => ({ ...calls }),
+    reset: () => {
+      calls = {};
+    },
+  };
+}
 
 /**
  * A `squeue` that logs each invocation to a file and then runs the real one: an observer for
