@@ -104,11 +104,15 @@ export function num(h: RunnerHandle, name: string): number {
   return v;
 }
 
-/** Kills what a handle started, directly (test teardown). */
+/**
+ * Kills what a handle started, directly (test teardown, or a job lost with its wrapper). The
+ * wrapper dies first: killed second, a wrapper the machine happened to run in between would
+ * see its job die and record an exit status, and the job would not read as lost.
+ */
 export function killHandle(h: RunnerHandle): void {
   for (const [name, group] of [
-    ['pid', true],
     ['wrapperPid', false],
+    ['pid', true],
   ] as const) {
     const v = h.data[name];
     if (typeof v !== 'number') continue;
