@@ -3,6 +3,7 @@
 // script); `validateJobSpec` rejects bad input before anything is written anywhere.
 
 import { ValidationError } from './errors.js';
+import { type OutputSpec, validateOutputs } from './outputs.js';
 import { assertEnvName } from './quote.js';
 import { safeRelativePath } from './safe-path.js';
 
@@ -116,8 +117,11 @@ export interface JobSpec {
   readonly workdir?: string;
   /** Files placed in the job directory before start. */
   readonly inputs?: readonly StageIn[];
-  /** Glob patterns (relative to the job directory) collected after the job ends. */
-  readonly outputs?: readonly string[];
+  /**
+   * Outputs collected after the job ends: globs relative to the job directory, or
+   * `{ glob, required?, when? }` declarations (see `OutputSpec`).
+   */
+  readonly outputs?: readonly OutputSpec[];
   /** Environment variables added to the job's environment. */
   readonly env?: Readonly<Record<string, string>>;
   /** Environment modules to load first (`module load <name>`), where the target has them. */
@@ -236,8 +240,7 @@ export function validateJobSpec(spec: JobSpec, field = 'spec'): void {
       throw new ValidationError(`${f}.content`, 'must be a string or bytes');
     }
   });
-  for (const [i, glob] of (spec.outputs ?? []).entries())
-    safeRelativePath(glob, `${field}.outputs[${i}]`);
+  validateOutputs(spec.outputs, `${field}.outputs`);
   if (spec.env !== undefined) {
     for (const [name, value] of Object.entries(spec.env)) {
       assertEnvName(name, `${field}.env`);

@@ -3,11 +3,13 @@
 // scheduler loop that claims, submits and polls lives in scheduler.ts.
 
 import { EventEmitter } from 'node:events';
+import type { Readable } from 'node:stream';
 import {
   AbortError,
   CrystalMathError,
   type JobSpec,
   type RunnerHandle,
+  safeRelativePath,
   ValidationError,
   validateJobSpec,
 } from '@crystalmath/core';
@@ -35,6 +37,7 @@ import { Scheduler, type SchedulerInternals } from './scheduler.js';
 import { isTerminal, jobKey } from './store/rules.js';
 import type { JobRow, NewJob, QueueStore } from './store/store.js';
 import type {
+  ArtifactInfo,
   EnqueueOptions,
   EventsOptions,
   Job,
@@ -78,6 +81,7 @@ export class QueueImpl extends EventEmitter implements Queue {
   readonly #log: Logger;
   readonly #clock: QueueInternals['clock'];
   readonly #scheduler: Scheduler;
+  readonly #artifacts: QueueInternals['artifacts'];
   #emittedSeq = 0;
   /** `on()`'s wrappers by event and listener, so `off()` removes the right one. */
   readonly #wrappers = new Map<string, Map<unknown, ((payload: never) => void)[]>>();
@@ -91,6 +95,7 @@ export class QueueImpl extends EventEmitter implements Queue {
     this.#targetNames = [...internals.targets.keys()];
     this.#log = internals.logger ?? {};
     this.#clock = internals.clock;
+    this.#artifacts = internals.artifacts;
     this.#scheduler = new Scheduler(internals, {
       error: (error, context) => this.#error(error, context),
       notify: () => this.#notify(),
@@ -203,6 +208,7 @@ export class QueueImpl extends EventEmitter implements Queue {
         updatedAt: now,
         startedAt: null,
         endedAt: null,
+        result: null,
       };
     });
   }
@@ -480,6 +486,48 @@ export class QueueImpl extends EventEmitter implements Queue {
     const tail = runner.tail.bind(runner);
     const handle = JSON.parse(row.handle) as RunnerHandle;
     return this.#runnerCall(row.target, 'tail', (signal) => tail(handle, { ...options, signal }));
+  }
+
+  async artifacts(id: string): Promise<ArtifactInfo[]> {
+    this.#assertOpen();
+    const n = parseId(id);
+    const row = (await this.#store.getJobs([n]))[0];
+    if (!row)
+      throw new QueueError('E_QUEUE_JOB_NOT_FOUND', `no job ${id}`, { details: { job: id } });
+    return (await this.#store.artifacts(n)).map((a) => ({
+      jobId: String(a.job_id),
+      path: a.path,
+      size: Number(a.size),
+      sha256: a.sha256,
+      mode: Number(a.mode),
+      attempt: Number(a.attempt),
+      createdAt: Number(a.created_at),
+    }));
+  }
+
+  async readArtifact(
+    id: string,
+    path: string,
+    options: { readonly signal?: AbortSignal } = {},
+  ): Promise<Readable> {
+    const all = await this.artifacts(id);
+    const rel = safeRelativePath(path, 'path');
+    const a = all.find((x) => x.path === rel);
+    if (!a)
+      throw new CrystalMathError('E_NOT_FOUND', `[queue] job ${id} has no artifact ${rel}`, {
+        details: { job: id, path: rel },
+      });
+    if (this.#artifacts === null)
+      throw new CrystalMathError(
+        'E_CONFIG',
+        '[queue] this queue was opened without an artifact store (options.artifacts)',
+        { details: { field: 'artifacts' } },
+      );
+    // Verified while read: a corrupted or swapped file errors with E_ARTIFACT_CHECKSUM.
+    return this.#artifacts.store.get(id, rel, {
+      sha256: a.sha256,
+      ...(options.signal === undefined ? {} : { signal: options.signal }),
+    });
   }
 
   /**

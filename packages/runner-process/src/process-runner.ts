@@ -14,6 +14,7 @@ import {
   type JobSpec,
   mergeResources,
   parseMarkedSections,
+  outputGlobs,
   planInputs,
   type Resources,
   type Runner,
@@ -258,7 +259,7 @@ export class ProcessRunner implements Runner {
         jobDir: dir,
         name: spec.name,
         submittedAt,
-        ...(spec.outputs === undefined ? {} : { outputs: [...spec.outputs] }),
+        ...(spec.outputs === undefined ? {} : { outputs: outputGlobs(spec.outputs) }),
       };
       await this.#transport.writeFile(
         `${dir}/${X}/meta.json`,

@@ -15,6 +15,7 @@ import {
   type PlannedInput,
   parseBatchHandle,
   parseMarkedSections,
+  outputGlobs,
   planInputs,
   type Runner,
   type RunnerCallOptions,
@@ -301,7 +302,7 @@ export class SlurmRunner implements Runner {
         data.arrayTasks = countArrayTasks(array) ?? 1;
         data.arrayFirst = firstArrayTask(array) ?? '0';
       }
-      if (spec.outputs !== undefined) data.outputs = [...spec.outputs];
+      if (spec.outputs !== undefined) data.outputs = outputGlobs(spec.outputs);
       files.push(textFile(`${INTERNAL_DIR}/meta.json`, JSON.stringify(data), 0o644, 'spec'));
       files.push(textFile(SCRIPT_FILE, rendered.script, 0o755, 'spec'));
       const archive = ustarArchive(files);
