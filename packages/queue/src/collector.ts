@@ -47,7 +47,7 @@ export interface CollectorOptions {
     call: (signal: AbortSignal) => Promise<T>,
   ) => Promise<T>;
   readonly error: (error: unknown, context: string) => void;
-  /** A collection ended a job: dependents may have been released. */
+  /** A collection ended a job (dependents may have been released), or more work is due. */
   readonly ended: () => void;
 }
 
@@ -100,10 +100,16 @@ export class Collector {
     this.#due = false;
     this.#nextLook = now + everyMs;
     for (const target of targets) {
-      if (this.#lanes.has(target)) continue;
+      if (this.#lanes.has(target)) {
+        this.#due = true; // what woke us may be new to that lane: look again after it
+        continue;
+      }
       const lane = this.#lane(target)
         .catch((error: unknown) => this.#o.error(error, `collect on target ${target}`))
-        .finally(() => this.#lanes.delete(target));
+        .finally(() => {
+          this.#lanes.delete(target);
+          if (this.#due) this.#o.ended(); // work came in meanwhile: a round soon, not at tickMs
+        });
       this.#lanes.set(target, lane);
     }
   }
