@@ -56,7 +56,18 @@ const specFields = {
       ]),
     )
     .optional(),
-  outputs: z.array(z.string()).optional(),
+  outputs: z
+    .array(
+      z.union([
+        z.string(),
+        z.strictObject({
+          glob: z.string().min(1),
+          required: z.boolean().optional(),
+          when: z.enum(['success', 'always']).optional(),
+        }),
+      ]),
+    )
+    .optional(),
   env: z.record(z.string(), z.string()).optional(),
   modules: z.array(z.string()).optional(),
   pre: z.array(argv).optional(),
@@ -179,7 +190,19 @@ function toSpec(
           ),
         }
       : {}),
-    ...(f.outputs !== undefined ? { outputs: f.outputs } : {}),
+    ...(f.outputs !== undefined
+      ? {
+          outputs: f.outputs.map((o) =>
+            typeof o === 'string'
+              ? o
+              : {
+                  glob: o.glob,
+                  ...(o.required !== undefined ? { required: o.required } : {}),
+                  ...(o.when !== undefined ? { when: o.when } : {}),
+                },
+          ),
+        }
+      : {}),
     ...(f.env !== undefined ? { env: f.env } : {}),
     ...(f.modules !== undefined ? { modules: f.modules } : {}),
     ...(f.pre !== undefined ? { pre: f.pre } : {}),
