@@ -64,8 +64,7 @@ export type ErrorCode =
   // artifacts (core's ArtifactStore, the queue's collection)
   | 'E_ARTIFACT_CHECKSUM'
   | 'E_ARTIFACT_STORE'
-  | 'E_ARTIFACT_MISSING'
-  | 'E_ARTIFACT_COLLECT';
+  | 'E_ARTIFACT_MISSING';
 
 const BRAND = Symbol.for('crystalmath.error');
 
