@@ -142,7 +142,8 @@ type SpecFields = { [K in keyof typeof specFields]?: z.output<(typeof specFields
 
 /**
  * A local input is read only when the job is submitted, perhaps hours later: a path that is
- * missing (or not a regular file) now is refused at enqueue, naming the field.
+ * missing (or neither a regular file nor a folder, which is staged recursively) now is
+ * refused at enqueue, naming the field.
  */
 function assertLocalInputsExist(spec: JobSpec, field: string): void {
   spec.inputs?.forEach((input, i) => {
@@ -160,10 +161,10 @@ function assertLocalInputsExist(spec: JobSpec, field: string): void {
     if (stat === undefined) {
       throw new ValidationError(`${field}.inputs[${i}].from`, `${input.from} does not exist`);
     }
-    if (!stat.isFile()) {
+    if (!stat.isFile() && !stat.isDirectory()) {
       throw new ValidationError(
         `${field}.inputs[${i}].from`,
-        `${input.from} is not a regular file`,
+        `${input.from} is not a regular file or a folder`,
       );
     }
   });

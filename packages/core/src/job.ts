@@ -100,10 +100,17 @@ export function mergeResources<R extends Resources>(
 
 /** A file to put in the job directory before the job starts. */
 export type StageIn =
-  /** Copy a file from the submitting machine. */
+  /** Copy a file (or a folder, recursively) from the submitting machine. */
   | { readonly from: string; readonly to: string }
   /** Write these bytes. */
-  | { readonly content: string | Uint8Array; readonly to: string };
+  | { readonly content: string | Uint8Array; readonly to: string }
+  /**
+   * Copy what another job produced (its collected artifacts): `path` a file, a folder or a
+   * glob of that job's outputs; `fromJob` its id (`enqueue`) or workflow key
+   * (`submitWorkflow`). Implies the dependency (`afterok`). The queue resolves it before the
+   * runner sees the job; a runner never receives one.
+   */
+  | { readonly fromJob: string; readonly path: string; readonly to: string };
 
 /** A job, independent of where it runs. Exactly one of `argv` and `script` is given. */
 export interface JobSpec {
@@ -232,7 +239,11 @@ export function validateJobSpec(spec: JobSpec, field = 'spec'): void {
   spec.inputs?.forEach((input, i) => {
     const f = `${field}.inputs[${i}]`;
     safeRelativePath(input.to, `${f}.to`);
-    if ('from' in input) {
+    if ('fromJob' in input) {
+      if (typeof input.fromJob !== 'string' || input.fromJob === '')
+        throw new ValidationError(`${f}.fromJob`, 'must be a job id or workflow key');
+      safeRelativePath(input.path, `${f}.path`);
+    } else if ('from' in input) {
       if (typeof input.from !== 'string' || input.from === '') {
         throw new ValidationError(`${f}.from`, 'must be a path');
       }

@@ -23,6 +23,7 @@ import type { ResolvedTarget } from './attorney.js';
 import { decodeSpec, errorMessage } from './codec.js';
 import { DEFAULT_HEARTBEAT_MS, Heartbeat } from './heartbeat.js';
 import { Collector, sweepStaging } from './collector.js';
+import { stageFromJobs } from './inputs.js';
 import { callRunner, type RunnerOperation, TargetHealth } from './runner-call.js';
 import { jobKey, type LeaseOutcome } from './store/rules.js';
 import type { JobRow, QueueStore, StatusUpdate, SubmittedResult } from './store/store.js';
@@ -146,6 +147,7 @@ export class Scheduler {
   readonly #heartbeat: Heartbeat;
   readonly #collector: Collector | null;
   readonly #stagingDir: string | null;
+  readonly #artifactStore: ArtifactStore | null;
 
   constructor(internals: SchedulerInternals, host: SchedulerHost) {
     this.#store = internals.store;
@@ -180,6 +182,7 @@ export class Scheduler {
     });
     const a = internals.artifacts;
     this.#stagingDir = a?.stagingDir ?? null;
+    this.#artifactStore = a?.store ?? null;
     this.#collector =
       a === null
         ? null
@@ -794,8 +797,17 @@ export class Scheduler {
     const key = jobKey(this.#store.storeId, id, attempt);
     let inner: Promise<RunnerHandle> | undefined;
     try {
-      const handle = await this.#call(target, 'submit', (signal) => {
-        inner = runner.submit({ key, spec: decodeSpec(row.spec) }, { signal });
+      const handle = await this.#call(target, 'submit', async (signal) => {
+        // Inputs from other jobs: copied out of the artifact store first (within the deadline).
+        const staged = await stageFromJobs(
+          row,
+          decodeSpec(row.spec),
+          this.#store,
+          this.#artifactStore,
+          this.#stagingDir,
+          signal,
+        );
+        inner = runner.submit({ key, spec: staged.spec }, { signal }).finally(() => staged.done());
         return inner;
       });
       this.#reachable(target);

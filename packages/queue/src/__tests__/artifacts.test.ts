@@ -235,4 +235,99 @@ describeStores((makeStore) => {
     expect(readFileSync(join(String(k.handle!.data.jobDir), 'k.log'), 'utf8')).toBe('k');
     expect(await text(await queue.readArtifact(good.id, 't.txt'))).toBe('t');
   });
+
+  it('passes files, folders and globs from one job to the next with fromJob inputs (implied afterok)', async () => {
+    const wf = await queue.submitWorkflow({
+      name: 'chain',
+      target: 'here',
+      jobs: {
+        make: {
+          spec: {
+            name: 'make',
+            script:
+              'mkdir -p save/sub; echo a > save/a.dat; echo b > save/sub/b.dat; echo 5.43 > lattice.txt',
+            outputs: ['save/**', 'lattice.txt'],
+          },
+        },
+        use: {
+          spec: {
+            name: 'use',
+            script:
+              'cat in/a.dat in/sub/b.dat lat.txt g/lattice.txt > seen.txt; printf "{\\"files\\": %s}" "$(wc -l < seen.txt)" > result.json',
+            inputs: [
+              { fromJob: 'make', path: 'save', to: 'in' },
+              { fromJob: 'make', path: 'lattice.txt', to: 'lat.txt' },
+              { fromJob: 'make', path: '*.txt', to: 'g' },
+            ],
+            outputs: ['seen.txt', { glob: 'result.json', required: true }],
+          },
+        },
+      },
+    });
+    expect(wf.jobs.use!.state).toBe('waiting'); // the input implied the dependency
+    expect(wf.jobs.use!.dependsOn).toEqual([{ job: wf.jobs.make!.id, condition: 'afterok' }]);
+    await queue.start();
+    await queue.drain({ timeoutMs: DRAIN_TIMEOUT_MS });
+    const use = (await queue.get(wf.jobs.use!.id))!;
+    expect(use.state, use.reason ?? '').toBe('succeeded');
+    expect(use.result).toEqual({ files: 4 });
+    expect(await text(await queue.readArtifact(use.id, 'seen.txt'))).toBe('a\nb\n5.43\n5.43\n');
+  });
+
+  it('fails a job whose fromJob input names no collected output, submitting nothing', async () => {
+    const parent = await queue.enqueue(
+      { name: 'p', script: 'echo x > x.txt', outputs: ['x.txt'] },
+      { target: 'here' },
+    );
+    const child = await queue.enqueue(
+      { name: 'c', argv: ['true'], inputs: [{ fromJob: parent.id, path: 'nope.txt', to: 'n' }] },
+      { target: 'here' },
+    );
+    expect(child.dependsOn).toEqual([{ job: parent.id, condition: 'afterok' }]);
+    await queue.start();
+    await queue.drain({ timeoutMs: DRAIN_TIMEOUT_MS });
+    const c = (await queue.get(child.id))!;
+    expect(c.state).toBe('failed');
+    expect(c.reason).toContain('spec.inputs[0].path');
+    expect(c.reason).toContain('nope.txt');
+    expect(c.handle).toBeNull();
+    await expect(
+      queue.submitWorkflow({
+        name: 'bad',
+        target: 'here',
+        jobs: {
+          a: {
+            spec: { name: 'a', argv: ['true'], inputs: [{ fromJob: 'zz', path: 'x', to: 'x' }] },
+          },
+        },
+      }),
+    ).rejects.toMatchObject({ code: 'E_QUEUE_UNKNOWN_DEPENDENCY' });
+  });
+
+  it('stages a local folder recursively and refuses a missing local path at enqueue', async () => {
+    const src = join(dir.dir, 'pseudo');
+    mkdirSync(join(src, 'deep'), { recursive: true });
+    writeFileSync(join(src, 'Si.upf'), 'si');
+    writeFileSync(join(src, 'deep', 'O.upf'), 'o');
+    const job = await queue.enqueue(
+      {
+        name: 'reader',
+        script: 'cat pp/Si.upf pp/deep/O.upf > both.txt',
+        inputs: [{ from: src, to: 'pp' }],
+        outputs: ['both.txt'],
+      },
+      { target: 'here' },
+    );
+    await expect(
+      queue.enqueue(
+        { name: 'typo', argv: ['true'], inputs: [{ from: join(dir.dir, 'nope'), to: 'x' }] },
+        { target: 'here' },
+      ),
+    ).rejects.toMatchObject({ code: 'E_VALIDATION', field: 'spec.inputs[0].from' });
+    await queue.start();
+    await queue.drain({ ids: [job.id], timeoutMs: DRAIN_TIMEOUT_MS });
+    expect((await queue.get(job.id))!.state).toBe('succeeded');
+    expect(await text(await queue.readArtifact(job.id, 'both.txt'))).toBe('sio');
+    expect((await queue.counts()).total).toBe(1); // the refused one changed nothing
+  });
 });
