@@ -53,6 +53,12 @@ const specFields = {
       z.union([
         z.strictObject({ from: z.string().min(1), to: z.string().min(1) }),
         z.strictObject({ content: z.string(), to: z.string().min(1) }),
+        // another job's collected output: a workflow key in a workflow file, a job id otherwise
+        z.strictObject({
+          fromJob: z.union([z.string().min(1), z.number().int().positive()]).transform(String),
+          path: z.string().min(1),
+          to: z.string().min(1),
+        }),
       ]),
     )
     .optional(),

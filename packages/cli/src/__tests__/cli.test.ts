@@ -279,6 +279,27 @@ describe('a session with the scheduler running in another process', () => {
     expect(show.stdout).toMatch(/result\s+\{"e":1\}/);
   });
 
+  it('runs a workflow file whose steps pass files with fromJob inputs', async () => {
+    await writeFile(
+      join(dir, 'pass.yaml'),
+      `name: pass
+jobs:
+  prepare: { script: "echo 5.43 > lattice.txt", outputs: [lattice.txt] }
+  calc:
+    script: "cat lat.txt > seen.txt"
+    inputs: [{ fromJob: prepare, path: lattice.txt, to: lat.txt }]
+    outputs: [seen.txt]
+`,
+    );
+    const sub = await crystalmath(dir, ['workflow', 'submit', 'pass.yaml', '--wait', '--json']);
+    expect(sub.code, sub.stderr).toBe(0);
+    const calc = (JSON.parse(sub.stdout) as { jobs: Record<string, { id: string }> }).jobs.calc!;
+    const get = await crystalmath(dir, ['artifacts', 'get', calc.id, 'seen.txt', 'seen-copy.txt']);
+    expect(get.code, get.stderr).toBe(0);
+    const { readFile } = await import('node:fs/promises');
+    expect(await readFile(join(dir, 'seen-copy.txt'), 'utf8')).toBe('5.43\n');
+  });
+
   it('--wait exits 9 when the job fails', async () => {
     const r = await crystalmath(session.dir(), ['submit', '--wait', '--', 'sh', '-c', 'exit 4']);
     expect(r.code).toBe(ExitCode.JOB_FAILED);
