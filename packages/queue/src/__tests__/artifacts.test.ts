@@ -13,12 +13,14 @@ import {
   type RunnerHandle,
 } from '@crystalmath/core';
 import { LocalRunner } from '@crystalmath/runner-process';
-import { afterEach, beforeEach, expect, it } from 'vitest';
+import { afterEach, beforeEach, expect, it, vi } from 'vitest';
 import type { Queue, QueueEvent } from '../types.js';
 import { collect, describeStores, open, type TestStore, tempDir } from './helpers.js';
 
 /** Real processes on a loaded machine: generous, named. */
 const DRAIN_TIMEOUT_MS = 60_000;
+// Above the drains' own bound, so a slow machine fails with the drain's message, not vitest's.
+vi.setConfig({ testTimeout: 2 * DRAIN_TIMEOUT_MS });
 
 const sha = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex');
 
