@@ -987,7 +987,6 @@ export class Scheduler {
         status,
         ...(collect ? { collect: true } : {}),
       });
-      if (collect) this.#collector?.kick();
       if (isTerminalRunnerState(status.state)) ended++;
       else if (Number(row.cancel_requested) === 1) {
         const handle = JSON.parse(row.handle!) as RunnerHandle;
@@ -1000,6 +999,8 @@ export class Scheduler {
       }
     }
     await this.#store.applyStatuses(updates, (row) => this.#retryAt(row), this.#clock.now());
+    // Only now, once they are committed as `collecting`: a lane started before would miss them.
+    if (updates.some((u) => u.collect)) this.#collector?.kick();
     return ended;
   }
 }
