@@ -21,8 +21,8 @@ import {
 } from '@crystalmath/core';
 import type { ResolvedTarget } from './attorney.js';
 import { decodeSpec, errorMessage } from './codec.js';
-import { DEFAULT_HEARTBEAT_MS, Heartbeat } from './heartbeat.js';
 import { Collector, sweepStaging } from './collector.js';
+import { DEFAULT_HEARTBEAT_MS, Heartbeat } from './heartbeat.js';
 import { stageFromJobs } from './inputs.js';
 import { callRunner, type RunnerOperation, TargetHealth } from './runner-call.js';
 import { jobKey, type LeaseOutcome } from './store/rules.js';

@@ -591,6 +591,8 @@ async function archiveInputs(
       files.push({ path: to, data, mode: 0o644, field });
       continue;
     }
+    if ('fromJob' in input)
+      throw new ValidationError(`${field}.fromJob`, 'is resolved by the queue, never by a runner');
     try {
       const [data, info] = await Promise.all([
         readFile(input.from, signal === undefined ? {} : { signal }),
