@@ -1,8 +1,10 @@
 // The quickstart: a durable queue in a temporary SQLite file, jobs run as local processes,
-// and a workflow prepare -> 3 calculations in parallel -> aggregate. Progress is printed live
-// from the queue's events; at the end the results are read back and printed.
+// and a workflow prepare -> 3 calculations in parallel -> aggregate. The steps share no
+// folder: each declares its outputs, the queue collects them into its artifact store, and the
+// next step names them as `fromJob` inputs (which also orders the steps). Progress is printed
+// live from the queue's events; at the end the aggregate's `result` is printed.
 
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openQueue, sqliteStore, TERMINAL_JOB_STATES } from '@crystalmath/queue';
@@ -11,8 +13,6 @@ import { AGGREGATE, CALCULATE, PREPARE } from './calculations.js';
 
 const node = process.execPath;
 const dir = await mkdtemp(join(tmpdir(), 'crystalmath-quickstart-'));
-const shared = join(dir, 'shared');
-await mkdir(shared);
 const started = Date.now();
 const elapsed = (): string => `${((Date.now() - started) / 1000).toFixed(1).padStart(5)}s`;
 
@@ -29,27 +29,33 @@ const queue = await openQueue({
 
 let code = 1;
 try {
-  const env = { SHARED: shared };
+  const calc = (i: number) => ({
+    spec: {
+      name: `calc-${i + 1}`,
+      argv: [node, '-e', CALCULATE, String(i)],
+      inputs: [{ fromJob: 'prepare', path: 'params.json', to: 'params.json' }],
+      outputs: [{ glob: 'result.json', required: true }],
+    },
+  });
   const workflow = await queue.submitWorkflow({
     name: 'quickstart',
     target: 'local',
     jobs: {
-      prepare: { spec: { name: 'prepare', argv: [node, '-e', PREPARE], env } },
-      'calc-1': {
-        spec: { name: 'calc-1', argv: [node, '-e', CALCULATE, '0'], env },
-        dependsOn: ['prepare'],
-      },
-      'calc-2': {
-        spec: { name: 'calc-2', argv: [node, '-e', CALCULATE, '1'], env },
-        dependsOn: ['prepare'],
-      },
-      'calc-3': {
-        spec: { name: 'calc-3', argv: [node, '-e', CALCULATE, '2'], env },
-        dependsOn: ['prepare'],
-      },
+      prepare: { spec: { name: 'prepare', argv: [node, '-e', PREPARE], outputs: ['params.json'] } },
+      'calc-1': calc(0),
+      'calc-2': calc(1),
+      'calc-3': calc(2),
       aggregate: {
-        spec: { name: 'aggregate', argv: [node, '-e', AGGREGATE], env },
-        dependsOn: ['calc-1', 'calc-2', 'calc-3'],
+        spec: {
+          name: 'aggregate',
+          argv: [node, '-e', AGGREGATE],
+          inputs: [0, 1, 2].map((i) => ({
+            fromJob: `calc-${i + 1}`,
+            path: 'result.json',
+            to: `calc-${i}.json`,
+          })),
+          outputs: [{ glob: 'result.json', required: true }],
+        },
       },
     },
   });
@@ -75,7 +81,7 @@ try {
   if (states.length !== total || states.some((s) => s !== 'succeeded')) {
     console.error(`\nthe workflow did not succeed: ${JSON.stringify(done?.counts)}`);
   } else {
-    const summary = JSON.parse(await readFile(join(shared, 'summary.json'), 'utf8')) as {
+    const summary = done!.jobs.aggregate!.result as {
       results: { a: number; energy: number; neighbours: number }[];
       best: { a: number; energy: number };
     };

@@ -53,10 +53,27 @@ const specFields = {
       z.union([
         z.strictObject({ from: z.string().min(1), to: z.string().min(1) }),
         z.strictObject({ content: z.string(), to: z.string().min(1) }),
+        // another job's collected output: a workflow key in a workflow file, a job id otherwise
+        z.strictObject({
+          fromJob: z.union([z.string().min(1), z.number().int().positive()]).transform(String),
+          path: z.string().min(1),
+          to: z.string().min(1),
+        }),
       ]),
     )
     .optional(),
-  outputs: z.array(z.string()).optional(),
+  outputs: z
+    .array(
+      z.union([
+        z.string(),
+        z.strictObject({
+          glob: z.string().min(1),
+          required: z.boolean().optional(),
+          when: z.enum(['success', 'always']).optional(),
+        }),
+      ]),
+    )
+    .optional(),
   env: z.record(z.string(), z.string()).optional(),
   modules: z.array(z.string()).optional(),
   pre: z.array(argv).optional(),
@@ -131,7 +148,8 @@ type SpecFields = { [K in keyof typeof specFields]?: z.output<(typeof specFields
 
 /**
  * A local input is read only when the job is submitted, perhaps hours later: a path that is
- * missing (or not a regular file) now is refused at enqueue, naming the field.
+ * missing (or neither a regular file nor a folder, which is staged recursively) now is
+ * refused at enqueue, naming the field.
  */
 function assertLocalInputsExist(spec: JobSpec, field: string): void {
   spec.inputs?.forEach((input, i) => {
@@ -149,10 +167,10 @@ function assertLocalInputsExist(spec: JobSpec, field: string): void {
     if (stat === undefined) {
       throw new ValidationError(`${field}.inputs[${i}].from`, `${input.from} does not exist`);
     }
-    if (!stat.isFile()) {
+    if (!stat.isFile() && !stat.isDirectory()) {
       throw new ValidationError(
         `${field}.inputs[${i}].from`,
-        `${input.from} is not a regular file`,
+        `${input.from} is not a regular file or a folder`,
       );
     }
   });
@@ -179,7 +197,19 @@ function toSpec(
           ),
         }
       : {}),
-    ...(f.outputs !== undefined ? { outputs: f.outputs } : {}),
+    ...(f.outputs !== undefined
+      ? {
+          outputs: f.outputs.map((o) =>
+            typeof o === 'string'
+              ? o
+              : {
+                  glob: o.glob,
+                  ...(o.required !== undefined ? { required: o.required } : {}),
+                  ...(o.when !== undefined ? { when: o.when } : {}),
+                },
+          ),
+        }
+      : {}),
     ...(f.env !== undefined ? { env: f.env } : {}),
     ...(f.modules !== undefined ? { modules: f.modules } : {}),
     ...(f.pre !== undefined ? { pre: f.pre } : {}),

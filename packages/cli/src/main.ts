@@ -40,6 +40,10 @@ const COMMAND_MODULES: readonly {
     load: async () => (await import('./commands/collect-command.js')).registerCollectCommand,
   },
   {
+    names: ['artifacts'],
+    load: async () => (await import('./commands/artifacts-command.js')).registerArtifactsCommand,
+  },
+  {
     names: ['pause', 'resume', 'prune'],
     load: async () => (await import('./commands/control-commands.js')).registerControlCommands,
   },

@@ -60,7 +60,11 @@ export type ErrorCode =
   | 'E_QUEUE_INVALID_STATE'
   | 'E_QUEUE_DUPLICATE'
   | 'E_QUEUE_CLOSED'
-  | 'E_STORE';
+  | 'E_STORE'
+  // artifacts (core's ArtifactStore, the queue's collection)
+  | 'E_ARTIFACT_CHECKSUM'
+  | 'E_ARTIFACT_STORE'
+  | 'E_ARTIFACT_MISSING';
 
 const BRAND = Symbol.for('crystalmath.error');
 

@@ -1,6 +1,7 @@
 // @crystalmath/core: the contracts every CrystalMath package shares, and the few small helpers
 // that must exist exactly once (shell quoting, path confinement, job validation).
 
+export * from './artifact-store.js';
 export {
   ARRAY_SEVERITY,
   type BatchJobRef,
@@ -20,7 +21,12 @@ export {
 export * from './errors.js';
 export { globToRegExp } from './glob.js';
 export * from './job.js';
+export {
+  FileArtifactStore,
+  type FileArtifactStoreOptions,
+} from './local/file-artifact-store.js';
 export { LocalTransport, type LocalTransportOptions } from './local/local-transport.js';
+export * from './outputs.js';
 export * from './quote.js';
 export * from './runner.js';
 export {

@@ -3,6 +3,7 @@
 // script); `validateJobSpec` rejects bad input before anything is written anywhere.
 
 import { ValidationError } from './errors.js';
+import { type OutputSpec, validateOutputs } from './outputs.js';
 import { assertEnvName } from './quote.js';
 import { safeRelativePath } from './safe-path.js';
 
@@ -99,10 +100,17 @@ export function mergeResources<R extends Resources>(
 
 /** A file to put in the job directory before the job starts. */
 export type StageIn =
-  /** Copy a file from the submitting machine. */
+  /** Copy a file (or a folder, recursively) from the submitting machine. */
   | { readonly from: string; readonly to: string }
   /** Write these bytes. */
-  | { readonly content: string | Uint8Array; readonly to: string };
+  | { readonly content: string | Uint8Array; readonly to: string }
+  /**
+   * Copy what another job produced (its collected artifacts): `path` a file, a folder or a
+   * glob of that job's outputs; `fromJob` its id (`enqueue`) or workflow key
+   * (`submitWorkflow`). Implies the dependency (`afterok`). The queue resolves it before the
+   * runner sees the job; a runner never receives one.
+   */
+  | { readonly fromJob: string; readonly path: string; readonly to: string };
 
 /** A job, independent of where it runs. Exactly one of `argv` and `script` is given. */
 export interface JobSpec {
@@ -116,8 +124,11 @@ export interface JobSpec {
   readonly workdir?: string;
   /** Files placed in the job directory before start. */
   readonly inputs?: readonly StageIn[];
-  /** Glob patterns (relative to the job directory) collected after the job ends. */
-  readonly outputs?: readonly string[];
+  /**
+   * Outputs collected after the job ends: globs relative to the job directory, or
+   * `{ glob, required?, when? }` declarations (see `OutputSpec`).
+   */
+  readonly outputs?: readonly OutputSpec[];
   /** Environment variables added to the job's environment. */
   readonly env?: Readonly<Record<string, string>>;
   /** Environment modules to load first (`module load <name>`), where the target has them. */
@@ -228,7 +239,11 @@ export function validateJobSpec(spec: JobSpec, field = 'spec'): void {
   spec.inputs?.forEach((input, i) => {
     const f = `${field}.inputs[${i}]`;
     safeRelativePath(input.to, `${f}.to`);
-    if ('from' in input) {
+    if ('fromJob' in input) {
+      if (typeof input.fromJob !== 'string' || input.fromJob === '')
+        throw new ValidationError(`${f}.fromJob`, 'must be a job id or workflow key');
+      safeRelativePath(input.path, `${f}.path`);
+    } else if ('from' in input) {
       if (typeof input.from !== 'string' || input.from === '') {
         throw new ValidationError(`${f}.from`, 'must be a path');
       }
@@ -236,8 +251,7 @@ export function validateJobSpec(spec: JobSpec, field = 'spec'): void {
       throw new ValidationError(`${f}.content`, 'must be a string or bytes');
     }
   });
-  for (const [i, glob] of (spec.outputs ?? []).entries())
-    safeRelativePath(glob, `${field}.outputs[${i}]`);
+  validateOutputs(spec.outputs, `${field}.outputs`);
   if (spec.env !== undefined) {
     for (const [name, value] of Object.entries(spec.env)) {
       assertEnvName(name, `${field}.env`);

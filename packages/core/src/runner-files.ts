@@ -4,7 +4,7 @@
 // against the outputs globs and copy them down) and `tail` (read an output file from an offset
 // in whole UTF-8 characters).
 
-import { mkdir, stat } from 'node:fs/promises';
+import { mkdir, readdir, stat } from 'node:fs/promises';
 import { dirname, join, posix } from 'node:path';
 import { CrystalMathError, isCrystalMathError, throwIfAborted, ValidationError } from './errors.js';
 import { globToRegExp } from './glob.js';
@@ -88,8 +88,31 @@ export async function stageInputs(
   const options = signal === undefined ? {} : { signal };
   for (const { input, to } of inputs) {
     const target = `${dir}/${to}`;
-    if ('from' in input) await transport.upload(input.from, target, options);
+    if ('fromJob' in input)
+      throw new ValidationError('spec.inputs', 'fromJob inputs are resolved by the queue');
+    if ('from' in input) await uploadTree(transport, input.from, target, options);
     else await transport.writeFile(target, input.content, options);
+  }
+}
+
+/**
+ * Uploads a local file, or a local folder recursively (its sub-folders made on the target).
+ * Symbolic links inside a folder are not followed (they are passed over), so an input folder
+ * never carries what lies outside it.
+ */
+async function uploadTree(
+  transport: Transport,
+  from: string,
+  to: string,
+  options: { signal?: AbortSignal },
+): Promise<void> {
+  const st = await stat(from).catch(() => null);
+  if (st === null || !st.isDirectory()) return transport.upload(from, to, options);
+  await transport.mkdir(to, options);
+  for (const e of await readdir(from, { withFileTypes: true })) {
+    if (e.isDirectory())
+      await uploadTree(transport, join(from, e.name), `${to}/${e.name}`, options);
+    else if (e.isFile()) await transport.upload(join(from, e.name), `${to}/${e.name}`, options);
   }
 }
 

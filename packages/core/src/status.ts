@@ -67,6 +67,7 @@ export type JobState =
   | 'submitting' // claimed by a scheduler, runner.submit in flight (leased)
   | 'queued' // the runner accepted it, not started
   | 'running'
+  | 'collecting' // the runner reported the end; declared outputs are being brought home
   | 'succeeded'
   | 'failed'
   | 'cancelled'
@@ -80,6 +81,7 @@ export const JOB_STATES: readonly JobState[] = [
   'submitting',
   'queued',
   'running',
+  'collecting',
   'succeeded',
   'failed',
   'cancelled',

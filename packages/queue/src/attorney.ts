@@ -8,6 +8,7 @@ import { QueueError } from './queue-error.js';
 import type { NewJob } from './store/store.js';
 import {
   type BackoffOptions,
+  type CleanupPolicy,
   type EnqueueOptions,
   type EventsOptions,
   type FailurePolicy,
@@ -27,6 +28,7 @@ export interface ResolvedTarget {
   readonly runner: Runner;
   readonly deadlines: Required<TargetDeadlines>;
   readonly unreachableBackoff: Required<BackoffOptions>;
+  readonly cleanup: CleanupPolicy;
 }
 
 /** Runner call deadlines when a target gives none (documented on `TargetDeadlines`). */
@@ -36,6 +38,8 @@ export const DEFAULT_DEADLINES: Required<TargetDeadlines> = {
   cancelMs: 60_000,
   findMs: 60_000,
   tailMs: 30_000,
+  collectMs: 3_600_000,
+  cleanupMs: 60_000,
 };
 
 /** Retry delays of an unreachable target: 0.5 s, 1 s, 1 s, ... +-20 % (one probe each). */
@@ -217,6 +221,7 @@ export function checkSchedulerOptions(s: SchedulerOptions): void {
   int(s.submitTimeoutMs, 'submitTimeoutMs', 1);
   int(s.stopTimeoutMs, 'stopTimeoutMs', 0);
   int(s.heartbeatMs, 'heartbeatMs', 1);
+  int(s.collectConcurrency, 'collectConcurrency', 1);
   if (s.ownerId !== undefined && (typeof s.ownerId !== 'string' || s.ownerId === '')) {
     throw new ValidationError('scheduler.ownerId', 'must be a non-empty string');
   }
@@ -344,7 +349,13 @@ export function resolveTargets(
     if (t.paused !== undefined && typeof t.paused !== 'boolean')
       throw new ValidationError(`targets.${name}.paused`, 'must be a boolean');
     checkBackoff(t.unreachableBackoff, `targets.${name}.unreachableBackoff`);
+    if (t.cleanup !== undefined && !['keep', 'on-success', 'always'].includes(t.cleanup))
+      throw new ValidationError(
+        `targets.${name}.cleanup`,
+        "must be 'keep', 'on-success' or 'always'",
+      );
     out.set(name, {
+      cleanup: t.cleanup ?? 'keep',
       name,
       runner,
       deadlines: checkDeadlines(t.deadlines, `targets.${name}.deadlines`, submitTimeoutMs),

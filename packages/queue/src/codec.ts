@@ -4,6 +4,7 @@
 import {
   isCrystalMathError,
   type JobSpec,
+  type JsonValue,
   type RunnerHandle,
   type RunnerStatus,
   ValidationError,
@@ -73,6 +74,8 @@ export function rowToJob(r: JobRow, dependsOn: Job['dependsOn']): Job {
     updatedAt: Number(r.updated_at),
     startedAt: num(r.started_at),
     endedAt: num(r.ended_at),
+    result:
+      r.result === null || r.result === undefined ? null : (JSON.parse(r.result) as JsonValue),
   };
 }
 

@@ -78,6 +78,29 @@ const SCHEDULERS = [
 ];
 
 /**
+ * Artifacts (docs/artifacts.md): one row per collected file, recorded in the transaction that
+ * ends the job's `collecting` phase (so once), gone with its job; the job's structured `result`;
+ * and the open-jobs index again, now with `collecting` (an open state), in each dialect's
+ * spelling of migration 0001/0002.
+ */
+function artifacts(dialect: Dialect): string[] {
+  const open = ['waiting', 'ready', 'submitting', 'queued', 'running', 'collecting'];
+  const where =
+    dialect === 'sqlite'
+      ? open.map((s) => `state = '${s}'`).join(' or ')
+      : `state in (${open.map((s) => `'${s}'`).join(', ')})`;
+  return [
+    `create table cm_artifacts (
+       job_id bigint not null references cm_jobs(id) on delete cascade, path text not null,
+       size bigint not null, sha256 text not null, mode integer not null,
+       attempt integer not null, created_at bigint not null, primary key (job_id, path))`,
+    'alter table cm_jobs add column result text',
+    'drop index cm_jobs_open',
+    `create index cm_jobs_open on cm_jobs (state, target, priority desc, id) where ${where}`,
+  ];
+}
+
+/**
  * The queue's migrations, for `@crystalmath/migrate`'s Migrator. Stores apply them on open; you
  * need this only to migrate a database ahead of time (e.g. in a deploy step).
  *
@@ -103,6 +126,12 @@ export const queueMigrations: MigrationSource = codeMigrations({
     checksumText: JSON.stringify({ sqlite: SCHEDULERS, postgres: SCHEDULERS }),
     async up(db) {
       for (const stmt of SCHEDULERS) await sql.raw(stmt).execute(db);
+    },
+  },
+  '0004_artifacts': {
+    checksumText: JSON.stringify({ sqlite: artifacts('sqlite'), postgres: artifacts('postgres') }),
+    async up(db, ctx) {
+      for (const stmt of artifacts(ctx.dialect)) await sql.raw(stmt).execute(db);
     },
   },
 });

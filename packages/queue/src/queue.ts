@@ -3,11 +3,13 @@
 // scheduler loop that claims, submits and polls lives in scheduler.ts.
 
 import { EventEmitter } from 'node:events';
+import type { Readable } from 'node:stream';
 import {
   AbortError,
   CrystalMathError,
   type JobSpec,
   type RunnerHandle,
+  safeRelativePath,
   ValidationError,
   validateJobSpec,
 } from '@crystalmath/core';
@@ -29,12 +31,15 @@ import {
 import { dependsOnById, makeCursor, readCursor, rowToJob, zeroCounts } from './codec.js';
 import { normalizeDeps, topologicalOrder } from './dag.js';
 import { isLive, servingTarget, toSchedulerInfo } from './heartbeat.js';
+import { checkLocalInputs, fromJobInputs } from './inputs.js';
 import { QueueError } from './queue-error.js';
 import { callRunner } from './runner-call.js';
 import { Scheduler, type SchedulerInternals } from './scheduler.js';
 import { isTerminal, jobKey } from './store/rules.js';
 import type { JobRow, NewJob, QueueStore } from './store/store.js';
 import type {
+  ArtifactInfo,
+  EdgeCondition,
   EnqueueOptions,
   EventsOptions,
   Job,
@@ -78,6 +83,7 @@ export class QueueImpl extends EventEmitter implements Queue {
   readonly #log: Logger;
   readonly #clock: QueueInternals['clock'];
   readonly #scheduler: Scheduler;
+  readonly #artifacts: QueueInternals['artifacts'];
   #emittedSeq = 0;
   /** `on()`'s wrappers by event and listener, so `off()` removes the right one. */
   readonly #wrappers = new Map<string, Map<unknown, ((payload: never) => void)[]>>();
@@ -91,6 +97,7 @@ export class QueueImpl extends EventEmitter implements Queue {
     this.#targetNames = [...internals.targets.keys()];
     this.#log = internals.logger ?? {};
     this.#clock = internals.clock;
+    this.#artifacts = internals.artifacts;
     this.#scheduler = new Scheduler(internals, {
       error: (error, context) => this.#error(error, context),
       notify: () => this.#notify(),
@@ -157,7 +164,13 @@ export class QueueImpl extends EventEmitter implements Queue {
       const specField = single ? 'spec' : `items[${i}].spec`;
       validateJobSpec(item.spec, specField);
       checkRunnerSpec(this.#targets, item.target, item.spec, specField);
-      const d = normalizeDeps(item.dependsOn, `${field}.dependsOn`);
+      checkLocalInputs(item.spec, specField);
+      const d = withInputDeps(
+        normalizeDeps(item.dependsOn, `${field}.dependsOn`),
+        item.spec,
+        specField,
+        (from, f) => String(parseId(from, f)),
+      );
       deps.push(d);
       const parents = d.map((x, k) => ({
         parent: parseId(x.job, `${field}.dependsOn[${k}].job`),
@@ -203,6 +216,7 @@ export class QueueImpl extends EventEmitter implements Queue {
         updatedAt: now,
         startedAt: null,
         endedAt: null,
+        result: null,
       };
     });
   }
@@ -211,6 +225,7 @@ export class QueueImpl extends EventEmitter implements Queue {
     def: WorkflowDefinition<M>,
   ): Promise<Workflow> {
     this.#assertOpen();
+    def = workflowWithInputDeps(def);
     const onFailure = checkWorkflow(def);
     const order = topologicalOrder(def);
     const index = new Map(order.map((k, i) => [k, i]));
@@ -224,6 +239,7 @@ export class QueueImpl extends EventEmitter implements Queue {
       if (typeof j !== 'object' || j === null)
         throw new ValidationError(field, 'must be an object');
       validateJobSpec(j.spec, `${field}.spec`);
+      checkLocalInputs(j.spec, `${field}.spec`);
       checkRunnerSpec(this.#targets, j.target ?? def.target, j.spec, `${field}.spec`);
       const deps = normalizeDeps(j.dependsOn, `${field}.dependsOn`).map((d) => ({
         parent: { index: index.get(d.job)! },
@@ -482,6 +498,48 @@ export class QueueImpl extends EventEmitter implements Queue {
     return this.#runnerCall(row.target, 'tail', (signal) => tail(handle, { ...options, signal }));
   }
 
+  async artifacts(id: string): Promise<ArtifactInfo[]> {
+    this.#assertOpen();
+    const n = parseId(id);
+    const row = (await this.#store.getJobs([n]))[0];
+    if (!row)
+      throw new QueueError('E_QUEUE_JOB_NOT_FOUND', `no job ${id}`, { details: { job: id } });
+    return (await this.#store.artifacts(n)).map((a) => ({
+      jobId: String(a.job_id),
+      path: a.path,
+      size: Number(a.size),
+      sha256: a.sha256,
+      mode: Number(a.mode),
+      attempt: Number(a.attempt),
+      createdAt: Number(a.created_at),
+    }));
+  }
+
+  async readArtifact(
+    id: string,
+    path: string,
+    options: { readonly signal?: AbortSignal } = {},
+  ): Promise<Readable> {
+    const all = await this.artifacts(id);
+    const rel = safeRelativePath(path, 'path');
+    const a = all.find((x) => x.path === rel);
+    if (!a)
+      throw new CrystalMathError('E_NOT_FOUND', `[queue] job ${id} has no artifact ${rel}`, {
+        details: { job: id, path: rel },
+      });
+    if (this.#artifacts === null)
+      throw new CrystalMathError(
+        'E_CONFIG',
+        '[queue] this queue was opened without an artifact store (options.artifacts)',
+        { details: { field: 'artifacts' } },
+      );
+    // Verified while read: a corrupted or swapped file errors with E_ARTIFACT_CHECKSUM.
+    return this.#artifacts.store.get(id, rel, {
+      sha256: a.sha256,
+      ...(options.signal === undefined ? {} : { signal: options.signal }),
+    });
+  }
+
   /**
    * A listener hears what is committed after it subscribed, never the log before it (replay is
    * `events({ after })`): it is wrapped to skip events up to the store's last seq at `on()`.
@@ -638,4 +696,54 @@ export class QueueImpl extends EventEmitter implements Queue {
   #assertOpen(): void {
     if (this.#closed) throw new QueueError('E_QUEUE_CLOSED', 'the queue is closed');
   }
+}
+
+/**
+ * `dependsOn` plus an `afterok` edge to each parent named by a `fromJob` input (unless the
+ * parent is already listed, with its own condition). `toJob` turns the input's name into the
+ * dependency's (a job id for `enqueue`), throwing a ValidationError naming `field`.
+ */
+function withInputDeps<D extends { job: string; condition: EdgeCondition }>(
+  deps: D[],
+  spec: JobSpec,
+  field: string,
+  toJob: (from: string, field: string) => string,
+): (D | { job: string; condition: EdgeCondition })[] {
+  const out: (D | { job: string; condition: EdgeCondition })[] = [...deps];
+  for (const { input, i } of fromJobInputs(spec)) {
+    const job = toJob(input.fromJob, `${field}.inputs[${i}].fromJob`);
+    if (!out.some((d) => d.job === job)) out.push({ job, condition: 'afterok' });
+  }
+  return out;
+}
+
+/** A workflow whose jobs depend (afterok) on the jobs their `fromJob` inputs name, by key. */
+function workflowWithInputDeps<M extends Metadata>(
+  def: WorkflowDefinition<M>,
+): WorkflowDefinition<M> {
+  if (typeof def !== 'object' || def === null || typeof def.jobs !== 'object' || def.jobs === null)
+    return def;
+  let changed = false;
+  const jobs: Record<string, WorkflowDefinition<M>['jobs'][string]> = {};
+  for (const [key, j] of Object.entries(def.jobs)) {
+    const inputs = j && typeof j === 'object' && j.spec ? fromJobInputs(j.spec) : [];
+    if (inputs.length === 0) {
+      jobs[key] = j;
+      continue;
+    }
+    const deps = [...(j.dependsOn ?? [])];
+    const named = (d: (typeof deps)[number]): string => (typeof d === 'string' ? d : d.job);
+    for (const { input, i } of inputs) {
+      if (!Object.hasOwn(def.jobs, input.fromJob))
+        throw new QueueError(
+          'E_QUEUE_UNKNOWN_DEPENDENCY',
+          `workflow.jobs.${key}.spec.inputs[${i}].fromJob: no job "${input.fromJob}" in the workflow`,
+          { details: { field: `workflow.jobs.${key}.spec.inputs[${i}].fromJob` } },
+        );
+      if (!deps.some((d) => named(d) === input.fromJob)) deps.push(input.fromJob);
+    }
+    jobs[key] = { ...j, dependsOn: deps };
+    changed = true;
+  }
+  return changed ? { ...def, jobs } : def;
 }

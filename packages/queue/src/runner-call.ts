@@ -6,7 +6,14 @@
 import { AbortError, CrystalMathError } from '@crystalmath/core';
 
 /** The runner operations the queue bounds, named as in `TargetDeadlines`. */
-export type RunnerOperation = 'submit' | 'poll' | 'cancel' | 'find' | 'tail';
+export type RunnerOperation =
+  | 'submit'
+  | 'poll'
+  | 'cancel'
+  | 'find'
+  | 'tail'
+  | 'collect'
+  | 'cleanup';
 
 /**
  * Runs `call` with a fresh signal that aborts after `deadlineMs` or when `stop` aborts, and

@@ -8,6 +8,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
+import type { ArtifactStore } from '@crystalmath/core';
 import {
   isCrystalMathError,
   isPermanentTargetError,
@@ -20,7 +21,9 @@ import {
 } from '@crystalmath/core';
 import type { ResolvedTarget } from './attorney.js';
 import { decodeSpec, errorMessage } from './codec.js';
+import { Collector, sweepStaging } from './collector.js';
 import { DEFAULT_HEARTBEAT_MS, Heartbeat } from './heartbeat.js';
+import { stageFromJobs } from './inputs.js';
 import { callRunner, type RunnerOperation, TargetHealth } from './runner-call.js';
 import { jobKey, type LeaseOutcome } from './store/rules.js';
 import type { JobRow, QueueStore, StatusUpdate, SubmittedResult } from './store/store.js';
@@ -93,6 +96,8 @@ export interface SchedulerInternals {
   readonly logger: Logger | undefined;
   readonly clock: Clock;
   readonly scheduler: SchedulerOptions;
+  /** Where outputs are collected, or null when collection is off. */
+  readonly artifacts: { readonly store: ArtifactStore; readonly stagingDir: string } | null;
 }
 
 export class Scheduler {
@@ -140,6 +145,9 @@ export class Scheduler {
   #storeError: string | null = null;
   #lastStoreLog = 0;
   readonly #heartbeat: Heartbeat;
+  readonly #collector: Collector | null;
+  readonly #stagingDir: string | null;
+  readonly #artifactStore: ArtifactStore | null;
 
   constructor(internals: SchedulerInternals, host: SchedulerHost) {
     this.#store = internals.store;
@@ -172,6 +180,25 @@ export class Scheduler {
       storeDown: () => this.#storeFailures > 0,
       error: (error, context) => host.error(error, context),
     });
+    const a = internals.artifacts;
+    this.#stagingDir = a?.stagingDir ?? null;
+    this.#artifactStore = a?.store ?? null;
+    this.#collector =
+      a === null
+        ? null
+        : new Collector({
+            store: this.#store,
+            artifacts: a.store,
+            stagingDir: a.stagingDir,
+            targets: this.#targets,
+            clock: this.#clock,
+            logger: this.#log,
+            concurrency: s.collectConcurrency ?? 4,
+            retry: (row) => this.#retryAt(row),
+            call: (target, operation, call) => this.#call(target, operation, call),
+            error: (error, context) => this.#host.error(error, context),
+            ended: () => this.wake(),
+          });
   }
 
   /** This scheduler's lease owner id. */
@@ -207,6 +234,12 @@ export class Scheduler {
     // Claims this owner left behind in a previous life go to the first round's lanes.
     this.#recoverOwn = true;
     this.#nextRecovery = this.#clock.now() + this.#recoveryInterval();
+    this.#collector?.kick();
+    if (this.#stagingDir !== null) {
+      // Staging copies a crash left behind; younger ones may be another process's collection.
+      const maxAge = Math.max(...[...this.#targets.values()].map((t) => t.deadlines.collectMs), 0);
+      await sweepStaging(this.#stagingDir, maxAge + 60_000, Date.now());
+    }
     if (this.#store.subscribe) {
       try {
         this.#unsubscribe = await this.#store.subscribe(() => this.wake());
@@ -240,6 +273,7 @@ export class Scheduler {
         this.#tickChain.catch(() => undefined),
         ...this.#lanes.values(),
         ...this.#polls.values(),
+        ...(this.#collector?.inFlight() ?? []),
       ]);
     let timer: NodeJS.Timeout | undefined;
     const late = await Promise.race([
@@ -267,7 +301,16 @@ export class Scheduler {
   tick(): Promise<void> {
     return this.#serial(async () => {
       await this.#tick(true);
-      await Promise.all([...this.#lanes.values(), ...this.#polls.values()]);
+      await Promise.all([
+        ...this.#lanes.values(),
+        ...this.#polls.values(),
+        ...(this.#collector?.inFlight() ?? []),
+      ]);
+      // What this round's polls moved to `collecting` is collected in the same round by hand.
+      if (this.#collector) {
+        this.#collector.start(this.#targetNames, this.#recoveryInterval());
+        await Promise.all(this.#collector.inFlight());
+      }
     });
   }
 
@@ -452,6 +495,10 @@ export class Scheduler {
     // A round by hand keeps its order (claim, submit, then poll what was submitted); the loop
     // does not wait: the next round polls what this one submitted.
     if (force) await Promise.all(this.#lanes.values());
+    this.#collector?.start(
+      this.#targetNames.filter((t) => !this.#health.get(t)!.waiting(Date.now())),
+      this.#recoveryInterval(),
+    );
     this.#startPolls(force);
     this.#host.notify(); // not a wake-up: a round must not wake the loop for itself
     return claimed.length >= this.#claimBatch;
@@ -750,8 +797,17 @@ export class Scheduler {
     const key = jobKey(this.#store.storeId, id, attempt);
     let inner: Promise<RunnerHandle> | undefined;
     try {
-      const handle = await this.#call(target, 'submit', (signal) => {
-        inner = runner.submit({ key, spec: decodeSpec(row.spec) }, { signal });
+      const handle = await this.#call(target, 'submit', async (signal) => {
+        // Inputs from other jobs: copied out of the artifact store first (within the deadline).
+        const staged = await stageFromJobs(
+          row,
+          decodeSpec(row.spec),
+          this.#store,
+          this.#artifactStore,
+          this.#stagingDir,
+          signal,
+        );
+        inner = runner.submit({ key, spec: staged.spec }, { signal }).finally(() => staged.done());
         return inner;
       });
       this.#reachable(target);
@@ -924,7 +980,13 @@ export class Scheduler {
     for (const [i, row] of live.entries()) {
       const status = statuses[i];
       if (!status) continue;
-      updates.push({ id: Number(row.id), attempt: Number(row.attempt), status });
+      const collect = isTerminalRunnerState(status.state) && this.#collector?.wants(row, status);
+      updates.push({
+        id: Number(row.id),
+        attempt: Number(row.attempt),
+        status,
+        ...(collect ? { collect: true } : {}),
+      });
       if (isTerminalRunnerState(status.state)) ended++;
       else if (Number(row.cancel_requested) === 1) {
         const handle = JSON.parse(row.handle!) as RunnerHandle;
@@ -937,6 +999,8 @@ export class Scheduler {
       }
     }
     await this.#store.applyStatuses(updates, (row) => this.#retryAt(row), this.#clock.now());
+    // Only now, once they are committed as `collecting`: a lane started before would miss them.
+    if (updates.some((u) => u.collect)) this.#collector?.kick();
     return ended;
   }
 }

@@ -1,7 +1,9 @@
 // The public types of @crystalmath/queue: jobs, workflows, targets, events and the options of
 // `openQueue`. The scheduler, the stores and every front-end (CLI, dashboards) share these.
 
+import type { Readable } from 'node:stream';
 import type {
+  ArtifactStore,
   JobSpec,
   JobState,
   JsonValue,
@@ -89,6 +91,8 @@ export interface Job<M extends Metadata = Metadata> {
   readonly updatedAt: number;
   readonly startedAt: number | null;
   readonly endedAt: number | null;
+  /** The job's structured result (from a collected `result.json` output), or null. */
+  readonly result: JsonValue | null;
 }
 
 /** What to do with the rest of a workflow when a job ends badly. */
@@ -167,6 +171,43 @@ export interface TargetDeadlines {
   readonly findMs?: number;
   /** `queue.tail()`'s runner call (30 000 ms). */
   readonly tailMs?: number;
+  /** One `collect` of a job's outputs into the staging folder (3 600 000 ms). */
+  readonly collectMs?: number;
+  /** `cleanup` of a job's files on the target after its collection (60 000 ms). */
+  readonly cleanupMs?: number;
+}
+
+/**
+ * What happens to a job's files on the target once its outputs are safe in the artifact store:
+ * `keep` (default) leaves them, `on-success` removes them after a success, `always` after any
+ * collected ending.
+ */
+export type CleanupPolicy = 'keep' | 'on-success' | 'always';
+
+/**
+ * Where collected outputs go: `false` turns collection off (outputs stay on the target);
+ * `{ dir }` a FileArtifactStore in that folder; `{ store }` your own ArtifactStore (S3, ...),
+ * with `stagingDir` (default the OS temporary folder) for the copies on their way in.
+ * Default: a FileArtifactStore beside the SQLite file (`<file>.artifacts`); a PostgreSQL store
+ * has no default, so give it `{ dir }` or `{ store }` to collect.
+ */
+export type ArtifactsOption =
+  | false
+  | { readonly dir: string }
+  | { readonly store: ArtifactStore; readonly stagingDir?: string };
+
+/** One collected output of a job, as recorded in the queue's database. */
+export interface ArtifactInfo {
+  readonly jobId: string;
+  /** Relative path in the job directory (and in the artifact store). */
+  readonly path: string;
+  readonly size: number;
+  /** Lower-case hex SHA-256 of the stored bytes. */
+  readonly sha256: string;
+  readonly mode: number;
+  /** The attempt that produced it. */
+  readonly attempt: number;
+  readonly createdAt: number;
 }
 
 export interface TargetOptions {
@@ -183,6 +224,8 @@ export interface TargetOptions {
    * within a few seconds of the target's return.
    */
   readonly unreachableBackoff?: BackoffOptions;
+  /** The job files on the target once collected (see `CleanupPolicy`). Default `keep`. */
+  readonly cleanup?: CleanupPolicy;
 }
 
 /** Why this process cannot reach a target now (its runner calls fail as unreachable). */
@@ -428,6 +471,8 @@ export interface SchedulerOptions {
    * younger than HEARTBEAT_LIVE_BEATS (6) intervals: 30 s by default.
    */
   readonly heartbeatMs?: number;
+  /** Collections (outputs brought into the artifact store) in flight at once, per target. Default 4. */
+  readonly collectConcurrency?: number;
 }
 
 export interface PruneOptions {
@@ -495,6 +540,17 @@ export interface Queue {
   /** The persisted event log as an async iterator; works from any process on the same store. */
   events(options?: EventsOptions): AsyncIterableIterator<QueueEvent>;
   /** Tail of a job's output through its runner's `tail`, when it has one. */
+  /** The outputs collected for a job (recorded in the database), by path. */
+  artifacts(id: string): Promise<ArtifactInfo[]>;
+  /**
+   * A stream of one collected output, verified against its recorded SHA-256 while read (the
+   * stream errors with `E_ARTIFACT_CHECKSUM` at its end if the stored bytes changed).
+   */
+  readArtifact(
+    id: string,
+    path: string,
+    options?: { readonly signal?: AbortSignal },
+  ): Promise<Readable>;
   tail(
     id: string,
     options?: { readonly stream?: 'stdout' | 'stderr'; readonly offset?: number },
@@ -527,6 +583,8 @@ export interface OpenQueueOptions {
   readonly logger?: Logger;
   readonly clock?: Clock;
   readonly scheduler?: SchedulerOptions;
+  /** Where declared outputs are collected (see `ArtifactsOption`). */
+  readonly artifacts?: ArtifactsOption;
 }
 
 /**

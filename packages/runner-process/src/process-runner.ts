@@ -13,6 +13,7 @@ import {
   isValidJobKey,
   type JobSpec,
   mergeResources,
+  outputGlobs,
   parseMarkedSections,
   planInputs,
   type Resources,
@@ -258,7 +259,7 @@ export class ProcessRunner implements Runner {
         jobDir: dir,
         name: spec.name,
         submittedAt,
-        ...(spec.outputs === undefined ? {} : { outputs: [...spec.outputs] }),
+        ...(spec.outputs === undefined ? {} : { outputs: outputGlobs(spec.outputs) }),
       };
       await this.#transport.writeFile(
         `${dir}/${X}/meta.json`,

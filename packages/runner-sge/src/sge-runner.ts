@@ -16,6 +16,7 @@ import {
   isValidJobKey,
   type JobSpec,
   type JsonValue,
+  outputGlobs,
   parseBatchHandle,
   parseMarkedSections,
   planInputs,
@@ -280,7 +281,7 @@ export class SgeRunner implements Runner {
       };
       if (rendered.arrayTasks !== undefined) data.arrayTasks = rendered.arrayTasks;
       if (rendered.arrayFirst !== undefined) data.arrayFirst = rendered.arrayFirst;
-      if (spec.outputs !== undefined) data.outputs = [...spec.outputs];
+      if (spec.outputs !== undefined) data.outputs = outputGlobs(spec.outputs);
       await this.#transport.writeFile(
         `${dir}/${INTERNAL_DIR}/meta.json`,
         JSON.stringify(data),

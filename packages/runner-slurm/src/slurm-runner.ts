@@ -12,6 +12,7 @@ import {
   isValidJobKey,
   type JobSpec,
   type JsonValue,
+  outputGlobs,
   type PlannedInput,
   parseBatchHandle,
   parseMarkedSections,
@@ -301,7 +302,7 @@ export class SlurmRunner implements Runner {
         data.arrayTasks = countArrayTasks(array) ?? 1;
         data.arrayFirst = firstArrayTask(array) ?? '0';
       }
-      if (spec.outputs !== undefined) data.outputs = [...spec.outputs];
+      if (spec.outputs !== undefined) data.outputs = outputGlobs(spec.outputs);
       files.push(textFile(`${INTERNAL_DIR}/meta.json`, JSON.stringify(data), 0o644, 'spec'));
       files.push(textFile(SCRIPT_FILE, rendered.script, 0o755, 'spec'));
       const archive = ustarArchive(files);
@@ -590,6 +591,8 @@ async function archiveInputs(
       files.push({ path: to, data, mode: 0o644, field });
       continue;
     }
+    if ('fromJob' in input)
+      throw new ValidationError(`${field}.fromJob`, 'is resolved by the queue, never by a runner');
     try {
       const [data, info] = await Promise.all([
         readFile(input.from, signal === undefined ? {} : { signal }),

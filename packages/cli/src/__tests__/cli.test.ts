@@ -250,6 +250,80 @@ describe('a session with the scheduler running in another process', () => {
     expect(existsSync(join(session.dir(), 'collected/other.txt'))).toBe(false);
   });
 
+  it('lists and gets the outputs the queue collected, and show prints the result', async () => {
+    await writeFile(
+      join(session.dir(), 'art-job.yaml'),
+      'name: art\nscript: "mkdir -p res; echo 7 > res/v.txt; printf \'{\\"e\\": 1}\' > result.json"\n' +
+        'outputs: ["res/*.txt", { glob: result.json, required: true }]\n',
+    );
+    const r = await crystalmath(session.dir(), [
+      'submit',
+      '--file',
+      'art-job.yaml',
+      '--wait',
+      '--json',
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const id = (JSON.parse(r.stdout) as { id: string }).id;
+    const list = await crystalmath(session.dir(), ['artifacts', id, '--json']);
+    expect(list.code, list.stderr).toBe(0);
+    expect((JSON.parse(list.stdout) as { path: string }[]).map((a) => a.path)).toEqual([
+      'res/v.txt',
+      'result.json',
+    ]);
+    const human = await crystalmath(session.dir(), ['artifacts', id]);
+    expect(human.stdout).toMatch(/res\/v\.txt\s+2 B\s+[0-9a-f]{16}/);
+    const get = await crystalmath(session.dir(), [
+      'artifacts',
+      'get',
+      id,
+      'res/v.txt',
+      'v-copy.txt',
+    ]);
+    expect(get.code, get.stderr).toBe(0);
+    const { readFile } = await import('node:fs/promises');
+    expect(await readFile(join(session.dir(), 'v-copy.txt'), 'utf8')).toBe('7\n');
+    const missing = await crystalmath(session.dir(), ['artifacts', 'get', id, 'nope.txt']);
+    expect(missing.code).not.toBe(0);
+    oneLine(missing.stderr);
+    expect(missing.stderr).toMatch(/no artifact nope\.txt/);
+    const show = await crystalmath(session.dir(), ['show', id]);
+    expect(show.stdout).toMatch(/result\s+\{"e":1\}/);
+  });
+
+  it('runs a workflow file whose steps pass files with fromJob inputs', async () => {
+    await writeFile(
+      join(session.dir(), 'pass.yaml'),
+      `name: pass
+jobs:
+  prepare: { script: "echo 5.43 > lattice.txt", outputs: [lattice.txt] }
+  calc:
+    script: "cat lat.txt > seen.txt"
+    inputs: [{ fromJob: prepare, path: lattice.txt, to: lat.txt }]
+    outputs: [seen.txt]
+`,
+    );
+    const sub = await crystalmath(session.dir(), [
+      'workflow',
+      'submit',
+      'pass.yaml',
+      '--wait',
+      '--json',
+    ]);
+    expect(sub.code, sub.stderr).toBe(0);
+    const calc = (JSON.parse(sub.stdout) as { jobs: Record<string, { id: string }> }).jobs.calc!;
+    const get = await crystalmath(session.dir(), [
+      'artifacts',
+      'get',
+      calc.id,
+      'seen.txt',
+      'seen-copy.txt',
+    ]);
+    expect(get.code, get.stderr).toBe(0);
+    const { readFile } = await import('node:fs/promises');
+    expect(await readFile(join(session.dir(), 'seen-copy.txt'), 'utf8')).toBe('5.43\n');
+  });
+
   it('--wait exits 9 when the job fails', async () => {
     const r = await crystalmath(session.dir(), ['submit', '--wait', '--', 'sh', '-c', 'exit 4']);
     expect(r.code).toBe(ExitCode.JOB_FAILED);

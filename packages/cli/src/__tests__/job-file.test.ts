@@ -37,12 +37,13 @@ tags: [si]
     expect(parsed.options('laptop')).toEqual({ target: 'laptop', priority: 5, tags: ['si'] });
   });
 
-  it('refuses a local input that does not exist (or is not a file), naming the field', async () => {
+  it('refuses a local input that does not exist (or is neither a file nor a folder), naming the field', async () => {
     const file = join(dir, 'missing-input.yaml');
     const value = { name: 'x', argv: ['true'], inputs: [{ from: 'nope/scf.in', to: 'scf.in' }] };
     expect(() => parseJobFile(value, file)).toThrow(
       /job\.inputs\[0\]\.from: .*nope\/scf\.in does not exist/,
     );
+    // A folder is staged recursively (issue 14); a device or socket is refused.
     const folder = {
       ...value,
       inputs: [
@@ -50,8 +51,16 @@ tags: [si]
         { from: '.', to: 'b' },
       ],
     };
-    expect(() => parseJobFile(folder, file)).toThrow(
-      /job\.inputs\[1\]\.from: .* is not a regular file/,
+    expect(parseJobFile(folder, file).spec.inputs).toHaveLength(2);
+    const device = {
+      ...value,
+      inputs: [
+        { content: 'x', to: 'a' },
+        { from: '/dev/null', to: 'b' },
+      ],
+    };
+    expect(() => parseJobFile(device, file)).toThrow(
+      /job\.inputs\[1\]\.from: .* is not a regular file or a folder/,
     );
     const wf = { name: 'w', jobs: { a: value } };
     expect(() => parseWorkflowFile(wf, join(dir, 'wf.yaml'))).toThrow(/jobs\.a\.inputs\[0\]\.from/);

@@ -33,6 +33,7 @@ function job(id: string, key: string, state: JobState): Job {
     updatedAt: 2_000,
     startedAt: state === 'waiting' ? null : 1_500,
     endedAt: state === 'succeeded' ? 2_000 : null,
+    result: null,
   };
 }
 
@@ -113,6 +114,7 @@ describe('watch event names', () => {
       submitting: 0,
       queued: 0,
       running: 0,
+      collecting: 0,
       succeeded: 1,
       failed: 0,
       cancelled: 0,

@@ -88,6 +88,8 @@ export function jobDetails(job: Job, c: Colors, place?: JobPlace): string {
     lines.push(['resources', JSON.stringify(spec.resources)]);
   if (job.exitCode !== null) lines.push(['exit code', String(job.exitCode)]);
   if (job.reason) lines.push(['reason', job.reason]);
+  if (job.result !== null && job.result !== undefined)
+    lines.push(['result', JSON.stringify(job.result)]);
   if (job.runnerStatus?.nativeState) lines.push(['native state', job.runnerStatus.nativeState]);
   if (job.handle) {
     const native = nativeId(job);

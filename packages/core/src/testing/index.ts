@@ -2,6 +2,10 @@
 // small helpers for tests. Requires vitest (an optional peer dependency).
 
 export {
+  type ArtifactStoreFixture,
+  artifactStoreConformance,
+} from './artifact-store-conformance.js';
+export {
   RUNNER_RULES,
   type RunnerCaseContext,
   type RunnerCaseResult,

@@ -9,7 +9,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { isTerminalJobState, type RunnerHandle, type RunnerStatus } from '@crystalmath/core';
 import { QueueError } from '../queue-error.js';
 import type { EdgeCondition, FailurePolicy, JobState } from '../types.js';
-import type { JobRow, NewJob, RetryPolicy, SubmittedResult } from './store.js';
+import type { CollectOutcome, JobRow, NewJob, RetryPolicy, SubmittedResult } from './store.js';
 
 /** Every legal `from -> to` of a job (`null` = created). Anything else is a bug. */
 export const LEGAL_TRANSITIONS: ReadonlyMap<JobState | null, ReadonlySet<JobState>> = new Map<
@@ -23,9 +23,22 @@ export const LEGAL_TRANSITIONS: ReadonlyMap<JobState | null, ReadonlySet<JobStat
   ['submitting', new Set<JobState>(['queued', 'ready', 'failed', 'cancelled'])],
   [
     'queued',
-    new Set<JobState>(['running', 'succeeded', 'failed', 'cancelled', 'timeout', 'ready']),
+    new Set<JobState>([
+      'running',
+      'collecting',
+      'succeeded',
+      'failed',
+      'cancelled',
+      'timeout',
+      'ready',
+    ]),
   ],
-  ['running', new Set<JobState>(['succeeded', 'failed', 'cancelled', 'timeout', 'ready'])],
+  [
+    'running',
+    new Set<JobState>(['collecting', 'succeeded', 'failed', 'cancelled', 'timeout', 'ready']),
+  ],
+  // the runner's ending, applied once the outputs are home (or their collection failed)
+  ['collecting', new Set<JobState>(['succeeded', 'failed', 'cancelled', 'timeout', 'ready'])],
   ['succeeded', new Set<JobState>()],
   // retry() by hand
   ['failed', new Set<JobState>(['ready', 'waiting'])],
@@ -457,5 +470,57 @@ export function existingWorkflow(
     states: rows.map((r) => r.state),
     existing: rows.map(() => true),
     workflowId,
+  };
+}
+
+/**
+ * A live job whose runner reported an ending while it has outputs to bring home: `collecting`,
+ * with the runner's status kept (the handle too, for the collection) until `collectedMove`.
+ */
+export function collectingMove(row: JobRow, s: RunnerStatus, now: number): Move {
+  return {
+    id: row.id,
+    from: row.state,
+    to: 'collecting',
+    set: {
+      runner_status: JSON.stringify(s),
+      exit_code: s.exitCode ?? null,
+      started_at: row.started_at ?? s.startedAt ?? now,
+      reason: null,
+    },
+    reason: `the runner reported ${s.state}: collecting outputs`,
+  };
+}
+
+/**
+ * The end of a collection: the runner's ending kept in `collecting` is applied as a poll would
+ * have applied it (retries, dependents), unless the collection failed, which fails the attempt
+ * with the collection's reason. Null when the row is no longer that collection (guard).
+ */
+export function collectedMove(
+  row: JobRow | undefined,
+  outcome: CollectOutcome,
+  retry: RetryPolicy,
+  now: number,
+): Move | null {
+  if (row?.state !== 'collecting' || Number(row.attempt) !== outcome.attempt) return null;
+  const kept = JSON.parse(row.runner_status ?? '{"state":"failed"}') as RunnerStatus;
+  // A success whose collection failed becomes a failure; an ending that was already a failure
+  // keeps its state and exit code, with the collection's reason added.
+  const why = outcome.failure;
+  const status: RunnerStatus =
+    why === null
+      ? kept
+      : kept.state === 'succeeded'
+        ? { state: 'failed', reason: why }
+        : { ...kept, reason: kept.reason ? `${kept.reason}; ${why}` : why };
+  const d = decideStatus({ ...row, state: 'running' }, status, retry, now);
+  if (d.kind !== 'move') return null;
+  return {
+    id: row.id,
+    from: 'collecting',
+    to: d.to,
+    set: { ...d.set, ...(outcome.result === undefined ? {} : { result: outcome.result }) },
+    reason: d.reason,
   };
 }

@@ -52,6 +52,33 @@ export interface JobRow {
   updated_at: number;
   started_at: number | null;
   ended_at: number | null;
+  /** JSON of the job's structured result, or null (migration 0003). */
+  result: string | null;
+}
+
+/** One collected file of a job, as recorded in cm_artifacts. */
+export interface ArtifactRow {
+  job_id: number;
+  path: string;
+  size: number;
+  sha256: string;
+  mode: number;
+  /** The attempt whose outputs it is. */
+  attempt: number;
+  created_at: number;
+}
+
+/** What a finished collection records (see `QueueStore.finishCollect`). */
+export interface CollectOutcome {
+  id: number;
+  /** The attempt collected: the guard. */
+  attempt: number;
+  /** Files now in the artifact store, recorded (upserted by path) with the ending. */
+  artifacts: readonly Omit<ArtifactRow, 'job_id' | 'attempt' | 'created_at'>[];
+  /** Why the collection fails the attempt (a missing required output, a persistent fault). */
+  failure: string | null;
+  /** JSON of the job's result, when the collection produced one. */
+  result?: string;
 }
 
 export interface DepRow {
@@ -133,6 +160,8 @@ export interface StatusUpdate {
   id: number;
   attempt: number;
   status: RunnerStatus;
+  /** An ending of a job with outputs to bring home: `collecting` instead of ended. */
+  collect?: boolean;
 }
 
 export interface SubmittedResult {
@@ -239,6 +268,17 @@ export interface QueueStore {
   liveJobs(targets: readonly string[]): Promise<JobRow[]>;
   /** Applies runner statuses in one transaction; ends jobs, retries per `retry`, releases dependents. */
   applyStatuses(updates: readonly StatusUpdate[], retry: RetryPolicy, now: number): Promise<void>;
+  /** Jobs in `collecting` of the given targets (outputs to bring home). */
+  collectingJobs(targets: readonly string[]): Promise<JobRow[]>;
+  /**
+   * Ends a collection in one transaction (guarded: still collecting, same attempt): records
+   * its artifacts (one row per path, replaced when collected again) and applies the ending
+   * (retries, dependents) as `applyStatuses` would. The state it moved to, or null when the
+   * guard did not hold.
+   */
+  finishCollect(outcome: CollectOutcome, retry: RetryPolicy, now: number): Promise<JobState | null>;
+  /** The recorded artifacts of a job, by path. */
+  artifacts(id: number): Promise<ArtifactRow[]>;
   /** Jobs of the targets in `submitting` whose lease expired, or whose owner is `deadOwner`. */
   expiredLeases(
     now: number,
@@ -290,6 +330,8 @@ export interface QueueStore {
 
 /** What `sqliteStore()` / `postgresStore()` return, with the internal `open`. */
 export interface StoreFactory extends QueueStoreFactory {
+  /** The default artifact folder (beside the SQLite file), if the store has one. */
+  readonly artifactsDir?: string;
   open(): Promise<QueueStore>;
 }
 

@@ -5,7 +5,7 @@
 // under one advisory lock so their `seq` order is the commit order (see #commitEvents).
 
 import { createHash } from 'node:crypto';
-import { ValidationError } from '@crystalmath/core';
+import { isTerminalRunnerState, ValidationError } from '@crystalmath/core';
 import { Migrator } from '@crystalmath/migrate';
 import { Kysely, PostgresDialect } from 'kysely';
 import type {
@@ -33,6 +33,8 @@ import {
   assertSameDefinition,
   blockedRetryError,
   cancelRequest,
+  collectedMove,
+  collectingMove,
   decideStatus,
   dependentMove,
   existingWorkflow,
@@ -49,6 +51,8 @@ import {
 } from '../rules.js';
 import { HANDLED_SQL, LIVE_SQL, OPEN_SQL, TERMINAL_SQL } from '../state-sql.js';
 import type {
+  ArtifactRow,
+  CollectOutcome,
   DepRow,
   InsertResult,
   JobRow,
@@ -1279,6 +1283,10 @@ export class PostgresStore implements QueueStore {
           (row.state !== 'queued' && row.state !== 'running')
         )
           continue;
+        if (u.collect === true && isTerminalRunnerState(u.status.state)) {
+          moves.push(collectingMove(row, u.status, now));
+          continue;
+        }
         const d = decideStatus(row, u.status, retry, now);
         if (d.kind === 'move')
           moves.push({ id: row.id, from: row.state, to: d.to, set: d.set, reason: d.reason });
@@ -1303,6 +1311,46 @@ export class PostgresStore implements QueueStore {
           notes.map((n) => n.reason),
         );
     });
+  }
+
+  async collectingJobs(targets: readonly string[]): Promise<JobRow[]> {
+    if (targets.length === 0) return [];
+    return this.#all<JobRow>(
+      `select * from cm_jobs where state = 'collecting' and target = any($1::text[]) order by id`,
+      targets,
+    );
+  }
+
+  async finishCollect(
+    outcome: CollectOutcome,
+    retry: RetryPolicy,
+    now: number,
+  ): Promise<JobState | null> {
+    return this.#write(now, async (tx) => {
+      const m = collectedMove(await tx.lockRow(outcome.id), outcome, retry, now);
+      if (m === null) return null;
+      const a = outcome.artifacts;
+      if (a.length > 0)
+        await tx.run(
+          `insert into cm_artifacts (job_id, path, size, sha256, mode, attempt, created_at)
+           select $1, u.path, u.size, u.sha256, u.mode, $2, $3
+           from unnest($4::text[], $5::bigint[], $6::text[], $7::integer[]) as u(path, size, sha256, mode)
+           on conflict (job_id, path) do update set size = excluded.size, sha256 = excluded.sha256,
+             mode = excluded.mode, attempt = excluded.attempt, created_at = excluded.created_at`,
+          outcome.id,
+          outcome.attempt,
+          now,
+          a.map((x) => x.path),
+          a.map((x) => x.size),
+          a.map((x) => x.sha256),
+          a.map((x) => x.mode),
+        );
+      return (await tx.apply(m)) ? m.to : null;
+    });
+  }
+
+  async artifacts(id: number): Promise<ArtifactRow[]> {
+    return this.#all<ArtifactRow>('select * from cm_artifacts where job_id = $1 order by path', id);
   }
 
   async expiredLeases(

@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, linkSync, rmSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { isCrystalMathError, ValidationError } from '@crystalmath/core';
+import { isCrystalMathError, isTerminalRunnerState, ValidationError } from '@crystalmath/core';
 import { Migrator } from '@crystalmath/migrate';
 import Database from 'better-sqlite3';
 import { Kysely, SqliteDialect } from 'kysely';
@@ -27,6 +27,8 @@ import {
   assertSameDefinition,
   blockedRetryError,
   cancelRequest,
+  collectedMove,
+  collectingMove,
   decideStatus,
   dependentMove,
   existingWorkflow,
@@ -42,6 +44,8 @@ import {
 } from '../rules.js';
 import { HANDLED_SQL, LIVE_SQL, openOrChain, TERMINAL_SQL } from '../state-sql.js';
 import type {
+  ArtifactRow,
+  CollectOutcome,
   DepRow,
   InsertResult,
   JobRow,
@@ -102,6 +106,7 @@ export function sqliteStore(options: SqliteStoreOptions): QueueStoreFactory {
   const factory: StoreFactory = {
     dialect: 'sqlite',
     description: `sqlite:${options.path === ':memory:' ? options.path : resolve(options.path)}`,
+    ...(options.path === ':memory:' ? {} : { artifactsDir: `${resolve(options.path)}.artifacts` }),
     open: () => SqliteStore.open(options),
   };
   return factory;
@@ -1043,6 +1048,10 @@ export class SqliteStore implements QueueStore {
         const row = rows.get(u.id);
         if (!row || row.attempt !== u.attempt) continue;
         if (row.state !== 'queued' && row.state !== 'running') continue;
+        if (u.collect === true && isTerminalRunnerState(u.status.state)) {
+          this.#apply(collectingMove(row, u.status, now), now);
+          continue;
+        }
         const d = decideStatus(row, u.status, retry, now);
         if (d.kind === 'move') this.#move(row.id, row.state, d.to, now, d.set, d.reason);
         else if (d.kind === 'note') {
@@ -1057,6 +1066,45 @@ export class SqliteStore implements QueueStore {
         }
       }
     });
+  }
+
+  async collectingJobs(targets: readonly string[]): Promise<JobRow[]> {
+    if (targets.length === 0) return [];
+    return this.#all<JobRow>(
+      `select * from cm_jobs where ${OPEN} and state = 'collecting'
+         and target in (select value from json_each(?)) order by id`,
+      JSON.stringify(targets),
+    );
+  }
+
+  async finishCollect(
+    outcome: CollectOutcome,
+    retry: RetryPolicy,
+    now: number,
+  ): Promise<JobState | null> {
+    return this.#write(now, () => {
+      const m = collectedMove(this.#row(outcome.id), outcome, retry, now);
+      if (m === null) return null;
+      for (const a of outcome.artifacts)
+        this.#run(
+          `insert into cm_artifacts (job_id, path, size, sha256, mode, attempt, created_at)
+           values (?, ?, ?, ?, ?, ?, ?) on conflict (job_id, path) do update set size = excluded.size,
+           sha256 = excluded.sha256, mode = excluded.mode, attempt = excluded.attempt,
+           created_at = excluded.created_at`,
+          outcome.id,
+          a.path,
+          a.size,
+          a.sha256,
+          a.mode,
+          outcome.attempt,
+          now,
+        );
+      return this.#apply(m, now) ? m.to : null;
+    });
+  }
+
+  async artifacts(id: number): Promise<ArtifactRow[]> {
+    return this.#all<ArtifactRow>('select * from cm_artifacts where job_id = ? order by path', id);
   }
 
   async expiredLeases(
