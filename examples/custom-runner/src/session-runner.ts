@@ -6,6 +6,7 @@ import { posix } from 'node:path';
 import {
   CrystalMathError,
   isValidJobKey,
+  planInputs,
   type Runner,
   type RunnerCallOptions,
   type RunnerHandle,
@@ -15,6 +16,7 @@ import {
   shExports,
   shJoin,
   shQuote,
+  stageInputs,
   type Transport,
   throwIfAborted,
   ValidationError,
@@ -80,12 +82,10 @@ export class SessionRunner implements Runner {
     if ((await this.#t.exec(['mkdir', dir], options)).exitCode !== 0) {
       throw new CrystalMathError('E_RUNNER_SUBMIT', `[example] job ${key} already exists`);
     }
-    for (const input of spec.inputs ?? []) {
-      const to = posix.join(dir, input.to);
-      await this.#t.mkdir(posix.dirname(to));
-      if ('from' in input) await this.#t.upload(input.from, to);
-      else await this.#t.writeFile(to, input.content);
-    }
+    // Core's preamble: destinations confined to the job directory, folders staged recursively.
+    const planned = planInputs(spec);
+    for (const sub of planned.subdirs) await this.#t.mkdir(posix.join(dir, sub));
+    await stageInputs(this.#t, dir, planned.inputs, options?.signal);
     const work = posix.join(dir, spec.workdir ?? '.');
     await this.#t.mkdir(work);
     if (spec.script !== undefined) await this.#t.writeFile(posix.join(dir, 'job.sh'), spec.script);

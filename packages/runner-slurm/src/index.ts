@@ -50,6 +50,7 @@ export {
   validateSlurmResources,
 } from './slurm-resources.js';
 export {
+  ARCHIVE_INPUT_MAX_BYTES,
   type SlurmHandleData,
   SlurmRunner,
   type SlurmRunnerOptions,

@@ -29,6 +29,7 @@ import {
   safeRelativePath,
   shJoin,
   shQuote,
+  stageInputs,
   type TailResult,
   type Transport,
   TransportError,
@@ -288,7 +289,11 @@ export class SlurmRunner implements Runner {
     try {
       // Every file of the submission travels in one archive on the stdin of the command that
       // runs sbatch: two round trips in all (claim, then stage + submit), whatever the inputs.
-      const files = await archiveInputs(planned.inputs, options?.signal);
+      // A folder, or a file too big to hold in memory, is streamed over the transport first
+      // (one transfer per file); everything else rides in the archive.
+      const { small, large } = await splitInputs(planned.inputs, options?.signal);
+      if (large.length > 0) await stageInputs(this.#transport, dir, large, options?.signal);
+      const files = await archiveInputs(small, options?.signal);
       if (rendered.userScript !== undefined) {
         files.push(textFile(USER_SCRIPT_FILE, rendered.userScript, 0o755, 'spec.script'));
       }
@@ -575,6 +580,35 @@ const STAGED = 'cm-staged';
 
 function textFile(path: string, text: string, mode: number, field: string): ArchiveFile {
   return { path, data: Buffer.from(text, 'utf8'), mode, field };
+}
+
+/** A local file input larger than this is streamed rather than read into the archive. */
+export const ARCHIVE_INPUT_MAX_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Splits the inputs into those the archive carries (contents, small files) and those streamed
+ * over the transport (folders, files over ARCHIVE_INPUT_MAX_BYTES). A path that cannot be
+ * read stays with the archive, whose reading reports it with its field.
+ */
+async function splitInputs(
+  inputs: readonly PlannedInput[],
+  signal: AbortSignal | undefined,
+): Promise<{ small: PlannedInput[]; large: PlannedInput[] }> {
+  const small: PlannedInput[] = [];
+  const large: PlannedInput[] = [];
+  for (const planned of inputs) {
+    const { input } = planned;
+    if (!('from' in input)) {
+      small.push(planned);
+      continue;
+    }
+    throwIfAborted(signal, 'submit');
+    const info = await stat(input.from).catch(() => null);
+    if (info !== null && (info.isDirectory() || info.size > ARCHIVE_INPUT_MAX_BYTES)) {
+      large.push(planned);
+    } else small.push(planned);
+  }
+  return { small, large };
 }
 
 /** The inputs as archive files: bytes given in the spec, or read from local files (their mode kept). */

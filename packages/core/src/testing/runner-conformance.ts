@@ -5,7 +5,7 @@
 // that a deliberately broken runner fails exactly the cases named for its defect.
 
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -342,6 +342,38 @@ export function runnerConformanceCases(
       const out = await output(h, 'work/dir/out.txt');
       expect(out.startsWith('staged ✓\n')).toBe(true);
       expect(out.trimEnd().endsWith('/work/dir')).toBe(true);
+    },
+  );
+
+  add(
+    R.files,
+    'stages a local folder recursively and a large local file',
+    async ({ runner, local, submit, finish, output }) => {
+      const src = await mkdtemp(join(local, 'inputs-'));
+      await mkdir(join(src, 'tree', 'sub'), { recursive: true });
+      await writeFile(join(src, 'tree', 'a.txt'), 'a\n');
+      await writeFile(join(src, 'tree', 'sub', 'b.txt'), 'b\n');
+      // Larger than what a runner may hold in memory to batch small files (runner-slurm: 4 MiB).
+      const bigBytes = 5 * 1024 * 1024 + 7;
+      await writeFile(join(src, 'big.bin'), Buffer.alloc(bigBytes, 0x5a));
+      const h = await submit({
+        name: 'folder-input',
+        argv: [
+          'sh',
+          '-c',
+          'cat in/tree/a.txt in/tree/sub/b.txt > out.txt; wc -c < big.bin >> out.txt',
+        ],
+        inputs: [
+          { from: join(src, 'tree'), to: 'in/tree' },
+          { from: join(src, 'big.bin'), to: 'big.bin' },
+        ],
+      });
+      expect((await finish(h)).state, 'a folder input must be staged, not refused').toBe(
+        'succeeded',
+      );
+      if (!runner.collect) return;
+      const out = await output(h, 'out.txt');
+      expect(out.split(/\s+/).filter(Boolean)).toEqual(['a', 'b', String(bigBytes)]);
     },
   );
 
