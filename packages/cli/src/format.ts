@@ -84,6 +84,19 @@ export function table(rows: readonly (readonly string[])[], gap = 2): string {
 }
 
 /** `1.2s`, `42s`, `3m04s`, `2h05m`, `3d04h`: one family, the largest unit first. */
+/** A byte count for people: `512 B`, `1.5 KiB`, `3.2 GiB`. */
+export function formatBytes(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let v = bytes / 1024;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v.toFixed(1)} ${units[i]}`;
+}
+
 export function formatDuration(ms: number): string {
   if (ms < 0) ms = 0;
   if (ms < 10_000) return `${(ms / 1000).toFixed(1)}s`;

@@ -11,18 +11,7 @@ import type { Command } from 'commander';
 import { CliError } from '../cli-error.js';
 import type { CommandContext } from '../command-context.js';
 import { findJob } from '../find-by-id.js';
-
-function human(bytes: number): string {
-  if (bytes < 1024) return `${bytes} B`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  let v = bytes / 1024;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${v.toFixed(1)} ${units[i]}`;
-}
+import { formatBytes } from '../format.js';
 
 /** Registers `artifacts` (list) and `artifacts get`. */
 export function registerArtifactsCommand(program: Command, ctx: CommandContext): void {
@@ -53,7 +42,7 @@ export function registerArtifactsCommand(program: Command, ctx: CommandContext):
           ctx.out(ctx.c.dim(`${'path'.padEnd(width)}  ${'size'.padStart(10)}  sha256`));
           for (const a of list)
             ctx.out(
-              `${a.path.padEnd(width)}  ${human(a.size).padStart(10)}  ${a.sha256.slice(0, 16)}`,
+              `${a.path.padEnd(width)}  ${formatBytes(a.size).padStart(10)}  ${a.sha256.slice(0, 16)}`,
             );
         });
       });
@@ -90,7 +79,7 @@ async function get(ctx: CommandContext, args: readonly string[]): Promise<void> 
     }
     const size = (await stat(dest)).size;
     ctx.emit({ id: job.id, path, dest, size }, () =>
-      ctx.out(`copied ${path} (${human(size)}) of job ${job.id} to ${dest}`),
+      ctx.out(`copied ${path} (${formatBytes(size)}) of job ${job.id} to ${dest}`),
     );
   });
 }

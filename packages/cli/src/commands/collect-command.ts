@@ -8,7 +8,7 @@ import type { Command } from 'commander';
 import { CliError } from '../cli-error.js';
 import type { CommandContext } from '../command-context.js';
 import { findJob } from '../find-by-id.js';
-import { formatDuration } from '../format.js';
+import { formatBytes, formatDuration } from '../format.js';
 
 async function treeBytes(dir: string): Promise<number> {
   let total = 0;
@@ -28,18 +28,6 @@ async function treeBytes(dir: string): Promise<number> {
       );
   }
   return total;
-}
-
-function human(bytes: number): string {
-  if (bytes < 1024) return `${bytes} B`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  let v = bytes / 1024;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${v.toFixed(1)} ${units[i]}`;
 }
 
 /** Registers `collect`. */
@@ -93,7 +81,7 @@ export function registerCollectCommand(program: Command, ctx: CommandContext): v
               void treeBytes(dest).then((b) => {
                 const secs = (Date.now() - started) / 1000;
                 ctx.io.stderr.write(
-                  `\r\x1b[Kcollecting ${job.name}: ${human(b)}  ${human(b / Math.max(secs, 0.1))}/s  ${formatDuration(Date.now() - started)}`,
+                  `\r\x1b[Kcollecting ${job.name}: ${formatBytes(b)}  ${formatBytes(b / Math.max(secs, 0.1))}/s  ${formatDuration(Date.now() - started)}`,
                 );
               });
             }, 250)
@@ -106,7 +94,7 @@ export function registerCollectCommand(program: Command, ctx: CommandContext): v
           if (tty) ctx.io.stderr.write('\r\x1b[K');
           ctx.emit({ id, dest, ...r }, () =>
             ctx.out(
-              `collected ${r.files.length} file(s), ${human(r.bytes)} into ${dest} in ${formatDuration(Date.now() - started)}`,
+              `collected ${r.files.length} file(s), ${formatBytes(r.bytes)} into ${dest} in ${formatDuration(Date.now() - started)}`,
             ),
           );
         } finally {

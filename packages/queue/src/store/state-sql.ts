@@ -31,3 +31,18 @@ export const HANDLED_SQL = sqlList(HANDLED_JOB_STATES);
 export function openOrChain(column: string): string {
   return `(${OPEN_JOB_STATES.map((s) => `${column} = '${s}'`).join(' or ')})`;
 }
+
+/**
+ * A scheduler's heartbeat as one upsert on `cm_schedulers`, its eight values in column order
+ * (owner, host, pid, targets, started_at, heartbeat_at, heartbeat_ms, health); `param(i)`
+ * spells the i-th placeholder (1-based) in the dialect.
+ */
+export function schedulerUpsertSql(param: (i: number) => string): string {
+  const values = [1, 2, 3, 4, 5, 6, 7, 8].map(param).join(', ');
+  return `insert into cm_schedulers (owner, host, pid, targets, started_at, heartbeat_at, heartbeat_ms, health)
+     values (${values})
+     on conflict (owner) do update set host = excluded.host, pid = excluded.pid,
+       targets = excluded.targets, started_at = excluded.started_at,
+       heartbeat_at = excluded.heartbeat_at, heartbeat_ms = excluded.heartbeat_ms,
+       health = excluded.health`;
+}

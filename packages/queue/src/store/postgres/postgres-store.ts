@@ -49,7 +49,7 @@ import {
   submitFailedMove,
   submittedMove,
 } from '../rules.js';
-import { HANDLED_SQL, LIVE_SQL, OPEN_SQL, TERMINAL_SQL } from '../state-sql.js';
+import { HANDLED_SQL, LIVE_SQL, OPEN_SQL, schedulerUpsertSql, TERMINAL_SQL } from '../state-sql.js';
 import type {
   ArtifactRow,
   CollectOutcome,
@@ -1491,12 +1491,7 @@ export class PostgresStore implements QueueStore {
   async heartbeat(row: SchedulerRow, forgetBefore: number): Promise<void> {
     await this.#all(
       `with gone as (delete from cm_schedulers where heartbeat_at < $9 and owner <> $1)
-       insert into cm_schedulers (owner, host, pid, targets, started_at, heartbeat_at, heartbeat_ms, health)
-       values ($1, $2, $3, $4, $5, $6, $7, $8)
-       on conflict (owner) do update set host = excluded.host, pid = excluded.pid,
-         targets = excluded.targets, started_at = excluded.started_at,
-         heartbeat_at = excluded.heartbeat_at, heartbeat_ms = excluded.heartbeat_ms,
-         health = excluded.health`,
+       ${schedulerUpsertSql((i) => `$${i}`)}`,
       row.owner,
       row.host,
       row.pid,

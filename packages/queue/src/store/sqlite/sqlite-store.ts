@@ -42,7 +42,14 @@ import {
   retryMove,
   submitFailedMove,
 } from '../rules.js';
-import { HANDLED_SQL, LIVE_SQL, openOrChain, TERMINAL_SQL } from '../state-sql.js';
+import {
+  HANDLED_SQL,
+  LIVE_SQL,
+  openOrChain,
+  schedulerUpsertSql,
+  TERMINAL_SQL,
+} from '../state-sql.js';
+
 import type {
   ArtifactRow,
   CollectOutcome,
@@ -66,6 +73,8 @@ import {
   WAL_DEFAULT_PAGES,
   WAL_SAFETY_PAGES,
 } from './checkpointer.js';
+
+const SCHEDULER_UPSERT = schedulerUpsertSql(() => '?');
 
 type Db = Database.Database;
 type Param = string | number | bigint | null | Buffer;
@@ -1239,12 +1248,7 @@ export class SqliteStore implements QueueStore {
   async heartbeat(row: SchedulerRow, forgetBefore: number): Promise<void> {
     await this.#write(row.heartbeat_at, () => {
       this.#run(
-        `insert into cm_schedulers (owner, host, pid, targets, started_at, heartbeat_at, heartbeat_ms, health)
-         values (?, ?, ?, ?, ?, ?, ?, ?)
-         on conflict (owner) do update set host = excluded.host, pid = excluded.pid,
-           targets = excluded.targets, started_at = excluded.started_at,
-           heartbeat_at = excluded.heartbeat_at, heartbeat_ms = excluded.heartbeat_ms,
-           health = excluded.health`,
+        SCHEDULER_UPSERT,
         row.owner,
         row.host,
         row.pid,
