@@ -121,9 +121,13 @@ describe.skipIf(!ssh)('no freeze while probes hang', () => {
       };
       const summary = `acquire p99 in ms: ${JSON.stringify(report)}`;
       expect(Object.keys(handOuts)).toHaveLength(2);
+      // A hand-out is a continuation on the event loop: on a busy machine it cannot come sooner
+      // than the loop's own delay, so the 5 ms budget is on top of that delay, measured in the
+      // same window. A hand-out that waited on a hung probe would take PROBE_TIMEOUT_MS.
+      const handOutBoundMs = 5 + report.eventLoopDelayP99;
       for (const values of Object.values(handOuts)) {
         expect(values.length).toBeGreaterThan(20);
-        expect(p99(values), summary).toBeLessThan(5);
+        expect(p99(values), summary).toBeLessThan(handOutBoundMs);
       }
       if (report.eventLoopDelayP99 < 5) {
         expect(report.callers.proxied, summary).toBeLessThan(5);
