@@ -446,13 +446,24 @@ export function migratorSuite(name: string, makeDb: MakeDb): void {
         logger: (e) => events.push(e),
       });
       await m.migrate(); // the history table exists: the lock is the only obstacle
+      // Bounds are named and generous, each far from the wait it tells apart: a busy machine
+      // (CI: 2 shared cores) delays timers and turns, so margins of a few hundred ms flake.
+      /** The lock wait that must end in E_MIGRATION_LOCK_TIMEOUT. */
+      const LOCK_TIMEOUT_MS = 4_000;
+      /** The timed-out wait ends (no hang) within this. */
+      const LOCK_TIMEOUT_BOUND_MS = LOCK_TIMEOUT_MS + 20_000;
+      /** A wait done synchronously would block the event loop for all of LOCK_TIMEOUT_MS; a wait
+       * polled in short slices leaves turns far shorter even when the machine delays a timer. */
+      const EVENT_LOOP_GAP_BOUND_MS = 1_500;
+      /** An aborted wait ends far before its own lockTimeoutMs (30 s). */
+      const ABORT_BOUND_MS = 10_000;
       const m2 = new Migrator({
         db,
         source: codeMigrations({
           '0001_a': { sql: 'create table a (id integer)' },
           '0002_b': { sql: 'create table b (id integer)' },
         }),
-        lockTimeoutMs: 600,
+        lockTimeoutMs: LOCK_TIMEOUT_MS,
         logger: (e) => events.push(e),
       });
       const release = await tdb.holdLock();
@@ -467,11 +478,11 @@ export function migratorSuite(name: string, makeDb: MakeDb): void {
         const started = Date.now();
         const err = await m2.migrate().catch((e: unknown) => e);
         expect(isCrystalMathError(err, 'E_MIGRATION_LOCK_TIMEOUT')).toBe(true);
-        expect(Date.now() - started).toBeGreaterThanOrEqual(550);
-        expect(Date.now() - started).toBeLessThan(5_000);
+        expect(Date.now() - started).toBeGreaterThanOrEqual(LOCK_TIMEOUT_MS - 50);
+        expect(Date.now() - started).toBeLessThan(LOCK_TIMEOUT_BOUND_MS);
         expect(events.some((e) => e.type === 'lock:wait')).toBe(true);
         // better-sqlite3 waits synchronously inside its busy handler: the wait is polled in short slices.
-        expect(maxGap).toBeLessThan(250);
+        expect(maxGap).toBeLessThan(EVENT_LOOP_GAP_BOUND_MS);
         // Aborting a wait ends it early.
         const ac = new AbortController();
         setTimeout(() => ac.abort(), 100);
@@ -479,7 +490,7 @@ export function migratorSuite(name: string, makeDb: MakeDb): void {
         const t0 = Date.now();
         const aborted = await m3.migrate({ signal: ac.signal }).catch((e: unknown) => e);
         expect(isCrystalMathError(aborted, 'E_MIGRATION_FAILED')).toBe(true);
-        expect(Date.now() - t0).toBeLessThan(3_000);
+        expect(Date.now() - t0).toBeLessThan(ABORT_BOUND_MS);
       } finally {
         clearInterval(timer);
         await release();

@@ -24,6 +24,20 @@ import {
 
 const code = (e: unknown) => (isCrystalMathError(e) ? e.code : String(e));
 
+// Time bounds below are named and generous: each sits far below the wait it must tell apart
+// (a caller's own timeout, a command's run, the reconnect backoff) and far above what a busy
+// machine (CI: 2 shared cores under `stress-ng --cpu 2`) adds to a timer or a loopback connect.
+/** An acquire that times out after 200 ms ends well before the 10 s connect timeout. */
+const ACQUIRE_TIMEOUT_BOUND_MS = 5_000;
+/** A caller's own deadline in the "fails fast" cases: what fails fast ends far before it. */
+const CALLER_DEADLINE_MS = 60_000;
+/** "Fails fast": the refused or silent connect ends far before CALLER_DEADLINE_MS. */
+const FAIL_FAST_BOUND_MS = 10_000;
+/** A 500 ms exec timeout ends far before the command's own run (61 s). */
+const EXEC_TIMEOUT_BOUND_MS = 15_000;
+/** close() with a 300 ms closeTimeoutMs ends far before the session's own run (30 s). */
+const CLOSE_BOUND_MS = 10_000;
+
 describe.skipIf(!ssh)('SshPool', () => {
   const dir = tempDir('cm-ssh-pool-');
   let proxy: TcpProxy;
@@ -98,7 +112,7 @@ describe.skipIf(!ssh)('SshPool', () => {
       const error = await pool.acquire(testHost(), { timeoutMs: 200 }).catch((e: unknown) => e);
       expect(code(error)).toBe('E_SSH_ACQUIRE_TIMEOUT');
       expect(Date.now() - started).toBeGreaterThanOrEqual(190);
-      expect(Date.now() - started).toBeLessThan(2_000);
+      expect(Date.now() - started).toBeLessThan(ACQUIRE_TIMEOUT_BOUND_MS);
       expect(pool.stats().waiters).toBe(0);
       held.release();
       expect(pool.stats().leases).toBe(0);
@@ -200,7 +214,7 @@ describe.skipIf(!ssh)('SshPool', () => {
         await expect(
           t.exec(['sh', '-c', `sleep ${secs} | cat; echo survived`], { timeoutMs: 500 }),
         ).rejects.toSatisfy((e) => isCrystalMathError(e, 'E_TRANSPORT_TIMEOUT'));
-        expect(Date.now() - started).toBeLessThan(3_000);
+        expect(Date.now() - started).toBeLessThan(EXEC_TIMEOUT_BOUND_MS);
         await waitFor(async () => (await alive()) === 'no', EVENT_TIMEOUT_MS, 'the command to die');
 
         const ac = new AbortController();
@@ -305,9 +319,11 @@ describe.skipIf(!ssh)('SshPool', () => {
     try {
       for (let i = 0; i < 3; i++) {
         const started = Date.now();
-        const error = await pool.acquire(host, { timeoutMs: 5_000 }).catch((e: unknown) => e);
+        const error = await pool
+          .acquire(host, { timeoutMs: CALLER_DEADLINE_MS })
+          .catch((e: unknown) => e);
         expect(code(error)).toBe('E_SSH_CONNECT');
-        expect(Date.now() - started).toBeLessThan(2_000);
+        expect(Date.now() - started).toBeLessThan(FAIL_FAST_BOUND_MS);
       }
       expect(circuit).toEqual(['open']);
       const opening = pool.acquire(host);
@@ -347,9 +363,20 @@ describe.skipIf(!ssh)('SshPool', () => {
 
   it('starts the trial connection when the cool-down ends, as announced, whatever the backoff', async () => {
     const port = await freePort();
+    const COOLDOWN_MS = 300;
+    const BACKOFF_INITIAL_MS = 2_000;
+    // With "equal jitter" the n-th round's backoff is at least initialMs * 2^(n-1) / 2: a trial
+    // that waited for it would come no sooner than these after the failure before it. Each
+    // trial must come before them (and not before the cool-down ends): that, not a tight
+    // margin around 300 ms a busy machine can exceed, is what tells cool-down from backoff.
+    const MIN_BACKOFF_ROUND_2_MS = BACKOFF_INITIAL_MS; // 4 000 / 2
+    const MIN_BACKOFF_ROUND_3_MS = 2 * BACKOFF_INITIAL_MS; // 8 000 / 2
+    // The patient caller must outlive the first backoff (<= 2 s) and two trials however busy
+    // the machine is; the test ends at its timeout.
+    const PATIENT_TIMEOUT_MS = 10_000;
     const pool = new SshPool({
-      circuitBreaker: { failureThreshold: 2, cooldownMs: 300, maxCooldownMs: 300 },
-      reconnectBackoff: { initialMs: 2_000, maxMs: 60_000 }, // each well past the cool-down
+      circuitBreaker: { failureThreshold: 2, cooldownMs: COOLDOWN_MS, maxCooldownMs: COOLDOWN_MS },
+      reconnectBackoff: { initialMs: BACKOFF_INITIAL_MS, maxMs: 60_000 }, // each past the cool-down
     });
     const attempts: number[] = [];
     pool.on('connectError', () => attempts.push(Date.now()));
@@ -369,18 +396,22 @@ describe.skipIf(!ssh)('SshPool', () => {
       expect(attempts).toHaveLength(1);
       // A caller that asked to wait stays queued through failures, until its own timeout.
       const patient = pool
-        .acquire(host, { timeoutMs: 4_000, waitForConnection: true })
+        .acquire(host, { timeoutMs: PATIENT_TIMEOUT_MS, waitForConnection: true })
         .catch((e: unknown) => e);
       await opened; // the second round (after the backoff) opened the circuit
       const open = await pool.acquire(host).catch((e: unknown) => e);
       const announcedAt = Date.now();
       expect(code(open)).toBe('E_SSH_CIRCUIT_OPEN');
       const retryInMs = isCrystalMathError(open) ? Number(open.details.retryInMs) : Number.NaN;
-      expect(retryInMs).toBeLessThanOrEqual(300);
+      expect(retryInMs).toBeLessThanOrEqual(COOLDOWN_MS);
       await waitFor(() => attempts.length >= 4, EVENT_TIMEOUT_MS, 'two trials');
-      // Each trial starts when the cool-down ends (300 ms), not after the backoff (>= 1 s).
-      expect(Math.abs((attempts[2] as number) - (announcedAt + retryInMs))).toBeLessThan(100);
-      expect((attempts[3] as number) - (attempts[2] as number)).toBeLessThan(600);
+      // Each trial starts when the cool-down ends (300 ms), not after the backoff (>= 2 s,
+      // then >= 4 s): not before the announced time, and before the backoff would allow.
+      const [, opening, trial1, trial2] = attempts as [number, number, number, number];
+      // Not early: load only delays a timer, so the 100 ms the check always allowed stay.
+      expect(trial1).toBeGreaterThan(announcedAt + retryInMs - 100);
+      expect(trial1 - opening).toBeLessThan(MIN_BACKOFF_ROUND_2_MS);
+      expect(trial2 - trial1).toBeLessThan(MIN_BACKOFF_ROUND_3_MS);
       expect(code(await patient)).toBe('E_SSH_ACQUIRE_TIMEOUT');
     } finally {
       await pool.close();
@@ -398,11 +429,11 @@ describe.skipIf(!ssh)('SshPool', () => {
     try {
       const started = Date.now();
       const error = await pool
-        .acquire(testHost('user', { port }), { timeoutMs: 5_000 })
+        .acquire(testHost('user', { port }), { timeoutMs: CALLER_DEADLINE_MS })
         .catch((e: unknown) => e);
       expect(code(error)).toBe('E_SSH_TIMEOUT');
       expect(String((error as Error).message)).toMatch(/connectTimeoutMs.*SSH greeting/);
-      expect(Date.now() - started).toBeLessThan(2_000);
+      expect(Date.now() - started).toBeLessThan(FAIL_FAST_BOUND_MS);
     } finally {
       await pool.close();
       for (const socket of accepted) socket.destroy();
@@ -459,12 +490,12 @@ describe.skipIf(!ssh)('SshPool', () => {
   it('close() fails waiters and, after its timeout, sessions still running', async () => {
     const pool = new SshPool({ max: 1, maxChannels: 1, closeTimeoutMs: 300 });
     const lease: SshLease = await pool.acquire(testHost());
-    const running = lease.exec(['sleep', '5']).catch((e: unknown) => e);
+    const running = lease.exec(['sleep', '30']).catch((e: unknown) => e);
     const waiting = pool.acquire(testHost()).catch((e: unknown) => e);
     await waitFor(() => pool.stats().waiters === 1, EVENT_TIMEOUT_MS, 'the waiter');
     const started = Date.now();
     await pool.close();
-    expect(Date.now() - started).toBeLessThan(3_000);
+    expect(Date.now() - started).toBeLessThan(CLOSE_BOUND_MS);
     expect(code(await waiting)).toBe('E_SSH_POOL_CLOSED');
     expect(code(await running)).toBe('E_SSH_POOL_CLOSED');
     expect(pool.stats().connections).toBe(0);
