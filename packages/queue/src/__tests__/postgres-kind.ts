@@ -38,8 +38,30 @@ export async function scratchDatabase(admin: string): Promise<ScratchDatabase> {
   await run(`create database ${name}`);
   return {
     connectionString: withDatabase(admin, name),
-    drop: () => run(`drop database if exists ${name} with (force)`),
+    drop: () => dropDatabase(name, run),
   };
+}
+
+/** How long dropping a scratch database may keep being refused before the test file fails. */
+const DROP_TIMEOUT_MS = 30_000;
+
+/**
+ * `drop database … with (force)`, retried while the server refuses it for a session it may not
+ * end (one of another role, such as an autovacuum worker, refuses FORCE with 42501, until it
+ * leaves) or one still in use (55006); any other error, or a refusal past DROP_TIMEOUT_MS, fails.
+ */
+async function dropDatabase(name: string, run: (sql: string) => Promise<void>): Promise<void> {
+  const deadline = Date.now() + DROP_TIMEOUT_MS;
+  for (let pause = 50; ; pause = Math.min(pause * 2, 1_000)) {
+    try {
+      await run(`drop database if exists ${name} with (force)`);
+      return;
+    } catch (error) {
+      const code = (error as { code?: string }).code;
+      if ((code !== '42501' && code !== '55006') || Date.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, pause));
+    }
+  }
 }
 
 let scratch: Promise<ScratchDatabase> | null = null;
