@@ -48,8 +48,21 @@ describe.skipIf(!ssh)('authentication', () => {
     });
     const own = new SshPool({ max: 3, maxChannels: 1 });
     try {
+      // The three sessions are held at once (maxChannels 1), so the pool must open three
+      // connections, however fast a command returns its session.
+      let arrived = 0;
+      let allHeld!: () => void;
+      const held = new Promise<void>((resolve) => {
+        allHeld = resolve;
+      });
       const outs = await Promise.all(
-        [1, 2, 3].map((i) => own.withSession(host, (s) => s.exec(['echo', `${i}`]))),
+        [1, 2, 3].map((i) =>
+          own.withSession(host, async (s) => {
+            if (++arrived === 3) allHeld();
+            await held;
+            return s.exec(['echo', `${i}`]);
+          }),
+        ),
       );
       expect(outs.map((o) => o.stdout)).toEqual(['1\n', '2\n', '3\n']);
       expect(own.stats().hosts[0]?.opened).toBe(3);
