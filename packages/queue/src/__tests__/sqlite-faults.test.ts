@@ -146,6 +146,36 @@ describe('SQLite store faults', () => {
     expect(sha(path)).toBe(before);
   });
 
+  it('a queue file another process is still making (only the migration history) opens as a queue', async () => {
+    // Two schedulers started together on a new path: the first one's migrator commits its
+    // history table before the queue's first migration, and the second one opens the file then.
+    const dir = scratch();
+    const made = await openQueue({
+      store: sqliteStore({ path: join(dir, 'made.db') }),
+      targets: { t: { runner: new NoopRunner() } },
+    });
+    await made.close();
+    const source = new Database(join(dir, 'made.db'), { readonly: true });
+    const ddl = source
+      .prepare(
+        "select sql from sqlite_master where type = 'table' and name = 'crystalmath_migrations'",
+      )
+      .pluck()
+      .get() as string;
+    source.close();
+    const path = join(dir, 'half.db');
+    const half = new Database(path);
+    half.exec(ddl);
+    half.close();
+    const queue = await openQueue({
+      store: sqliteStore({ path }),
+      targets: { t: { runner: new NoopRunner() } },
+    });
+    cleanups.push(() => queue.close());
+    const job = await queue.enqueue(spec('after', ['true']), { target: 't' });
+    expect((await queue.get(job.id))?.state).toBe('ready');
+  });
+
   it('a damaged queue file is refused at open naming the path, unchanged', async () => {
     const path = join(scratch(), 'damaged.db');
     const queue = await openQueue({

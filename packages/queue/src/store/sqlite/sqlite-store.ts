@@ -75,6 +75,8 @@ import {
 } from './checkpointer.js';
 
 const SCHEDULER_UPSERT = schedulerUpsertSql(() => '?');
+/** @crystalmath/migrate's default history table, which the queue's migrations use. */
+const MIGRATION_HISTORY_TABLE = 'crystalmath_migrations';
 
 type Db = Database.Database;
 type Param = string | number | bigint | null | Buffer;
@@ -309,8 +311,11 @@ export class SqliteStore implements QueueStore {
           name: string;
         }[]
       ).map((t) => t.name);
-      if (tables.length > 0 && !tables.includes('cm_meta')) {
-        const some = tables.slice(0, 3).join(', ') + (tables.length > 3 ? ', ...' : '');
+      // The migrator's history table alone is a queue being made by another process (its
+      // migrator commits that table before the queue's first migration): not foreign.
+      const foreign = tables.filter((t) => t !== MIGRATION_HISTORY_TABLE);
+      if (foreign.length > 0 && !tables.includes('cm_meta')) {
+        const some = foreign.slice(0, 3).join(', ') + (foreign.length > 3 ? ', ...' : '');
         throw new QueueError(
           'E_STORE',
           `SQLite ${where}: not a CrystalMath queue (it holds other tables: ${some}); refusing to add a queue to it`,
