@@ -8,6 +8,7 @@ import {
   OPEN_JOB_STATES,
   TERMINAL_JOB_STATES,
 } from '@crystalmath/core';
+import type { SchedulerRow } from './store.js';
 
 /** `('a', 'b')`: states as an SQL list, for `state in ${...}`. */
 export function sqlList(states: Iterable<JobState>): string {
@@ -45,4 +46,18 @@ export function schedulerUpsertSql(param: (i: number) => string): string {
        targets = excluded.targets, started_at = excluded.started_at,
        heartbeat_at = excluded.heartbeat_at, heartbeat_ms = excluded.heartbeat_ms,
        health = excluded.health`;
+}
+
+/** The eight values of `schedulerUpsertSql`, in its column order. */
+export function schedulerUpsertValues(row: SchedulerRow): (string | number)[] {
+  return [
+    row.owner,
+    row.host,
+    row.pid,
+    row.targets,
+    row.started_at,
+    row.heartbeat_at,
+    row.heartbeat_ms,
+    row.health,
+  ];
 }

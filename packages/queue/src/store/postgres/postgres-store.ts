@@ -49,7 +49,14 @@ import {
   submitFailedMove,
   submittedMove,
 } from '../rules.js';
-import { HANDLED_SQL, LIVE_SQL, OPEN_SQL, schedulerUpsertSql, TERMINAL_SQL } from '../state-sql.js';
+import {
+  HANDLED_SQL,
+  LIVE_SQL,
+  OPEN_SQL,
+  schedulerUpsertSql,
+  schedulerUpsertValues,
+  TERMINAL_SQL,
+} from '../state-sql.js';
 import type {
   ArtifactRow,
   CollectOutcome,
@@ -1492,14 +1499,7 @@ export class PostgresStore implements QueueStore {
     await this.#all(
       `with gone as (delete from cm_schedulers where heartbeat_at < $9 and owner <> $1)
        ${schedulerUpsertSql((i) => `$${i}`)}`,
-      row.owner,
-      row.host,
-      row.pid,
-      row.targets,
-      row.started_at,
-      row.heartbeat_at,
-      row.heartbeat_ms,
-      row.health,
+      ...schedulerUpsertValues(row),
       forgetBefore,
     );
   }

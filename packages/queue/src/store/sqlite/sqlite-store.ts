@@ -47,6 +47,7 @@ import {
   LIVE_SQL,
   openOrChain,
   schedulerUpsertSql,
+  schedulerUpsertValues,
   TERMINAL_SQL,
 } from '../state-sql.js';
 
@@ -1252,17 +1253,7 @@ export class SqliteStore implements QueueStore {
 
   async heartbeat(row: SchedulerRow, forgetBefore: number): Promise<void> {
     await this.#write(row.heartbeat_at, () => {
-      this.#run(
-        SCHEDULER_UPSERT,
-        row.owner,
-        row.host,
-        row.pid,
-        row.targets,
-        row.started_at,
-        row.heartbeat_at,
-        row.heartbeat_ms,
-        row.health,
-      );
+      this.#run(SCHEDULER_UPSERT, ...schedulerUpsertValues(row));
       this.#run(
         'delete from cm_schedulers where heartbeat_at < ? and owner <> ?',
         forgetBefore,
