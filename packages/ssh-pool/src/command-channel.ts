@@ -21,15 +21,10 @@
 // delays small ones.
 
 import { randomBytes } from 'node:crypto';
-import {
-  AbortError,
-  type CrystalMathError,
-  type ExecResult,
-  shQuote,
-  TransportError,
-} from '@crystalmath/core';
+import { type CrystalMathError, type ExecResult, shQuote } from '@crystalmath/core';
 import type { ClientChannel } from 'ssh2';
 import { SshChannelError, SshPoolClosedError, SshTimeoutError } from './errors.js';
+import { armCommandLimits } from './remote-command.js';
 
 /** The helper, run by `/bin/sh -c` with the hello token as `$1`. */
 export const HELPER_SCRIPT = [
@@ -454,7 +449,7 @@ export class CommandChannel {
     const channel = this.#channel;
     const label = this.#host.label;
     return new Promise<ExecResult>((resolve, reject) => {
-      let runTimer: NodeJS.Timeout | undefined;
+      let disarm: () => void = () => undefined; // the caller's signal and deadline, once armed
       const marker = randomBytes(8).toString('hex');
       const p: Pending = {
         id,
@@ -466,10 +461,7 @@ export class CommandChannel {
         cancelled: false,
         resolve,
         reject,
-        cleanup: () => {
-          if (runTimer) clearTimeout(runTimer);
-          o.signal?.removeEventListener('abort', onAbort);
-        },
+        cleanup: () => disarm(),
       };
       this.#pending = p;
       const terminate = (error: CrystalMathError): void => {
@@ -494,21 +486,7 @@ export class CommandChannel {
         }, o.killGraceMs + Math.max(o.killGraceMs, 5_000));
         this.#stuckTimer.unref();
       };
-      const onAbort = (): void => {
-        terminate(new AbortError('[ssh-pool] exec aborted', { cause: o.signal?.reason }));
-      };
-      o.signal?.addEventListener('abort', onAbort, { once: true });
-      if (o.timeoutMs !== undefined) {
-        runTimer = setTimeout(() => {
-          terminate(
-            new TransportError(
-              'E_TRANSPORT_TIMEOUT',
-              `[ssh-pool] ${label}: command timed out after ${o.timeoutMs} ms`,
-              { details: { host: label, timeoutMs: o.timeoutMs } },
-            ),
-          );
-        }, o.timeoutMs);
-      }
+      disarm = armCommandLimits(o, label, terminate);
       let request = `${id} ${lines.length} ${stdin === undefined ? 0 : 1} ${marker}\n${commandLine}\n`;
       if (stdin !== undefined) request += `${encodePrintfB(stdin)}\n`;
       try {

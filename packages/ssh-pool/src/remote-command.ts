@@ -117,6 +117,39 @@ export class PidMarkerReader {
   }
 }
 
+/**
+ * Arms a command's two limits, the caller's AbortSignal and its `timeoutMs`, each ending the
+ * command through `terminate` with its typed error (AbortError, E_TRANSPORT_TIMEOUT). Returns
+ * the disarm, to call once the command has settled. Shared by exec channels and the command
+ * channel, so both end a command the same way.
+ */
+export function armCommandLimits(
+  o: { readonly signal?: AbortSignal | undefined; readonly timeoutMs?: number | undefined },
+  label: string,
+  terminate: (error: CrystalMathError) => void,
+): () => void {
+  const onAbort = (): void => {
+    terminate(new AbortError('[ssh-pool] exec aborted', { cause: o.signal?.reason }));
+  };
+  o.signal?.addEventListener('abort', onAbort, { once: true });
+  const runTimer =
+    o.timeoutMs === undefined
+      ? undefined
+      : setTimeout(() => {
+          terminate(
+            new TransportError(
+              'E_TRANSPORT_TIMEOUT',
+              `[ssh-pool] ${label}: command timed out after ${o.timeoutMs} ms`,
+              { details: { host: label, timeoutMs: o.timeoutMs } },
+            ),
+          );
+        }, o.timeoutMs);
+  return () => {
+    if (runTimer) clearTimeout(runTimer);
+    o.signal?.removeEventListener('abort', onAbort);
+  };
+}
+
 function toBuffer(data: string | Uint8Array): Buffer {
   return typeof data === 'string' ? Buffer.from(data, 'utf8') : Buffer.from(data);
 }
@@ -165,7 +198,7 @@ export function runCommand(
     let settled = false; // the caller has its answer
     let cancelled = false; // timed out or aborted by the caller
     let closed = false; // the channel is gone (or never opened): its slot is free
-    let runTimer: NodeJS.Timeout | undefined;
+    let disarm: () => void = () => undefined; // the caller's signal and deadline, once armed
     let killTimer: NodeJS.Timeout | undefined;
     let stuckTimer: NodeJS.Timeout | undefined;
     let openTimer: NodeJS.Timeout | undefined;
@@ -174,8 +207,7 @@ export function runCommand(
     const settle = (error: unknown, result?: ExecResult): void => {
       if (settled) return;
       settled = true;
-      if (runTimer) clearTimeout(runTimer);
-      o.signal?.removeEventListener('abort', onAbort);
+      disarm();
       if (error !== undefined) reject(error);
       else resolve(result as ExecResult);
     };
@@ -275,21 +307,7 @@ export function runCommand(
       killTimer.unref();
     };
 
-    const onAbort = (): void => {
-      terminate(new AbortError('[ssh-pool] exec aborted', { cause: o.signal?.reason }));
-    };
-    o.signal?.addEventListener('abort', onAbort, { once: true });
-    if (o.timeoutMs !== undefined) {
-      runTimer = setTimeout(() => {
-        terminate(
-          new TransportError(
-            'E_TRANSPORT_TIMEOUT',
-            `[ssh-pool] ${label}: command timed out after ${o.timeoutMs} ms`,
-            { details: { host: label, timeoutMs: o.timeoutMs } },
-          ),
-        );
-      }, o.timeoutMs);
-    }
+    disarm = armCommandLimits(o, label, terminate);
     // A channel that does not open in time means a connection that no longer answers (the
     // pool usually finds out sooner: see probeTimeoutMs). Counted from when the request was
     // sent, not while it waited in the connection's queue for a channel to close.
